@@ -1,0 +1,48 @@
+"""Stream microscope camera frames into multi-dimensional arrays with OME metadata."""
+
+from ome_writers._backends._scratch_reader import ScratchDataset, open_scratch
+from ome_writers._errors import (
+    BackendUnavailableError,
+    NotADatasetError,
+    OmeWritersError,
+    StreamClosedError,
+    WriteError,
+)
+from ome_writers._events import CoordsUpdate
+from ome_writers._settings import (
+    AcquisitionSettings,
+    Channel,
+    Dimension,
+    Plate,
+    Position,
+    ScratchFormat,
+    StandardAxis,
+    dims_from_standard_axes,
+)
+from ome_writers._stream import OMEStream, create_stream
+from ome_writers._version import __version__
+from ome_writers._view import PositionArray, StreamView
+
+__all__ = [
+    "AcquisitionSettings",
+    "BackendUnavailableError",
+    "Channel",
+    "CoordsUpdate",
+    "Dimension",
+    "NotADatasetError",
+    "OMEStream",
+    "OmeWritersError",
+    "Plate",
+    "Position",
+    "PositionArray",
+    "ScratchDataset",
+    "ScratchFormat",
+    "StandardAxis",
+    "StreamClosedError",
+    "StreamView",
+    "WriteError",
+    "__version__",
+    "create_stream",
+    "dims_from_standard_axes",
+    "open_scratch",
+]

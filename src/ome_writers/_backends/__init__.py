@@ -1,0 +1,1 @@
+"""Format engines behind ``create_stream``; see ``_base`` for the contract."""

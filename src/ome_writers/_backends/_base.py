@@ -1,0 +1,82 @@
+"""The backend contract.
+
+A backend owns the storage of one acquisition. The stream does everything that
+is the same for every format (validating frames, claiming slots in acquisition
+order under a lock, counting frames, dispatching events), then calls the
+backend with frames that are already C-contiguous and of the stream's dtype.
+
+Contract, checked by ``tests/backends``:
+
+- ``open()`` creates the output. Every check that can refuse (existing output,
+  budgets, paths) runs before anything on disk changes.
+- ``write(frame_number, frame, metadata)`` stores one frame. Writes arrive one
+  at a time (the stream serializes them) and in increasing frame number; gaps
+  are frames that were skipped with ``skip()``. When ``write`` returns, the
+  backend no longer needs ``frame``: the caller may overwrite that buffer, so a
+  backend that hands the array to an asynchronous engine copies it first. If
+  ``write`` raises, the frame counts as not written and the same frame number
+  will be offered again.
+- ``skip(first_frame, count)`` marks frames that will never get data; they read
+  as zeros.
+- ``position_data(p, frames_written)`` returns a numpy array of position
+  ``p`` in storage order with the logical shape after ``frames_written``
+  frames. It may be called from any thread, during and after acquisition.
+- ``close(frames_written)`` finishes the output: every frame handed to
+  ``write`` reaches the operating system before it returns, and errors from
+  background work are raised from it, never dropped.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ome_writers._router import FrameRouter
+    from ome_writers._settings import AcquisitionSettings
+
+
+class FrameMetadata(NamedTuple):
+    """Per-frame metadata, validated and JSON-encoded once by the stream."""
+
+    values: dict[str, Any]
+    json: str
+
+
+class Backend(abc.ABC):
+    """Storage for one acquisition; see the module notes for the contract."""
+
+    def __init__(self, settings: AcquisitionSettings, router: FrameRouter) -> None:
+        self.settings = settings
+        self.router = router
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Create the output, refusing before any change on disk."""
+
+    @abc.abstractmethod
+    def write(
+        self, frame_number: int, frame: np.ndarray, metadata: FrameMetadata | None
+    ) -> None:
+        """Store one frame."""
+
+    @abc.abstractmethod
+    def skip(self, first_frame: int, count: int) -> None:
+        """Advance over ``count`` frames that read as zeros."""
+
+    @abc.abstractmethod
+    def position_data(self, position_index: int, frames_written: int) -> np.ndarray:
+        """Read-only array of one position, storage order, logical shape."""
+
+    @abc.abstractmethod
+    def set_global_metadata(self, metadata: dict[str, Any]) -> None:
+        """Persist the acquisition-level metadata (all namespaces)."""
+
+    @abc.abstractmethod
+    def close(self, frames_written: int) -> None:
+        """Finish the output; idempotence is handled by the stream."""
+
+    def abort(self) -> None:  # noqa: B027 - optional hook, default is nothing
+        """Release resources after a failed ``open()``; default does nothing."""

@@ -1,0 +1,473 @@
+"""The scratch backend: numpy arrays in memory, or raw files on disk.
+
+Memory mode keeps one array per position over a reserved anonymous mapping
+(see ``_pages``): bounded streams reserve exactly their size, unbounded ones
+reserve their share of ``max_memory_bytes``, so growth never copies. When the
+next frame would not fit, the stream moves to disk (a temporary directory, the
+data written so far moving with it) or raises ``MemoryError``.
+
+Disk mode writes each frame with ``pwrite`` into ``pos_<p>.dat``. A write lands
+in the OS page cache before ``append`` returns, so it survives a killed
+process; ``ScratchFormat.fsync`` adds durability against power loss. Readers
+use read-only memory maps of the same files, which the page cache keeps
+coherent with the writes. ``pwrite`` rather than a writable mapping keeps the
+written pages out of this process's resident memory, and avoids the page-fault
+cost of first touching mapped file pages.
+
+Crash safety: the data files are extended (sparse, at no cost) *before* the
+manifest that describes them is replaced, so ``position_shapes`` never exceeds
+what a file holds; ``progress.bin`` counts frames after every write; metadata
+lines are written with one ``write`` each, and a failed write is cut back so
+that no half line stays in the middle of the file.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import mmap
+import os
+import shutil
+import struct
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ome_writers._backends import _scratch_files as files
+from ome_writers._backends._base import Backend, FrameMetadata
+from ome_writers._backends._pages import Prefaulter, reserve_array
+from ome_writers._errors import WriteError
+from ome_writers._util import user_stacklevel
+from ome_writers._version import __version__
+
+if TYPE_CHECKING:
+    from ome_writers._router import FrameRouter
+    from ome_writers._settings import AcquisitionSettings, ScratchFormat
+
+_PREFAULT_MIN_BYTES = 16 * 1024**2
+_PREFAULT_LOOKAHEAD_BYTES = 16 * 1024**2
+_UNBOUNDED_ROWS = 1 << 62
+
+_temporary_roots: list[Path] = []
+
+
+def _remove_temporary_roots() -> None:
+    for root in _temporary_roots:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+atexit.register(_remove_temporary_roots)
+
+
+class ScratchBackend(Backend):
+    """Writer of the scratch format; see the module notes."""
+
+    def __init__(self, settings: AcquisitionSettings, router: FrameRouter) -> None:
+        super().__init__(settings, router)
+        fmt: ScratchFormat = settings.format
+        self._format = fmt
+        self._dtype = np.dtype(settings.dtype)
+        self._frame_shape = settings.frame_shape
+        self._frame_bytes = math.prod(self._frame_shape) * self._dtype.itemsize
+        self._npos = router.num_positions
+        self._rows_per_step = router.frames_per_position_step
+        self._locate = router.flat_offset
+        self._root: Path | None = (
+            Path(settings.root_path) if settings.root_path else None
+        )
+        self._is_temporary = False
+        self._on_disk = False
+        # memory mode
+        self._buffers: list[np.ndarray] = []
+        self._capacity_rows = 0
+        self._prefaulter: Prefaulter | None = None
+        self._triggers: list[int] = [_UNBOUNDED_ROWS] * self._npos
+        self._meta_lines: list[str] = []
+        # disk mode
+        self._fds: list[int] = []
+        self._paths: list[Path] = []
+        self._readers: list[np.ndarray | None] = [None] * self._npos
+        self._reader_lock = threading.Lock()
+        self._meta_fd: int | None = None
+        self._meta_path = Path()
+        self._meta_size = 0
+        self._progress: mmap.mmap | None = None
+        self._progress_fd: int | None = None
+        # both
+        if router.num_frames is None:
+            self._extent_frames = 0
+        else:
+            self._extent_frames = router.num_frames
+        self._frames_done = 0
+        self._failed_frame: int | None = None
+        self._global_metadata: dict[str, Any] = {}
+        self._settings_json = settings.model_dump(mode="json")
+
+    # ---------------------------------------------------------------- opening
+
+    def open(self) -> None:
+        """Check the root and the memory budget, then create the storage."""
+        if self._root is not None:
+            self._prepare_root(self._root)
+            self._open_disk(self._root, self._bounded_rows())
+            return
+        if self.router.is_unbounded:
+            step_bytes = self._npos * self._rows_per_step * self._frame_bytes
+            steps = self._format.max_memory_bytes // step_bytes
+            self._open_memory(steps * self._rows_per_step)
+            return
+        needed = self._npos * self._bounded_rows() * self._frame_bytes
+        if needed <= self._format.max_memory_bytes:
+            self._open_memory(self._bounded_rows())
+        elif self._format.spill_to_disk:
+            self._open_disk(self._make_temporary_root(needed), self._bounded_rows())
+        else:
+            raise MemoryError(
+                f"the acquisition needs {needed:,} bytes but "
+                f"ScratchFormat.max_memory_bytes is {self._format.max_memory_bytes:,}; "
+                "raise max_memory_bytes, set spill_to_disk=True, or give a root_path "
+                "to write to disk"
+            )
+
+    def _bounded_rows(self) -> int:
+        if self.router.is_unbounded:
+            return 0
+        return self._rows_per_step * int(self.router.storage_shape()[0] or 1)
+
+    def _prepare_root(self, root: Path) -> None:
+        overwrite = self.settings.overwrite
+        if root.exists() or root.is_symlink():
+            if not root.is_dir():
+                raise FileExistsError(
+                    f"root_path {str(root)!r} exists and is not a directory; "
+                    "a scratch root is a directory: choose another root_path "
+                    "(a file is never replaced)"
+                )
+            if not overwrite:
+                raise FileExistsError(
+                    f"root_path {str(root)!r} already exists; choose a new "
+                    "root_path or pass overwrite=True to replace an earlier "
+                    "scratch acquisition"
+                )
+            if files.is_scratch_root(root):
+                files.remove_scratch_files(root)
+            elif any(root.iterdir()):
+                raise FileExistsError(
+                    f"root_path {str(root)!r} is not a scratch root written by "
+                    "ome_writers (it has no ome_writers manifest.json) and is not "
+                    "empty; refusing to delete it even with overwrite=True: "
+                    "choose another root_path"
+                )
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _make_temporary_root(self, needed_bytes: int) -> Path:
+        root = Path(tempfile.mkdtemp(prefix="ome-writers-scratch-"))
+        _temporary_roots.append(root)
+        self._is_temporary = True
+        warnings.warn(
+            f"scratch data needs {needed_bytes:,} bytes, more than "
+            f"max_memory_bytes={self._format.max_memory_bytes:,}; writing it to the "
+            f"temporary directory {str(root)!r} instead (removed at exit). Give a "
+            "root_path to keep it, or raise max_memory_bytes to stay in memory.",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+        return root
+
+    def _open_memory(self, rows: int) -> None:
+        self._capacity_rows = rows
+        shape = (rows, *self._frame_shape)
+        self._buffers = [reserve_array(shape, self._dtype) for _ in range(self._npos)]
+        if rows * self._frame_bytes * self._npos >= _PREFAULT_MIN_BYTES:
+            lookahead = max(2, _PREFAULT_LOOKAHEAD_BYTES // self._frame_bytes)
+            self._prefaulter = Prefaulter(self._buffers, lookahead)
+            self._triggers = self._prefaulter.triggers
+
+    def _open_disk(
+        self, root: Path, rows: int, copy_from: list[np.ndarray] | None = None
+    ) -> None:
+        self._root = root
+        self._paths = [root / files.data_file_name(p) for p in range(self._npos)]
+        try:
+            for path in self._paths:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+                self._fds.append(fd)
+                os.ftruncate(fd, rows * self._frame_bytes)
+                if copy_from:
+                    _pwrite_all(fd, copy_from[len(self._fds) - 1][:rows], 0)
+            self._meta_path = root / files.FRAME_METADATA
+            self._meta_fd = os.open(
+                self._meta_path,
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
+                0o644,
+            )
+            self._progress_fd = os.open(
+                root / files.PROGRESS, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644
+            )
+            os.ftruncate(self._progress_fd, 8)
+            self._progress = mmap.mmap(self._progress_fd, 8)
+            self._on_disk = True
+            self._write_manifest(complete=False)
+        except OSError as exc:
+            self._close_files()
+            raise WriteError(
+                exc.errno, f"cannot create scratch files in {str(root)!r}: {exc}"
+            ) from exc
+
+    # ---------------------------------------------------------------- writing
+
+    def write(
+        self, frame_number: int, frame: np.ndarray, metadata: FrameMetadata | None
+    ) -> None:
+        """Store one frame (see the contract in ``_base``)."""
+        if frame_number >= self._extent_frames:
+            self._extend(frame_number + 1)
+        position, row = self._locate(frame_number)
+        if self._on_disk:
+            self._pwrite(position, row, frame, frame_number)
+        else:
+            self._buffers[position][row] = frame
+            if row >= self._triggers[position]:
+                self._prefaulter.advance(position, row)  # type: ignore[union-attr]
+        if metadata is not None:
+            self._write_metadata(frame_number, position, metadata)
+        self._frames_done = frame_number + 1
+        if self._progress is not None:
+            struct.pack_into("<Q", self._progress, 0, frame_number + 1)
+            if self._format.fsync == "every_frame" and not self._is_temporary:
+                self._sync_frame(position)
+
+    def skip(self, first_frame: int, count: int) -> None:
+        """Advance over frames that read as zeros (the storage is zero already)."""
+        stop = first_frame + count
+        if stop > self._extent_frames:
+            self._extend(stop)
+        failed = self._failed_frame
+        if failed is not None and first_frame <= failed < stop:
+            position, row = self._locate(failed)
+            zeros = np.zeros(self._frame_shape, self._dtype)
+            if self._on_disk:
+                self._pwrite(position, row, zeros, failed)
+            else:
+                self._buffers[position][row] = zeros
+            self._failed_frame = None
+        self._frames_done = stop
+        if self._progress is not None:
+            struct.pack_into("<Q", self._progress, 0, stop)
+
+    def _pwrite(self, position: int, row: int, frame: np.ndarray, n: int) -> None:
+        try:
+            _pwrite_all(self._fds[position], frame, row * self._frame_bytes)
+        except OSError as exc:
+            self._failed_frame = n
+            raise WriteError(
+                exc.errno,
+                f"cannot write frame {n} to {str(self._paths[position])!r}: "
+                f"{exc.strerror or exc}; frames before it are kept",
+                str(self._paths[position]),
+            ) from exc
+
+    def _write_metadata(self, n: int, position: int, metadata: FrameMetadata) -> None:
+        _, storage_index = self.router.locate(n)
+        head = (
+            f'{{"frame_number":{n},"position_index":{position},'
+            f'"storage_index":[{",".join(map(str, storage_index))}]'
+        )
+        body = metadata.json
+        line = head + ("}" if body == "{}" else "," + body[1:]) + "\n"
+        if self._meta_fd is None:
+            self._meta_lines.append(line)
+            return
+        data = line.encode("utf-8")
+        try:
+            if os.write(self._meta_fd, data) != len(data):
+                raise OSError(28, "short write")
+        except OSError as exc:
+            os.ftruncate(self._meta_fd, self._meta_size)
+            raise WriteError(
+                exc.errno,
+                f"cannot write metadata of frame {n} to "
+                f"{str(self._meta_path)!r}: {exc.strerror or exc}",
+            ) from exc
+        self._meta_size += len(data)
+
+    def _sync_frame(self, position: int) -> None:
+        os.fdatasync(self._fds[position])
+        if self._meta_fd is not None:
+            os.fdatasync(self._meta_fd)
+        if self._progress is not None:
+            self._progress.flush()
+
+    # ---------------------------------------------------------------- growing
+
+    def _extend(self, frames_needed: int) -> None:
+        """Grow the logical extent of an unbounded stream to cover frames_needed."""
+        steps = self.router.steps_started(frames_needed)
+        rows = steps * self._rows_per_step
+        if not self._on_disk and rows > self._capacity_rows:
+            needed = self._npos * rows * self._frame_bytes
+            if not self._format.spill_to_disk:
+                raise MemoryError(
+                    f"frame {frames_needed - 1} would take the scratch data to "
+                    f"{needed:,} bytes, past max_memory_bytes="
+                    f"{self._format.max_memory_bytes:,}; the {self._frames_done} "
+                    "frames written so far are kept. Raise max_memory_bytes, set "
+                    "spill_to_disk=True, or give a root_path to write to disk."
+                )
+            self._spill(needed)
+        if self._on_disk:
+            for fd, path in zip(self._fds, self._paths):
+                try:
+                    os.ftruncate(fd, rows * self._frame_bytes)
+                except OSError as exc:
+                    raise WriteError(
+                        exc.errno, f"cannot grow {str(path)!r}: {exc}", str(path)
+                    ) from exc
+            self._extent_frames = steps * self.router.frames_per_step
+            self._write_manifest(complete=False)
+        else:
+            self._extent_frames = steps * self.router.frames_per_step
+
+    def _spill(self, needed_bytes: int) -> None:
+        """Move the in-memory data to a temporary directory and continue there."""
+        rows = self._extent_frames // self.router.frames_per_step * self._rows_per_step
+        root = self._make_temporary_root(needed_bytes)
+        if self._prefaulter is not None:
+            self._prefaulter.stop()
+            self._prefaulter = None
+            self._triggers = [_UNBOUNDED_ROWS] * self._npos
+        lines, self._meta_lines = self._meta_lines, []
+        self._open_disk(root, rows, copy_from=self._buffers)
+        if lines:
+            data = "".join(lines).encode("utf-8")
+            os.write(self._meta_fd, data)  # type: ignore[arg-type]
+            self._meta_size = len(data)
+        assert self._progress is not None
+        struct.pack_into("<Q", self._progress, 0, self._frames_done)
+        self._buffers = []
+        self._capacity_rows = 0
+
+    # ---------------------------------------------------------------- reading
+
+    def position_data(self, position_index: int, frames_written: int) -> np.ndarray:
+        """Read-only view of one position with its logical shape."""
+        shape = self.router.storage_shape(frames_written) + self._frame_shape
+        rows = math.prod(shape[:-2])
+        if not self._on_disk:
+            buffers = self._buffers
+            if buffers:
+                view = buffers[position_index][:rows].reshape(shape)
+                view.flags.writeable = False
+                return view
+        return self._disk_view(position_index, rows).reshape(shape)
+
+    def _disk_view(self, position: int, rows: int) -> np.ndarray:
+        reader = self._readers[position]
+        if reader is None or len(reader) < rows:
+            with self._reader_lock:
+                reader = self._readers[position]
+                if reader is None or len(reader) < rows:
+                    mapped = max(rows, self._extent_rows())
+                    if mapped == 0:
+                        return np.zeros((0, *self._frame_shape), self._dtype)
+                    reader = np.memmap(
+                        self._paths[position],
+                        dtype=self._dtype,
+                        mode="r",
+                        shape=(mapped, *self._frame_shape),
+                    )
+                    self._readers[position] = reader
+        return reader[:rows]
+
+    def _extent_rows(self) -> int:
+        return self._extent_frames // self.router.frames_per_step * self._rows_per_step
+
+    # ---------------------------------------------------------------- metadata
+
+    def set_global_metadata(self, metadata: dict[str, Any]) -> None:
+        """Keep the namespaces; on disk, rewrite the manifest now."""
+        self._global_metadata = metadata
+        if self._on_disk and self._fds:
+            self._write_manifest(complete=False)
+
+    def _write_manifest(self, *, complete: bool, durable: bool = False) -> None:
+        assert self._root is not None
+        shape = list(self.router.storage_shape(self._extent_frames) + self._frame_shape)
+        payload = dict(self._settings_json)
+        payload.update(
+            position_shapes=[shape for _ in range(self._npos)],
+            storage_dimension_names=[
+                *self.router.storage_names,
+                *(d.name for d in self.settings.frame_dimensions),
+            ],
+            global_metadata=self._global_metadata,
+            frames_written=self._frames_done,
+            complete=complete,
+        )
+        payload[files.MARKER_KEY] = {"kind": files.KIND, "version": __version__}
+        path = self._root / files.MANIFEST
+        try:
+            files.write_json_atomic(path, payload, durable=durable)
+        except OSError as exc:
+            raise WriteError(
+                exc.errno, f"cannot write {str(path)!r}: {exc}", str(path)
+            ) from exc
+
+    # ---------------------------------------------------------------- closing
+
+    def close(self, frames_written: int) -> None:
+        """Flush per the fsync policy and write the final manifest."""
+        if self._prefaulter is not None:
+            self._prefaulter.stop()
+            self._prefaulter = None
+            self._triggers = [_UNBOUNDED_ROWS] * self._npos
+        if not self._on_disk:
+            return
+        self._frames_done = frames_written
+        durable = self._format.fsync != "never" and not self._is_temporary
+        try:
+            assert self._progress is not None
+            struct.pack_into("<Q", self._progress, 0, frames_written)
+            if durable:
+                for fd in self._fds:
+                    os.fsync(fd)
+                if self._meta_fd is not None:
+                    os.fsync(self._meta_fd)
+                self._progress.flush()
+            self._write_manifest(complete=True, durable=durable)
+        finally:
+            self._close_files()
+
+    def abort(self) -> None:
+        """Release file handles after a failed open."""
+        if self._prefaulter is not None:
+            self._prefaulter.stop()
+            self._prefaulter = None
+        self._close_files()
+
+    def _close_files(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        for fd in [*self._fds, self._meta_fd, self._progress_fd]:
+            if fd is not None:
+                os.close(fd)
+        self._fds = []
+        self._meta_fd = None
+        self._progress_fd = None
+
+
+def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
+    """Write all of ``data`` at ``offset``; the kernel may take less per call."""
+    view = memoryview(data).cast("B")  # type: ignore[arg-type]
+    total = len(view)
+    done = os.pwrite(fd, view, offset)
+    while done < total:
+        step = os.pwrite(fd, view[done:], offset + done)
+        if step == 0:
+            raise OSError(28, "no space left on device (short write)")
+        done += step

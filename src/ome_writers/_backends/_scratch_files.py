@@ -1,0 +1,111 @@
+"""The on-disk layout of a scratch root, shared by its writer and its reader.
+
+A scratch root is a directory holding:
+
+- ``manifest.json``: ``AcquisitionSettings.model_dump(mode="json")`` merged at
+  the top level with ``position_shapes`` (logical shape of each position array,
+  storage order, frame dims last), ``storage_dimension_names``,
+  ``global_metadata``, ``frames_written``, ``complete`` and an ``ome_writers``
+  marker (``{"kind": "scratch", "version": ...}``) that identifies the root as
+  ours. It is only ever replaced atomically (temporary file, then rename).
+- ``pos_<p>.dat``: raw C-order pixels of position ``p``. The file always holds
+  at least ``position_shapes[p]``; after a clean close exactly that.
+- ``frame_metadata.jsonl``: one JSON object per frame appended with metadata.
+- ``progress.bin``: 8 bytes, little-endian uint64, the number of frames
+  appended or skipped; updated after every frame so that an interrupted run
+  knows how far it got.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+MANIFEST = "manifest.json"
+FRAME_METADATA = "frame_metadata.jsonl"
+PROGRESS = "progress.bin"
+MARKER_KEY = "ome_writers"
+KIND = "scratch"
+_DATA_RE = re.compile(r"pos_\d+\.dat")
+
+
+def data_file_name(position_index: int) -> str:
+    """File name of a position's pixels."""
+    return f"pos_{position_index}.dat"
+
+
+def is_scratch_root(path: Path) -> bool:
+    """True when ``path`` is a directory whose manifest carries our marker."""
+    manifest = read_manifest_or_none(path)
+    return manifest is not None
+
+
+def read_manifest_or_none(path: Path) -> dict[str, Any] | None:
+    """The manifest of a scratch root, or None if ``path`` is not one."""
+    try:
+        text = (path / MANIFEST).read_text(encoding="utf-8")
+        manifest = json.loads(text)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    marker = manifest.get(MARKER_KEY)
+    if not isinstance(marker, dict) or marker.get("kind") != KIND:
+        return None
+    return manifest
+
+
+def is_our_file(name: str) -> bool:
+    """True for the file names a scratch root is made of."""
+    return name in (MANIFEST, FRAME_METADATA, PROGRESS) or bool(
+        _DATA_RE.fullmatch(name)
+    )
+
+
+def remove_scratch_files(path: Path) -> None:
+    """Delete the files of an earlier scratch acquisition, and only those."""
+    for entry in path.iterdir():
+        if entry.is_file() and is_our_file(entry.name):
+            entry.unlink()
+    for leftover in path.glob(f"{MANIFEST}.*.tmp"):
+        leftover.unlink()
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any], *, durable: bool) -> None:
+    """Replace ``path`` with ``payload`` so that readers see old or new, never half.
+
+    With ``durable`` the new file and the directory entry are flushed to the
+    device before returning.
+    """
+    text = json.dumps(payload, indent=1)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(text.encode("utf-8"))
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_directory(path.parent)
+
+
+def fsync_directory(path: Path) -> None:
+    """Flush a directory's entries (new and renamed files) to the device."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,27 @@
+"""The package's exceptions.
+
+Each one also subclasses the builtin that describes the same failure, so callers
+may catch either ``OmeWritersError`` or the builtin they already expect.
+"""
+
+from __future__ import annotations
+
+
+class OmeWritersError(Exception):
+    """Base class of every exception raised by ``ome_writers`` itself."""
+
+
+class BackendUnavailableError(OmeWritersError, ImportError):
+    """A format engine was selected that is not installed."""
+
+
+class StreamClosedError(OmeWritersError, RuntimeError):
+    """A write was attempted on a stream that is already closed."""
+
+
+class WriteError(OmeWritersError, OSError):
+    """Writing to storage failed; the message names the path and the cause."""
+
+
+class NotADatasetError(OmeWritersError, ValueError):
+    """A path does not hold a dataset that ``ome_writers`` can read."""

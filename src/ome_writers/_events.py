@@ -1,0 +1,148 @@
+"""Coordinate updates and their dispatch off the hot path.
+
+``append`` only puts the frame number on a queue, and only when somebody is
+listening. A daemon thread turns frame numbers into ``CoordsUpdate`` objects and
+calls the callbacks, so a slow callback delays other callbacks, never the
+camera loop, and a failing one is logged with its traceback and otherwise
+ignored. ``close()`` waits until every queued update has been delivered, so
+callbacks have seen every frame when it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from ome_writers._router import FrameRouter
+
+logger = logging.getLogger("ome_writers")
+
+EventName = Literal["coords_changed", "coords_expanded"]
+EVENT_NAMES: tuple[EventName, ...] = ("coords_changed", "coords_expanded")
+_STOP = -1
+
+
+@dataclass(frozen=True)
+class CoordsUpdate:
+    """Where the acquisition is after a frame.
+
+    Attributes
+    ----------
+    frame_number
+        The frame just appended (or skipped), counted from 0.
+    current_indices
+        Its index along each non-frame dimension, by name, acquisition order.
+    max_coords
+        The extent reached along each non-frame dimension (one past the largest
+        index reached), by name: the shape of ``view(dynamic_shape=True)``.
+    is_high_water_mark
+        True when this frame grew ``max_coords``; ``coords_expanded`` fires
+        exactly for these updates.
+    """
+
+    frame_number: int
+    current_indices: Mapping[str, int]
+    max_coords: Mapping[str, int]
+    is_high_water_mark: bool
+
+
+class EventDispatcher:
+    """Deliver ``CoordsUpdate``s to callbacks from a background thread."""
+
+    def __init__(self, router: FrameRouter) -> None:
+        self._router = router
+        self._callbacks: dict[str, list[Callable[[CoordsUpdate], object]]] = {
+            name: [] for name in EVENT_NAMES
+        }
+        self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+        self._extent: tuple[int, ...] = tuple(0 for _ in router.names)
+
+    @property
+    def is_listening(self) -> bool:
+        """True once any callback is registered."""
+        return self._thread is not None
+
+    def add(self, event: str, callback: Callable[[CoordsUpdate], object]) -> None:
+        """Register ``callback`` for ``event``."""
+        if event not in self._callbacks:
+            raise ValueError(
+                f"unknown event {event!r}; events are {list(EVENT_NAMES)!r}"
+            )
+        if not callable(callback):
+            raise TypeError(f"callback {callback!r} is not callable")
+        self._callbacks[event].append(callback)
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="ome-writers-events", daemon=True
+            )
+            self._thread.start()
+
+    def push(self, frame_number: int) -> None:
+        """Queue one frame's update; cheap, never blocks."""
+        with self._idle:
+            self._pending += 1
+        self._queue.put(frame_number)
+
+    def drain(self) -> None:
+        """Wait until every queued update has been delivered."""
+        if self._thread is None or threading.current_thread() is self._thread:
+            return
+        with self._idle:
+            self._idle.wait_for(lambda: self._pending == 0)
+
+    def stop(self) -> None:
+        """Deliver what is queued, then end the thread."""
+        if self._thread is None:
+            return
+        self.drain()
+        self._queue.put(_STOP)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            frame_number = self._queue.get()
+            if frame_number == _STOP:
+                return
+            try:
+                self._deliver(frame_number)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    if self._pending == 0:
+                        self._idle.notify_all()
+
+    def _deliver(self, frame_number: int) -> None:
+        router = self._router
+        index = router.acq_index(frame_number)
+        extent = router.acq_extent(frame_number + 1)
+        grew = any(new > old for new, old in zip(extent, self._extent))
+        if grew:
+            self._extent = tuple(max(a, b) for a, b in zip(extent, self._extent))
+        update = CoordsUpdate(
+            frame_number=frame_number,
+            current_indices=dict(zip(router.names, index)),
+            max_coords=dict(zip(router.names, self._extent)),
+            is_high_water_mark=grew,
+        )
+        names: tuple[EventName, ...] = EVENT_NAMES if grew else ("coords_changed",)
+        for name in names:
+            for callback in list(self._callbacks[name]):
+                try:
+                    callback(update)
+                except Exception:
+                    logger.exception(
+                        "ome_writers %s callback %r failed on frame %d",
+                        name,
+                        callback,
+                        frame_number,
+                    )

@@ -1,0 +1,618 @@
+"""Declarative acquisition settings.
+
+Everything a stream needs to know before the first frame arrives lives here, as
+validated pydantic models, so that a settings object can be written to JSON (the
+scratch manifest, the OME-Zarr attributes) and rebuilt from it unchanged:
+``AcquisitionSettings.model_validate(settings.model_dump(mode="json"))`` gives
+equal settings.
+
+Dimensions are listed in *acquisition order*: the order in which a camera loop
+nests them, slowest first. The last two are the frame (Y, X). Only the first
+may be unbounded (``count=None``), which is how time-lapses of unknown length
+are declared.
+
+Dimension types are inferred where that is unambiguous: from ``Channel`` or
+``Position`` objects in ``coords``, from the name of a standard axis
+(``x y z c t p``), or from a unit (a time unit gives ``"time"``, a length unit
+``"space"``). Anything else is ``"other"``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+DimensionType = Literal["space", "time", "channel", "position", "other"]
+
+#: dtypes every format can store, by canonical numpy name.
+SUPPORTED_DTYPES = (
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "float32",
+    "float64",
+)
+
+_TIME_UNITS = frozenset(
+    {"s", "sec", "second", "ms", "millisecond", "us", "microsecond", "ns"}
+    | {"nanosecond", "min", "minute", "h", "hour", "day"}
+)
+_SPACE_UNITS = frozenset(
+    {"m", "meter", "mm", "millimeter", "um", "µm", "micrometer", "micron", "nm"}
+    | {"nanometer", "pm", "picometer", "angstrom", "cm", "centimeter"}
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+
+class StandardAxis(str, enum.Enum):
+    """The conventional microscopy axes, each with its dimension type and unit.
+
+    >>> StandardAxis.Z.dimension_type, StandardAxis.Z.unit
+    ('space', 'micrometer')
+    """
+
+    X = "x"
+    Y = "y"
+    Z = "z"
+    C = "c"
+    T = "t"
+    P = "p"
+
+    @property
+    def dimension_type(self) -> DimensionType:
+        """The dimension type of this axis."""
+        types: dict[str, DimensionType] = {
+            "x": "space",
+            "y": "space",
+            "z": "space",
+            "c": "channel",
+            "t": "time",
+            "p": "position",
+        }
+        return types[self.value]
+
+    @property
+    def unit(self) -> str | None:
+        """The default physical unit (UDUNITS-2 name), or None for c and p."""
+        units = {"x": "micrometer", "y": "micrometer", "z": "micrometer", "t": "second"}
+        return units.get(self.value)
+
+
+class Channel(_Model):
+    """One channel of an acquisition, used as a ``coords`` entry.
+
+    ``color`` is a hex RGB string such as ``"00FF00"`` (a leading ``#`` is
+    accepted and dropped).
+    """
+
+    name: str
+    excitation_wavelength_nm: float | None = Field(default=None, gt=0)
+    emission_wavelength_nm: float | None = Field(default=None, gt=0)
+    fluorophore: str | None = None
+    color: str | None = None
+
+    @field_validator("color")
+    @classmethod
+    def _check_color(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        hex_part = value.removeprefix("#").upper()
+        if not re.fullmatch(r"[0-9A-F]{6}([0-9A-F]{2})?", hex_part):
+            raise ValueError(
+                f"color {value!r} is not a hex RGB(A) string; use e.g. '00FF00'"
+            )
+        return hex_part
+
+
+class Position(_Model):
+    """One stage position (field of view), used as a ``coords`` entry.
+
+    ``plate_row``/``plate_column`` place it in a well of
+    ``AcquisitionSettings.plate``; ``grid_row``/``grid_column`` place it in a
+    tiled grid; ``x_coord``/``y_coord``/``z_coord`` are stage coordinates (µm).
+    """
+
+    name: str
+    plate_row: str | None = None
+    plate_column: str | None = None
+    grid_row: int | None = None
+    grid_column: int | None = None
+    x_coord: float | None = None
+    y_coord: float | None = None
+    z_coord: float | None = None
+
+
+class Plate(_Model):
+    """A multi-well plate: its row and column names (e.g. ``["A", "B"]``, ``["1"]``)."""
+
+    row_names: list[str] = Field(min_length=1)
+    column_names: list[str] = Field(min_length=1)
+    name: str | None = None
+
+
+_CHANNEL_ONLY_KEYS = frozenset(Channel.model_fields) - {"name"}
+_POSITION_ONLY_KEYS = frozenset(Position.model_fields) - {"name"}
+
+CoordValue = Channel | Position | str | int | float
+
+
+class Dimension(_Model):
+    """One axis of the acquisition.
+
+    Parameters
+    ----------
+    name
+        Unique name of the dimension (``"t"``, ``"c"``, ``"z"``, ``"y"``, ...).
+    count
+        Number of indices; ``None`` (unbounded) is allowed only for the first
+        dimension. For a position or channel dimension it defaults to
+        ``len(coords)``.
+    type
+        ``"space" | "time" | "channel" | "position" | "other"``; inferred when
+        omitted (see the module notes).
+    coords
+        One label per index: ``Channel`` objects, ``Position`` objects or plain
+        values. Strings in a position (channel) dimension become ``Position``
+        (``Channel``) objects of that name.
+    chunk_size, shard_size_chunks
+        Chunking hints for chunked formats (OME-Zarr): elements per chunk, and
+        chunks per shard.
+    unit, scale, translation
+        Physical unit (UDUNITS-2 name), pixel/step size and origin.
+    """
+
+    name: str = Field(min_length=1)
+    count: int | None = Field(default=None, gt=0)
+    type: DimensionType | None = None
+    coords: list[CoordValue] | None = None
+    chunk_size: int | None = Field(default=None, gt=0)
+    shard_size_chunks: int | None = Field(default=None, gt=0)
+    unit: str | None = None
+    scale: float | None = Field(default=None, gt=0)
+    translation: float | None = None
+
+    def __init__(
+        self, name: str | None = None, count: int | None = None, **data: Any
+    ) -> None:
+        if name is not None:
+            data["name"] = name
+        if count is not None:
+            data["count"] = count
+        super().__init__(**data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        coords = data.get("coords")
+        dim_type = data.get("type") or _infer_type(
+            data.get("name"), coords, data.get("unit")
+        )
+        data["type"] = dim_type
+        if coords is not None:
+            coords = [_coerce_coord(c, dim_type) for c in coords]
+            data["coords"] = coords
+            if data.get("count") is None:
+                data["count"] = len(coords)
+        elif dim_type == "position" and isinstance(data.get("count"), int):
+            data["coords"] = [Position(name=str(i)) for i in range(data["count"])]
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Dimension:
+        if self.coords is not None and self.count != len(self.coords):
+            raise ValueError(
+                f"dimension {self.name!r}: count={self.count} does not match "
+                f"len(coords)={len(self.coords)}; give one coord per index"
+            )
+        if self.type == "position" and self.count is None:
+            raise ValueError(
+                f"position dimension {self.name!r} must be bounded: give its "
+                "positions as coords (names or Position objects) or a count"
+            )
+        return self
+
+    @property
+    def is_unbounded(self) -> bool:
+        """True when the dimension has no fixed count."""
+        return self.count is None
+
+
+def _infer_type(name: Any, coords: Any, unit: Any) -> DimensionType:
+    if coords:
+        if all(isinstance(c, Channel) for c in coords):
+            return "channel"
+        if all(isinstance(c, Position) for c in coords):
+            return "position"
+    if isinstance(unit, str):
+        if unit.lower() in _TIME_UNITS:
+            return "time"
+        if unit.lower() in _SPACE_UNITS:
+            return "space"
+    if isinstance(name, str):
+        try:
+            return StandardAxis(name.lower()).dimension_type
+        except ValueError:
+            pass
+    return "other"
+
+
+def _coerce_coord(value: Any, dim_type: DimensionType) -> Any:
+    if dim_type == "position":
+        if isinstance(value, str):
+            return Position(name=value)
+        if isinstance(value, dict):
+            return Position.model_validate(value)
+    if dim_type == "channel":
+        if isinstance(value, str):
+            return Channel(name=value)
+        if isinstance(value, dict):
+            return Channel.model_validate(value)
+    if isinstance(value, dict):
+        keys = set(value)
+        if keys & _CHANNEL_ONLY_KEYS and not keys & _POSITION_ONLY_KEYS:
+            return Channel.model_validate(value)
+        if keys & _POSITION_ONLY_KEYS and not keys & _CHANNEL_ONLY_KEYS:
+            return Position.model_validate(value)
+        raise ValueError(
+            f"coord {value!r} could be a Channel or a Position; "
+            "set the dimension's type to 'channel' or 'position'"
+        )
+    return value
+
+
+def dims_from_standard_axes(
+    sizes: Mapping[str, int | Sequence[str | Position] | None],
+    chunk_shapes: Mapping[str, int] | None = None,
+    shard_shapes: Mapping[str, int] | None = None,
+) -> list[Dimension]:
+    """Build dimensions from standard axis names, in the order given.
+
+    Parameters
+    ----------
+    sizes
+        Axis name (``x y z c t p``) to count, in acquisition order. ``None``
+        declares an unbounded axis; ``"p"`` also takes a list of position names
+        or ``Position`` objects.
+    chunk_shapes
+        Axis name to chunk size. Defaults: the full size for ``y`` and ``x``,
+        1 for every other axis.
+    shard_shapes
+        Axis name to shard size, in chunks.
+
+    Examples
+    --------
+    >>> dims = dims_from_standard_axes({"t": None, "c": 2, "y": 64, "x": 64})
+    >>> [(d.name, d.count, d.type) for d in dims]
+    [('t', None, 'time'), ('c', 2, 'channel'), ('y', 64, 'space'), ('x', 64, 'space')]
+    """
+    chunk_shapes = dict(chunk_shapes or {})
+    shard_shapes = dict(shard_shapes or {})
+    allowed = [a.value for a in StandardAxis]
+    for label, mapping in (
+        ("sizes", sizes),
+        ("chunk_shapes", chunk_shapes),
+        ("shard_shapes", shard_shapes),
+    ):
+        unknown = [k for k in mapping if k not in allowed]
+        if unknown:
+            raise ValueError(
+                f"unknown axis name(s) {unknown!r} in {label}; "
+                f"standard axes are {allowed!r}"
+            )
+    dims = []
+    for name, size in sizes.items():
+        axis = StandardAxis(name)
+        kwargs: dict[str, Any] = {"type": axis.dimension_type, "unit": axis.unit}
+        if axis is StandardAxis.P and not isinstance(size, int) and size is not None:
+            kwargs["coords"] = list(size)
+        elif isinstance(size, (list, tuple)):
+            raise ValueError(
+                f"axis {name!r} takes a count or None, not {size!r}; "
+                "only 'p' takes a list of positions"
+            )
+        else:
+            kwargs["count"] = size
+        default_chunk = size if axis in (StandardAxis.X, StandardAxis.Y) else 1
+        kwargs["chunk_size"] = chunk_shapes.get(name, default_chunk)
+        kwargs["shard_size_chunks"] = shard_shapes.get(name)
+        dims.append(Dimension(name=name, **kwargs))
+    return dims
+
+
+class ScratchFormat(_Model):
+    """The scratch format: numpy arrays in memory, or memory-mapped raw files.
+
+    Parameters
+    ----------
+    max_memory_bytes
+        Memory budget of all position arrays together. A stream that would
+        exceed it (at creation for bounded streams, while growing for unbounded
+        ones) moves to disk or raises ``MemoryError``, see ``spill_to_disk``.
+    spill_to_disk
+        When the budget is exceeded without a ``root_path``: write to a new
+        temporary directory instead (with a ``UserWarning`` naming it; removed
+        at process exit), or, if False, raise ``MemoryError``.
+    fsync
+        Durability against power loss in disk-backed mode. ``"never"``: data is
+        in the OS page cache when ``append`` returns, which survives a killed
+        process but not a power cut. ``"on_close"`` (default): ``close()`` also
+        flushes data, metadata and manifest to the device, so everything is
+        durable once ``close()`` returns; this costs the time to write the data
+        out (about the size of the acquisition divided by disk bandwidth).
+        ``"every_frame"``: each ``append`` returns only once its frame and
+        metadata are on the device; this limits the frame rate to what the
+        device sustains with one sync per frame (typically a few ms each).
+    """
+
+    name: Literal["scratch"] = "scratch"
+    max_memory_bytes: int = Field(default=4 * 1024**3, ge=0)
+    spill_to_disk: bool = True
+    fsync: Literal["never", "on_close", "every_frame"] = "on_close"
+
+    @property
+    def backend(self) -> str:
+        """Name of the engine that writes this format."""
+        return "scratch"
+
+    def get_output_path(self, root_path: str) -> str:
+        """Where the data goes for ``root_path``: for scratch, ``root_path`` itself."""
+        return root_path
+
+
+FormatModel = Annotated[ScratchFormat, Field(discriminator="name")]
+
+#: format names and aliases accepted by ``AcquisitionSettings.format``.
+FORMAT_ALIASES: dict[str, str] = {"scratch": "scratch", "memory": "scratch"}
+
+
+class AcquisitionSettings(_Model):
+    """Everything known about an acquisition before its first frame.
+
+    Parameters
+    ----------
+    root_path
+        Where the data goes. Optional for scratch (in memory when empty);
+        required for on-disk formats.
+    dimensions
+        The dimensions in acquisition order; the last two are the frame (Y, X).
+    dtype
+        Pixel type, one of ``SUPPORTED_DTYPES`` (numpy spellings accepted).
+    format
+        ``"scratch"`` (alias ``"memory"``), a format model such as
+        ``ScratchFormat(...)``, or a dict with a ``"name"`` key. Defaults to
+        scratch.
+    compression
+        Codec name for formats that compress; scratch stores raw bytes and
+        accepts only None.
+    storage_order
+        Order of the non-frame dimensions in storage: ``"acquisition"``,
+        ``"ome"`` (the format's canonical order; for scratch the acquisition
+        order) or a list of dimension names. The position dimension is never
+        stored as an axis: each position gets its own array. An unbounded
+        dimension must stay first.
+    plate
+        The plate that positions' ``plate_row``/``plate_column`` refer to.
+    overwrite
+        Replace existing output that this package wrote; anything else is
+        refused.
+    """
+
+    root_path: str = ""
+    dimensions: list[Dimension] = Field(min_length=1)
+    dtype: str
+    format: FormatModel = Field(default_factory=ScratchFormat)
+    compression: str | None = None
+    storage_order: Literal["acquisition", "ome"] | list[str] = "ome"
+    plate: Plate | None = None
+    overwrite: bool = False
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _coerce_format(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            name = FORMAT_ALIASES.get(value.lower())
+            if name is None:
+                raise ValueError(
+                    f"unknown format {value!r}; known formats are "
+                    f"{sorted(FORMAT_ALIASES)!r}"
+                )
+            return {"name": name}
+        if isinstance(value, dict) and isinstance(value.get("name"), str):
+            name = FORMAT_ALIASES.get(value["name"].lower())
+            if name is None:
+                raise ValueError(
+                    f"unknown format name {value['name']!r}; known formats are "
+                    f"{sorted(FORMAT_ALIASES)!r}"
+                )
+            return {**value, "name": name}
+        return value
+
+    @field_validator("root_path", mode="before")
+    @classmethod
+    def _coerce_path(cls, value: Any) -> Any:
+        if value is None:
+            return ""
+        return str(value) if hasattr(value, "__fspath__") else value
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _check_dtype(cls, value: Any) -> str:
+        try:
+            name: str | None = str(np.dtype(value).name)
+        except TypeError:
+            name = None
+        if name is None or name not in SUPPORTED_DTYPES:
+            raise ValueError(
+                f"dtype {value!r} is not supported; "
+                f"use one of {list(SUPPORTED_DTYPES)!r}"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _check(self) -> AcquisitionSettings:
+        dims = self.dimensions
+        names = [d.name for d in dims]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"dimensions: duplicate names {duplicates!r}")
+        if len(dims) < 2:
+            raise ValueError(
+                f"dimensions: got {len(dims)} dimension(s) {names!r}; at least 2 "
+                "are needed, the last two being the frame (Y, X)"
+            )
+        for d in dims[1:]:
+            if d.count is None:
+                raise ValueError(
+                    f"dimensions: {d.name!r} is unbounded (count=None) but only "
+                    "the first dimension may be; give it a count"
+                )
+        for d in dims[-2:]:
+            if d.type in ("position", "channel") or d.count is None:
+                raise ValueError(
+                    f"dimensions: the last two dimensions are the frame (Y, X); "
+                    f"{d.name!r} ({d.type}, count={d.count}) cannot be one"
+                )
+        positional = [d.name for d in dims if d.type == "position"]
+        if len(positional) > 1:
+            raise ValueError(
+                f"dimensions: more than one position dimension {positional!r}"
+            )
+        if self.compression is not None:
+            raise ValueError(
+                f"compression {self.compression!r} is not supported by format "
+                f"{self.format.name!r}; it stores raw bytes, use compression=None"
+            )
+        self._check_storage_order()
+        self._check_plate()
+        return self
+
+    def _check_storage_order(self) -> None:
+        order = self.storage_order
+        if isinstance(order, str):
+            return
+        expected = [d.name for d in self.index_dimensions if d.type != "position"]
+        given = [n for n in order if n not in self.position_dimension_names]
+        if sorted(given) != sorted(expected) or len(given) != len(set(given)):
+            raise ValueError(
+                f"storage_order {order!r} must list each non-frame dimension "
+                f"exactly once: {expected!r} (the position dimension may be "
+                "omitted)"
+            )
+        unbounded = self.dimensions[0]
+        if unbounded.count is None and given[0] != unbounded.name:
+            raise ValueError(
+                f"storage_order {order!r}: the unbounded dimension "
+                f"{unbounded.name!r} must be stored first"
+            )
+
+    def _check_plate(self) -> None:
+        if self.plate is None:
+            return
+        for pos in self.positions:
+            if pos.plate_row is None and pos.plate_column is None:
+                continue
+            if pos.plate_row not in self.plate.row_names:
+                raise ValueError(
+                    f"position {pos.name!r}: plate_row {pos.plate_row!r} is not "
+                    f"one of the plate's row_names {self.plate.row_names!r}"
+                )
+            if pos.plate_column not in self.plate.column_names:
+                raise ValueError(
+                    f"position {pos.name!r}: plate_column {pos.plate_column!r} is "
+                    f"not one of the plate's column_names {self.plate.column_names!r}"
+                )
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def frame_dimensions(self) -> tuple[Dimension, Dimension]:
+        """The two frame dimensions (Y, X)."""
+        return (self.dimensions[-2], self.dimensions[-1])
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """Shape of one frame, (Y, X)."""
+        y, x = self.frame_dimensions
+        return (int(y.count or 0), int(x.count or 0))
+
+    @property
+    def index_dimensions(self) -> list[Dimension]:
+        """The non-frame dimensions, in acquisition order."""
+        return list(self.dimensions[:-2])
+
+    @property
+    def position_dimension_names(self) -> list[str]:
+        """Name of the position dimension, as a list of zero or one."""
+        return [d.name for d in self.dimensions if d.type == "position"]
+
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        """Declared shape in acquisition order; None for an unbounded dimension."""
+        return tuple(d.count for d in self.dimensions)
+
+    @property
+    def is_unbounded(self) -> bool:
+        """True when the first dimension has no fixed count."""
+        return self.dimensions[0].count is None
+
+    @property
+    def num_frames(self) -> int | None:
+        """Total number of frames, or None when unbounded."""
+        if self.is_unbounded:
+            return None
+        return math.prod(d.count or 0 for d in self.index_dimensions)
+
+    @property
+    def positions(self) -> tuple[Position, ...]:
+        """One ``Position`` per position array (a single ``Position("0")`` if none)."""
+        for d in self.dimensions:
+            if d.type == "position" and d.coords is not None:
+                return tuple(
+                    c if isinstance(c, Position) else Position(name=str(c))
+                    for c in d.coords
+                )
+        return (Position(name="0"),)
+
+    @property
+    def storage_dimension_names(self) -> list[str]:
+        """Non-frame, non-position dimension names in storage order."""
+        order = self.storage_order
+        acquisition = [d.name for d in self.index_dimensions if d.type != "position"]
+        if isinstance(order, str):
+            return acquisition
+        return [n for n in order if n in acquisition]
+
+    @property
+    def output_path(self) -> str:
+        """Where the data goes, as decided by the format."""
+        return self.format.get_output_path(self.root_path)
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per pixel."""
+        return np.dtype(self.dtype).itemsize

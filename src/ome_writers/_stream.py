@@ -1,0 +1,385 @@
+"""``create_stream`` and ``OMEStream``: the hot path.
+
+``append`` does, per frame, only what must happen per frame: a type/shape/
+dtype identity check (anything unusual takes the slow path that converts or
+refuses), one lock to claim the next slot in acquisition order, the backend's
+write, and a counter increment. A refused or failed frame does not use up a
+slot. Events cost nothing while nobody listens.
+
+The lock makes ``append`` and ``skip`` safe to call from several threads: each
+call takes exactly one slot, in the order the calls take the lock. Readers
+(``arrays``, ``view()``) never take it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ome_writers._backends._base import FrameMetadata
+from ome_writers._backends._registry import get_backend_class
+from ome_writers._errors import StreamClosedError
+from ome_writers._events import EventDispatcher
+from ome_writers._router import FrameRouter
+from ome_writers._view import PositionArray, StreamView
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from types import TracebackType
+
+    from ome_writers._backends._base import Backend
+    from ome_writers._events import CoordsUpdate
+    from ome_writers._settings import AcquisitionSettings
+
+RESERVED_NAMESPACES = ("ome", "ome_writers")
+RESERVED_FRAME_KEYS = ("frame_number", "position_index", "storage_index")
+_ndarray = np.ndarray
+
+
+def create_stream(settings: AcquisitionSettings) -> OMEStream:
+    """Create the output described by ``settings`` and return its stream.
+
+    Nothing on disk changes if creation is refused (existing output, invalid
+    settings, memory budget).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ome_writers import AcquisitionSettings, dims_from_standard_axes
+    >>> settings = AcquisitionSettings(
+    ...     dimensions=dims_from_standard_axes({"t": 2, "y": 4, "x": 4}),
+    ...     dtype="uint8",
+    ... )
+    >>> with create_stream(settings) as stream:
+    ...     stream.append(np.ones((4, 4), "uint8"))
+    ...     stream.skip()
+    >>> stream.view()[:, 0, 0]
+    array([1, 0], dtype=uint8)
+    """
+    return OMEStream(settings)
+
+
+def build_router(settings: AcquisitionSettings) -> FrameRouter:
+    """The frame router for ``settings``."""
+    index_dims = settings.index_dimensions
+    positional = settings.position_dimension_names
+    return FrameRouter(
+        [d.name for d in index_dims],
+        [d.count for d in index_dims],
+        position_name=positional[0] if positional else None,
+        storage_names=settings.storage_dimension_names,
+    )
+
+
+class OMEStream:
+    """A stream of frames into the output of one acquisition.
+
+    Use ``create_stream`` to make one. Frames go in with ``append`` in
+    acquisition order; ``arrays`` and ``view()`` read back what has been
+    written, live and after ``close()``.
+    """
+
+    def __init__(self, settings: AcquisitionSettings) -> None:
+        self.settings = settings
+        self._router = build_router(settings)
+        backend_cls = get_backend_class(settings.format.backend)
+        backend = backend_cls(settings, self._router)
+        try:
+            backend.open()
+        except BaseException:
+            backend.abort()
+            raise
+        self._backend: Backend = backend
+        self._dtype = np.dtype(settings.dtype)
+        self._frame_shape = settings.frame_shape
+        self._num_frames = self._router.num_frames
+        self._limit = self._num_frames if self._num_frames is not None else 1 << 62
+        self._lock = threading.Lock()
+        self._frames_written = 0
+        self._closed = False
+        self._events = EventDispatcher(self._router)
+        self._listening = False
+        self._global_metadata: dict[str, Any] = {}
+        self._write: Callable[[int, np.ndarray, FrameMetadata | None], None]
+        self._write = backend.write
+        # The finalizer sees the instance dict (current counts, no reference
+        # to the instance itself), so it costs nothing on the hot path.
+        self._finalizer = weakref.finalize(self, _finalize_unclosed, self.__dict__)
+
+    # ------------------------------------------------------------------ write
+
+    def append(
+        self, frame: Any, *, frame_metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        """Store the next frame in acquisition order.
+
+        Parameters
+        ----------
+        frame
+            A 2D array of the declared frame shape whose dtype casts safely to
+            the stream's dtype. Once ``append`` returns the buffer may be reused.
+        frame_metadata
+            JSON-serializable mapping kept with the frame (e.g. ``delta_t``,
+            ``exposure_time``, ``position_x``).
+
+        Raises
+        ------
+        ValueError
+            Wrong frame shape (nothing is written; the next frame goes to the
+            same slot).
+        TypeError
+            Unsafe dtype, or metadata that is not JSON-serializable.
+        IndexError
+            The stream already holds every declared frame.
+        StreamClosedError
+            The stream is closed.
+        """
+        if (
+            frame.__class__ is not _ndarray
+            or frame.dtype is not self._dtype
+            or frame.shape != self._frame_shape
+            or not frame.flags.c_contiguous
+        ):
+            frame = self._coerce_frame(frame)
+        metadata = None if frame_metadata is None else self._encode(frame_metadata)
+        with self._lock:
+            n = self._frames_written
+            if n >= self._limit:
+                self._refuse_past_end()
+            self._write(n, frame, metadata)
+            self._frames_written = n + 1
+        if self._listening:
+            self._events.push(n)
+
+    def skip(self, *, frames: int = 1) -> None:
+        """Advance over ``frames`` frames without data; they read as zeros."""
+        if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)):
+            raise TypeError(f"frames must be an int, got {frames!r}")
+        if frames <= 0:
+            raise ValueError(f"frames must be >= 1, got {frames!r}")
+        with self._lock:
+            n = self._frames_written
+            if n + frames > self._limit:
+                self._refuse_past_end(frames)
+            self._check_open()
+            self._backend.skip(n, int(frames))
+            self._frames_written = n + int(frames)
+        if self._listening:
+            for i in range(n, n + int(frames)):
+                self._events.push(i)
+
+    def _refuse_past_end(self, frames: int = 1) -> None:
+        self._check_open()
+        raise IndexError(
+            f"cannot add {frames} frame(s): the stream was declared with "
+            f"{self._num_frames} frames and {self._frames_written} are written; "
+            "declare a larger count, or count=None on the first dimension for an "
+            "unbounded acquisition"
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StreamClosedError(
+                "the stream is closed; create a new stream to write more frames"
+            )
+
+    def _coerce_frame(self, frame: Any) -> np.ndarray:
+        """Slow path: accept safe conversions, refuse everything else."""
+        self._check_open()
+        array = frame if isinstance(frame, np.ndarray) else np.asarray(frame)
+        if array.shape != self._frame_shape:
+            names = tuple(d.name for d in self.settings.frame_dimensions)
+            raise ValueError(
+                f"frame shape {array.shape!r} does not match the declared frame "
+                f"shape {self._frame_shape!r} {names!r}; frames are not broadcast"
+            )
+        if array.dtype != self._dtype and not np.can_cast(
+            array.dtype, self._dtype, casting="safe"
+        ):
+            raise TypeError(
+                f"frame dtype {array.dtype.name!r} cannot be safely cast to the "
+                f"stream dtype {self._dtype.name!r}; convert the frame first, "
+                f"e.g. frame.astype({self._dtype.name!r}) if its values fit"
+            )
+        return np.ascontiguousarray(array, dtype=self._dtype)
+
+    def _encode(self, frame_metadata: Mapping[str, Any]) -> FrameMetadata:
+        if not isinstance(frame_metadata, dict):
+            try:
+                frame_metadata = dict(frame_metadata)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"frame_metadata must be a mapping, got {frame_metadata!r}"
+                ) from None
+        reserved = [k for k in RESERVED_FRAME_KEYS if k in frame_metadata]
+        if reserved:
+            raise ValueError(
+                f"frame_metadata keys {reserved!r} are reserved (the stream records "
+                "them itself); rename them"
+            )
+        try:
+            text = json.dumps(frame_metadata, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"frame_metadata {frame_metadata!r} is not JSON-serializable ({exc}); "
+                "use str, int, float, bool, None, lists and dicts"
+            ) from None
+        return FrameMetadata(dict(frame_metadata), text)
+
+    # ------------------------------------------------------------------ read
+
+    @property
+    def frames_written(self) -> int:
+        """Frames appended or skipped so far."""
+        return self._frames_written
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` has run."""
+        return self._closed
+
+    @property
+    def arrays(self) -> list[PositionArray]:
+        """One read-only array per position, storage order, live."""
+        dims = (
+            *self._router.storage_names,
+            *(d.name for d in self.settings.frame_dimensions),
+        )
+        return [
+            PositionArray(self._position_data, p, dims)
+            for p in range(self._router.num_positions)
+        ]
+
+    def _position_data(self, position_index: int) -> np.ndarray:
+        return self._backend.position_data(position_index, self._frames_written)
+
+    def view(self, *, dynamic_shape: bool = True, strict: bool = False) -> StreamView:
+        """A read-only array-like over all positions, in acquisition order.
+
+        Parameters
+        ----------
+        dynamic_shape
+            Shape covers what was acquired so far (True) or the declared shape
+            (False; the unbounded axis still follows the data).
+        strict
+            Reading frames not yet written raises ``IndexError`` instead of
+            returning zeros.
+        """
+        coords: dict[str, list[Any]] = {}
+        for d in self.settings.dimensions:
+            if d.coords is not None:
+                coords[d.name] = list(d.coords)
+            elif d.count is not None:
+                coords[d.name] = list(range(d.count))
+        return StreamView(
+            self._position_data,
+            self._router,
+            lambda: self._frames_written,
+            tuple(d.name for d in self.settings.dimensions),
+            coords,
+            self._frame_shape,
+            self._dtype,
+            dynamic_shape=dynamic_shape,
+            strict=strict,
+        )
+
+    # ---------------------------------------------------------------- events
+
+    def on(self, event: str, callback: Callable[[CoordsUpdate], object]) -> None:
+        """Call ``callback(update)`` after frames, off the hot path.
+
+        ``"coords_changed"`` fires for every frame; ``"coords_expanded"`` when
+        a frame grows the acquired extent. Exceptions in callbacks are logged.
+        """
+        self._events.add(event, callback)
+        self._listening = True
+
+    # --------------------------------------------------------------- metadata
+
+    def set_global_metadata(self, namespace: str, mapping: Mapping[str, Any]) -> None:
+        """Record acquisition-level metadata under ``namespace`` (replaces it)."""
+        if not isinstance(namespace, str) or not namespace:
+            raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
+        if namespace in RESERVED_NAMESPACES:
+            raise ValueError(
+                f"namespace {namespace!r} is reserved for the writer; "
+                "use another name, e.g. your software's"
+            )
+        try:
+            payload = json.loads(json.dumps(dict(mapping), allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"global metadata for {namespace!r} is not JSON-serializable ({exc})"
+            ) from None
+        with self._lock:
+            self._check_open()
+            updated = {**self._global_metadata, namespace: payload}
+            self._backend.set_global_metadata(updated)
+            self._global_metadata = updated
+
+    @property
+    def global_metadata(self) -> dict[str, Any]:
+        """The namespaces set with ``set_global_metadata``."""
+        return dict(self._global_metadata)
+
+    # ------------------------------------------------------------------ close
+
+    def close(self) -> None:
+        """Finish the output. Calling it again does nothing."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._write = _closed_write
+            try:
+                self._events.stop()
+            finally:
+                self._backend.close(self._frames_written)
+            self._finalizer.detach()
+
+    def __enter__(self) -> OMEStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<OMEStream {self.settings.format.name} {state}, "
+            f"{self._frames_written} frames written>"
+        )
+
+
+def _closed_write(*args: Any) -> None:
+    raise StreamClosedError(
+        "the stream is closed; create a new stream to write more frames"
+    )
+
+
+def _finalize_unclosed(state: dict[str, Any]) -> None:
+    if state["_closed"]:
+        return
+    warnings.warn(
+        "an OMEStream was garbage-collected without close(); closing it now. "
+        "Use 'with create_stream(...) as stream:' or call stream.close().",
+        ResourceWarning,
+        stacklevel=2,
+    )
+    with state["_lock"]:
+        state["_closed"] = True
+        state["_write"] = _closed_write
+        try:
+            state["_events"].stop()
+        finally:
+            state["_backend"].close(state["_frames_written"])
