@@ -463,7 +463,8 @@ class AcquisitionSettings(_Model):
     @classmethod
     def _check_dtype(cls, value: Any) -> str:
         try:
-            name: str | None = str(np.dtype(value).name)
+            # np.dtype(None) is float64; a missing dtype must not pass as that
+            name: str | None = None if value is None else str(np.dtype(value).name)
         except TypeError:
             name = None
         if name is None or name not in SUPPORTED_DTYPES:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ome_writers._backends._base import FrameMetadata
+from ome_writers._backends._base import FrameMetadata, SupportsDirectWrite
 from ome_writers._backends._registry import get_backend_class
 from ome_writers._errors import StreamClosedError
 from ome_writers._events import EventDispatcher
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 RESERVED_NAMESPACES = ("ome", "ome_writers")
 RESERVED_FRAME_KEYS = ("frame_number", "position_index", "storage_index")
 _ndarray = np.ndarray
+_NO_DIRECT = np.zeros((0, 1, 1))
 
 
 def create_stream(settings: AcquisitionSettings) -> OMEStream:
@@ -107,6 +108,12 @@ class OMEStream:
         self._global_metadata: dict[str, Any] = {}
         self._write: Callable[[int, np.ndarray, FrameMetadata | None], None]
         self._write = backend.write
+        self._direct_source: Callable[[], tuple[np.ndarray, int] | None] | None = (
+            backend.direct_target if isinstance(backend, SupportsDirectWrite) else None
+        )
+        self._direct: np.ndarray = _NO_DIRECT
+        self._direct_stop = 0
+        self._refresh_direct()
         # The finalizer sees the instance dict (current counts, no reference
         # to the instance itself), so it costs nothing on the hot path.
         self._finalizer = weakref.finalize(self, _finalize_unclosed, self.__dict__)
@@ -143,18 +150,39 @@ class OMEStream:
             frame.__class__ is not _ndarray
             or frame.dtype is not self._dtype
             or frame.shape != self._frame_shape
-            or not frame.flags.c_contiguous
         ):
             frame = self._coerce_frame(frame)
-        metadata = None if frame_metadata is None else self._encode(frame_metadata)
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             n = self._frames_written
-            if n >= self._limit:
-                self._refuse_past_end()
-            self._write(n, frame, metadata)
+            if n < self._direct_stop and frame_metadata is None:
+                self._direct[n] = frame
+            else:
+                self._append_slow(n, frame, frame_metadata)
             self._frames_written = n + 1
+        finally:
+            lock.release()
         if self._listening:
             self._events.push(n)
+
+    def _append_slow(
+        self, n: int, frame: np.ndarray, frame_metadata: Mapping[str, Any] | None
+    ) -> None:
+        """Everything but a plain in-memory copy; called with the lock held."""
+        metadata = None if frame_metadata is None else self._encode(frame_metadata)
+        if n >= self._limit:
+            self._refuse_past_end()
+        self._write(n, frame, metadata)
+        self._refresh_direct()
+
+    def _refresh_direct(self) -> None:
+        source = self._direct_source
+        target = None if source is None else source()
+        if target is None:
+            self._direct, self._direct_stop = _NO_DIRECT, 0
+        else:
+            self._direct, self._direct_stop = target
 
     def skip(self, *, frames: int = 1) -> None:
         """Advance over ``frames`` frames without data; they read as zeros."""
@@ -169,6 +197,7 @@ class OMEStream:
             self._check_open()
             self._backend.skip(n, int(frames))
             self._frames_written = n + int(frames)
+            self._refresh_direct()
         if self._listening:
             for i in range(n, n + int(frames)):
                 self._events.push(i)
@@ -336,6 +365,7 @@ class OMEStream:
                 return
             self._closed = True
             self._write = _closed_write
+            self._direct, self._direct_stop = _NO_DIRECT, 0
             try:
                 self._events.stop()
             finally:
@@ -379,6 +409,7 @@ def _finalize_unclosed(state: dict[str, Any]) -> None:
     with state["_lock"]:
         state["_closed"] = True
         state["_write"] = _closed_write
+        state["_direct_stop"] = 0
         try:
             state["_events"].stop()
         finally:

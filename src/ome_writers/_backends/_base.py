@@ -3,13 +3,14 @@
 A backend owns the storage of one acquisition. The stream does everything that
 is the same for every format (validating frames, claiming slots in acquisition
 order under a lock, counting frames, dispatching events), then calls the
-backend with frames that are already C-contiguous and of the stream's dtype.
+backend with frames that already have the stream's dtype and frame shape.
 
 Contract, checked by ``tests/backends``:
 
 - ``open()`` creates the output. Every check that can refuse (existing output,
   budgets, paths) runs before anything on disk changes.
-- ``write(frame_number, frame, metadata)`` stores one frame. Writes arrive one
+- ``write(frame_number, frame, metadata)`` stores one frame, of the stream's
+  dtype and frame shape but not necessarily C-contiguous. Writes arrive one
   at a time (the stream serializes them) and in increasing frame number; gaps
   are frames that were skipped with ``skip()``. When ``write`` returns, the
   backend no longer needs ``frame``: the caller may overwrite that buffer, so a
@@ -29,7 +30,7 @@ Contract, checked by ``tests/backends``:
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,6 +44,22 @@ class FrameMetadata(NamedTuple):
 
     values: dict[str, Any]
     json: str
+
+
+@runtime_checkable
+class SupportsDirectWrite(Protocol):
+    """Optional ability: frames may be copied straight into a numpy array.
+
+    ``direct_target()`` returns ``(array, stop)``: frame number ``n < stop``
+    goes to ``array[n]`` with no other bookkeeping, or None when there is no
+    such array now. The stream uses it for frames without metadata and calls
+    ``write`` (then asks again) from ``stop`` on, which lets the backend grow,
+    pre-fault or move before handing out the next stretch.
+    """
+
+    def direct_target(self) -> tuple[np.ndarray, int] | None:
+        """The array and the first frame number it does not cover."""
+        ...
 
 
 class Backend(abc.ABC):

@@ -136,7 +136,7 @@ class ScratchBackend(Backend):
     def _bounded_rows(self) -> int:
         if self.router.is_unbounded:
             return 0
-        return self._rows_per_step * int(self.router.storage_shape()[0] or 1)
+        return math.prod(self.router.storage_shape())
 
     def _prepare_root(self, root: Path) -> None:
         overwrite = self.settings.overwrite
@@ -224,6 +224,7 @@ class ScratchBackend(Backend):
         self, frame_number: int, frame: np.ndarray, metadata: FrameMetadata | None
     ) -> None:
         """Store one frame (see the contract in ``_base``)."""
+        self._frames_done = frame_number  # frames before it may have gone direct
         if frame_number >= self._extent_frames:
             self._extend(frame_number + 1)
         position, row = self._locate(frame_number)
@@ -244,6 +245,7 @@ class ScratchBackend(Backend):
     def skip(self, first_frame: int, count: int) -> None:
         """Advance over frames that read as zeros (the storage is zero already)."""
         stop = first_frame + count
+        self._frames_done = first_frame
         if stop > self._extent_frames:
             self._extend(stop)
         failed = self._failed_frame
@@ -260,6 +262,8 @@ class ScratchBackend(Backend):
             struct.pack_into("<Q", self._progress, 0, stop)
 
     def _pwrite(self, position: int, row: int, frame: np.ndarray, n: int) -> None:
+        if not frame.flags.c_contiguous:
+            frame = np.ascontiguousarray(frame)
         try:
             _pwrite_all(self._fds[position], frame, row * self._frame_bytes)
         except OSError as exc:
@@ -288,6 +292,7 @@ class ScratchBackend(Backend):
                 raise OSError(28, "short write")
         except OSError as exc:
             os.ftruncate(self._meta_fd, self._meta_size)
+            self._failed_frame = n  # its pixels are written: zero them on skip
             raise WriteError(
                 exc.errno,
                 f"cannot write metadata of frame {n} to "
@@ -301,6 +306,13 @@ class ScratchBackend(Backend):
             os.fdatasync(self._meta_fd)
         if self._progress is not None:
             self._progress.flush()
+
+    def direct_target(self) -> tuple[np.ndarray, int] | None:
+        """Memory mode, one position, acquisition order: frame n is row n."""
+        if self._on_disk or not self._buffers or not self.router.is_identity:
+            return None
+        stop = min(self._extent_frames, self._capacity_rows, self._triggers[0])
+        return self._buffers[0], stop
 
     # ---------------------------------------------------------------- growing
 
@@ -327,8 +339,16 @@ class ScratchBackend(Backend):
                     raise WriteError(
                         exc.errno, f"cannot grow {str(path)!r}: {exc}", str(path)
                     ) from exc
-            self._extent_frames = steps * self.router.frames_per_step
-            self._write_manifest(complete=False)
+            previous, self._extent_frames = (
+                self._extent_frames,
+                steps * self.router.frames_per_step,
+            )
+            try:
+                self._write_manifest(complete=False)
+            except OSError:
+                # the next write must retry, or the manifest would not cover it
+                self._extent_frames = previous
+                raise
         else:
             self._extent_frames = steps * self.router.frames_per_step
 
@@ -384,7 +404,9 @@ class ScratchBackend(Backend):
         return reader[:rows]
 
     def _extent_rows(self) -> int:
-        return self._extent_frames // self.router.frames_per_step * self._rows_per_step
+        # rows of the storage shape: acquisition steps only match storage steps
+        # when the first storage axis is the first acquisition axis
+        return math.prod(self.router.storage_shape(self._extent_frames))
 
     # ---------------------------------------------------------------- metadata
 

@@ -1,0 +1,302 @@
+"""Benchmark scenarios, each measured beside its physical limit in the same run.
+
+Every scenario runs in a fresh Python process (so one scenario's memory does
+not warm the next), generates its frames before the timed loop (a ring of
+prepared buffers, as a camera SDK recycles them), and measures the baseline in
+the same process right before the stream, so the ratio between the two is
+meaningful on a shared, noisy machine. Latency figures are per ``append``,
+timed with ``perf_counter_ns`` around each call; the baselines are timed the
+same way, so both sides carry the same timer overhead.
+
+Baselines (the physical limits):
+
+- ``numpy``: ``arr[i] = frame`` into an array from ``np.empty`` (fresh memory).
+- ``numpy-touched``: the same into an array whose pages were already written.
+- ``memmap``: ``np.memmap`` of a new file, ``mm[i] = frame``, then ``flush()``.
+- ``raw-disk``: sequential ``write`` of the same bytes to one file, then
+  ``fsync`` (for formats whose layout differs from a flat array).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_RING = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One benchmark: what is written, where, and against which limit."""
+
+    name: str
+    frames: int
+    frame_shape: tuple[int, int]
+    disk: bool
+    unbounded: bool
+    baseline: str
+    description: str
+    format: str = "scratch"
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes per frame (uint16)."""
+        return self.frame_shape[0] * self.frame_shape[1] * 2
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "overhead", 5000, (64, 64), False, False, "numpy",
+            "per-frame overhead: 5,000 frames of 64x64 uint16, scratch in memory",
+        ),
+        Scenario(
+            "bandwidth", 200, (2048, 2048), False, False, "numpy-touched",
+            "bandwidth: 200 frames of 2048x2048 uint16, scratch in memory",
+        ),
+        Scenario(
+            "disk", 200, (2048, 2048), True, False, "memmap",
+            "disk-backed scratch: 200 frames of 2048x2048, create+append+close",
+        ),
+        Scenario(
+            "unbounded-memory", 300, (2048, 2048), False, True, "numpy-touched",
+            "unbounded growth in memory: 300 frames of 2048x2048 uint16",
+        ),
+        Scenario(
+            "unbounded-disk", 300, (2048, 2048), True, True, "memmap",
+            "unbounded growth on disk: 300 frames of 2048x2048 uint16",
+        ),
+    ]
+}  # fmt: skip
+
+#: what each scenario's ratio is compared with, and in which direction
+TARGETS: dict[str, tuple[str, float]] = {
+    "overhead": ("append time / limit <=", 1.4),
+    "bandwidth": ("speed / limit >=", 0.9),
+    "disk": ("create+append+close time / limit <=", 1.05),
+    "unbounded-memory": ("max / median append <=", 5.0),
+    "unbounded-disk": ("max / median append <=", 5.0),
+}
+
+
+def _frames(scenario: Scenario) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [
+        rng.integers(0, 4096, scenario.frame_shape, dtype=np.uint16)
+        for _ in range(_RING)
+    ]
+
+
+def _latency_stats(ns: np.ndarray) -> dict[str, float]:
+    return {
+        "median_us": float(np.median(ns) / 1e3),
+        "p99_us": float(np.percentile(ns, 99) / 1e3),
+        "max_us": float(ns.max() / 1e3),
+        "mean_us": float(ns.mean() / 1e3),
+    }
+
+
+def _time_loop(store: Any, frames: list[np.ndarray], n: int) -> np.ndarray:
+    ns = np.empty(n, np.int64)
+    clock = time.perf_counter_ns
+    for i in range(n):
+        frame = frames[i % _RING]
+        t0 = clock()
+        store(i, frame)
+        ns[i] = clock() - t0
+    return ns
+
+
+def _baseline(
+    scenario: Scenario, frames: list[np.ndarray], workdir: Path
+) -> dict[str, Any]:
+    n = scenario.frames
+    shape = (n, *scenario.frame_shape)
+    t0 = time.perf_counter()
+    if scenario.baseline in ("numpy", "numpy-touched"):
+        arr = np.empty(shape, np.uint16)
+        if scenario.baseline == "numpy-touched":
+            arr.fill(1)
+            t0 = time.perf_counter()
+
+        def store(i: int, frame: np.ndarray) -> None:
+            arr[i] = frame
+
+        ns = _time_loop(store, frames, n)
+        total = time.perf_counter() - t0
+    elif scenario.baseline == "memmap":
+        path = workdir / "baseline.dat"
+        mm = np.memmap(path, dtype=np.uint16, mode="w+", shape=shape)
+
+        def store(i: int, frame: np.ndarray) -> None:
+            mm[i] = frame
+
+        ns = _time_loop(store, frames, n)
+        mm.flush()
+        del mm
+        total = time.perf_counter() - t0
+        path.unlink()
+    else:  # raw-disk
+        path = workdir / "baseline.raw"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+        def store(i: int, frame: np.ndarray) -> None:
+            os.write(fd, frame.data)
+
+        ns = _time_loop(store, frames, n)
+        os.fsync(fd)
+        os.close(fd)
+        total = time.perf_counter() - t0
+        path.unlink()
+    return {"total_s": total, **_latency_stats(ns)}
+
+
+def _stream_run(
+    scenario: Scenario, frames: list[np.ndarray], workdir: Path
+) -> dict[str, Any]:
+    from ome_writers import AcquisitionSettings, create_stream, dims_from_standard_axes
+
+    ny, nx = scenario.frame_shape
+    count = None if scenario.unbounded else scenario.frames
+    root = str(workdir / "stream") if scenario.disk else ""
+    if scenario.format != "scratch":
+        root = str(workdir / f"stream{_suffix(scenario.format)}")
+    settings = AcquisitionSettings(
+        root_path=root,
+        dimensions=dims_from_standard_axes({"t": count, "y": ny, "x": nx}),
+        dtype="uint16",
+        format=scenario.format,
+    )
+    t0 = time.perf_counter()
+    stream = create_stream(settings)
+    t1 = time.perf_counter()
+    ns = _time_loop(lambda _i, f: stream.append(f), frames, scenario.frames)
+    t2 = time.perf_counter()
+    stream.close()
+    t3 = time.perf_counter()
+    return {
+        "create_s": t1 - t0,
+        "append_s": t2 - t1,
+        "close_s": t3 - t2,
+        "total_s": t3 - t0,
+        **_latency_stats(ns),
+    }
+
+
+def _suffix(format_name: str) -> str:
+    return {"ome-zarr": ".ome.zarr", "ome-tiff": ".ome.tiff"}.get(format_name, "")
+
+
+def run_scenario(scenario: Scenario, workdir: Path) -> dict[str, Any]:
+    """Measure one scenario and its baseline in this process."""
+    frames = _frames(scenario)
+    workdir.mkdir(parents=True, exist_ok=True)
+    baseline = _baseline(scenario, frames, workdir)
+    stream = _stream_run(scenario, frames, workdir)
+    shutil.rmtree(workdir / "stream", ignore_errors=True)
+    nbytes = scenario.frames * scenario.frame_bytes
+    result: dict[str, Any] = {
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "baseline_kind": scenario.baseline,
+        "bytes": nbytes,
+        "baseline": baseline,
+        "stream": stream,
+    }
+    loop_s = stream["append_s"]
+    base_s = baseline["total_s"]
+    result["frames_per_s"] = scenario.frames / loop_s
+    result["gb_per_s"] = nbytes / loop_s / 1e9
+    if scenario.name == "overhead":
+        result["ratio"] = stream["mean_us"] / baseline["mean_us"]
+    elif scenario.name == "bandwidth":
+        result["ratio"] = base_s / loop_s
+    elif scenario.name == "disk":
+        result["ratio"] = stream["total_s"] / base_s
+    else:
+        result["ratio"] = stream["max_us"] / stream["median_us"]
+    result["target"] = TARGETS.get(scenario.name)
+    return result
+
+
+def run_all(
+    names: list[str], repeats: int, workdir: Path | None = None
+) -> list[dict[str, Any]]:
+    """Run each scenario ``repeats`` times, each time in a fresh process."""
+    results = []
+    base = Path(workdir or tempfile.mkdtemp(prefix="ome-writers-bench-"))
+    for name in names:
+        for r in range(repeats):
+            out = subprocess.run(
+                [sys.executable, "-m", "ome_writers._bench", "--one", name,
+                 "--workdir", str(base / f"{name}-{r}")],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            results.append(json.loads(out.stdout))
+    shutil.rmtree(base, ignore_errors=True)
+    return results
+
+
+def format_results(results: list[dict[str, Any]]) -> str:
+    """A table of results, one row per run."""
+    lines = [
+        "| scenario | frames/s | GB/s | append median / p99 / max (us) "
+        "| limit (s) | stream total (s) | ratio | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        s = r["stream"]
+        target = r["target"]
+        target_text = f"{target[0]} {target[1]}" if target else ""
+        lines.append(
+            f"| {r['scenario']} | {r['frames_per_s']:,.0f} | {r['gb_per_s']:.2f} | "
+            f"{s['median_us']:.1f} / {s['p99_us']:.1f} / {s['max_us']:.1f} | "
+            f"{r['baseline']['total_s']:.3f} ({r['baseline_kind']}) | "
+            f"{s['total_s']:.3f} | {r['ratio']:.2f} | {target_text} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the benchmark runner (also ``ome-writers bench``)."""
+    parser = argparse.ArgumentParser(prog="ome-writers bench", description=__doc__)
+    parser.add_argument(
+        "scenarios", nargs="*", default=list(SCENARIOS),
+        help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}",
+    )  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3, help="runs per scenario")
+    parser.add_argument("--json", action="store_true", help="print JSON results")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, help="directory for disk scenarios")
+    args = parser.parse_args(argv)
+    if args.one:
+        result = run_scenario(SCENARIOS[args.one], args.workdir)
+        print(json.dumps(result))
+        return 0
+    unknown = [s for s in args.scenarios if s not in SCENARIOS]
+    if unknown:
+        parser.error(
+            f"unknown scenario(s) {unknown!r}; choose from {list(SCENARIOS)!r}"
+        )
+    results = run_all(args.scenarios, args.repeats, args.workdir)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        print(format_results(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,653 @@
+"""Faults of the scratch format: bad roots, a full disk, a memory limit, fsync.
+
+Real faults where they can be made here: a size-limited tmpfs for a full disk
+(we run as root), a child process for peak resident memory. Injection is used
+only to choose *where* a write fails (partial pixel write, failed metadata
+line), which a real filesystem does not let a test pick.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+from ome_writers import (
+    AcquisitionSettings,
+    NotADatasetError,
+    OmeWritersError,
+    ScratchFormat,
+    WriteError,
+    create_stream,
+    dims_from_standard_axes,
+    open_scratch,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+CHILD = Path(__file__).with_name("_crash_child.py")
+_spec = importlib.util.spec_from_file_location("_crash_child", CHILD)
+assert _spec is not None
+assert _spec.loader is not None
+_child = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_child)
+expected_frame = _child.expected_frame
+
+FRAME = (32, 32)
+FRAME_BYTES = math.prod(FRAME) * 2
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def make_settings(sizes: dict[str, int | None], **kwargs: Any) -> AcquisitionSettings:
+    return AcquisitionSettings(
+        dimensions=dims_from_standard_axes(sizes), dtype="uint16", **kwargs
+    )
+
+
+def acq_index(sizes: dict[str, int | None], n: int) -> tuple[int, ...]:
+    """Index of frame ``n`` over the non-frame dimensions, acquisition order."""
+    names = [k for k in sizes if k not in ("y", "x")]
+    digits: list[int] = []
+    rest = n
+    for name in reversed(names):
+        count = sizes[name]
+        if count is None:
+            digits.append(rest)
+        else:
+            rest, digit = divmod(rest, count)
+            digits.append(digit)
+    return tuple(reversed(digits))
+
+
+def locate(sizes: dict[str, int | None], n: int) -> tuple[int, tuple[int, ...]]:
+    """(position, storage index) of frame ``n``; scratch keeps acquisition order."""
+    names = [k for k in sizes if k not in ("y", "x")]
+    index = dict(zip(names, acq_index(sizes, n)))
+    return index.get("p", 0), tuple(v for k, v in index.items() if k != "p")
+
+
+def read_with_memmap(root: Path) -> tuple[dict[str, Any], list[np.memmap]]:
+    """The documented recipe: shapes and dtype from manifest.json, raw pos_<p>.dat."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    arrays = [
+        np.memmap(
+            root / f"pos_{p}.dat", dtype=manifest["dtype"], mode="r", shape=tuple(s)
+        )
+        for p, s in enumerate(manifest["position_shapes"])
+    ]
+    return manifest, arrays
+
+
+def check_frames(
+    root: Path, sizes: dict[str, int | None], frames: dict[int, np.ndarray]
+) -> None:
+    """Both independent readers show ``frames`` (frame number -> pixels)."""
+    ds = open_scratch(root)
+    _, raw = read_with_memmap(root)
+    for n, pixels in frames.items():
+        position, index = locate(sizes, n)
+        np.testing.assert_array_equal(ds.arrays[position][index], pixels, f"{n}")
+        np.testing.assert_array_equal(raw[position][index], pixels, f"{n}")
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in root.iterdir()}
+
+
+@pytest.fixture
+def written_root(tmp_path: Path) -> Path:
+    """A cleanly closed two-position root with metadata on every frame."""
+    root = tmp_path / "scratch"
+    settings = make_settings({"t": None, "p": 2, "y": 8, "x": 8}, root_path=root)
+    with create_stream(settings) as stream:
+        for n in range(6):
+            stream.append(expected_frame(n, (8, 8)), frame_metadata={"n": n})
+    return root
+
+
+# ------------------------------------------------------------ open_scratch
+
+
+def _remove(name: str) -> Callable[[Path], Path]:
+    def mutate(root: Path) -> Path:
+        (root / name).unlink()
+        return root
+
+    return mutate
+
+
+def _write(name: str, text: str) -> Callable[[Path], Path]:
+    def mutate(root: Path) -> Path:
+        (root / name).write_text(text)
+        return root
+
+    return mutate
+
+
+def _edit_manifest(edit: Callable[[dict[str, Any]], None]) -> Callable[[Path], Path]:
+    def mutate(root: Path) -> Path:
+        manifest = json.loads((root / "manifest.json").read_text())
+        edit(manifest)
+        (root / "manifest.json").write_text(json.dumps(manifest))
+        return root
+
+    return mutate
+
+
+def _truncate(root: Path) -> Path:
+    path = root / "pos_1.dat"
+    os.truncate(path, path.stat().st_size - 100)
+    return root
+
+
+def _a_file(root: Path) -> Path:
+    return root / "pos_0.dat"
+
+
+def _missing(root: Path) -> Path:
+    return root / "no-such-root"
+
+
+BAD_ROOTS = [
+    pytest.param(_remove("manifest.json"), "has no manifest.json", id="no-manifest"),
+    pytest.param(
+        _write("manifest.json", '{"position_shapes": [[2, 8, 8'),
+        "not valid JSON",
+        id="corrupt-manifest",
+    ),
+    pytest.param(
+        _edit_manifest(lambda m: m.pop("ome_writers")),
+        "no 'ome_writers' marker",
+        id="manifest-without-marker",
+    ),
+    pytest.param(
+        _edit_manifest(lambda m: m.update(ome_writers={"kind": "zarr"})),
+        "no 'ome_writers' marker",
+        id="manifest-of-another-kind",
+    ),
+    pytest.param(_write("manifest.json", "[1, 2]"), "marker", id="manifest-not-object"),
+    pytest.param(
+        _edit_manifest(lambda m: m.pop("position_shapes")),
+        "position_shapes",
+        id="manifest-without-shapes",
+    ),
+    pytest.param(_truncate, "pos_1.dat' is truncated", id="truncated-dat"),
+    pytest.param(_remove("pos_0.dat"), "pos_0.dat' is missing", id="missing-dat"),
+    pytest.param(_a_file, "is not a directory", id="path-is-a-file"),
+    pytest.param(_missing, "is not a directory", id="path-does-not-exist"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "message"), BAD_ROOTS)
+def test_open_scratch_refuses_bad_roots(
+    written_root: Path, mutate: Callable[[Path], Path], message: str
+) -> None:
+    target = mutate(written_root)
+    before = snapshot(written_root)
+    with pytest.raises(NotADatasetError, match=re.escape(message)) as info:
+        open_scratch(target)
+    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, OmeWritersError)
+    assert snapshot(written_root) == before
+
+
+def test_open_scratch_warns_on_truncated_last_metadata_line(written_root: Path) -> None:
+    path = written_root / "frame_metadata.jsonl"
+    text = path.read_text()
+    path.write_text(text[: text.rindex('"n"')])
+    before = snapshot(written_root)
+    with pytest.warns(UserWarning, match="truncated last line") as record:
+        ds = open_scratch(written_root)
+    assert len(record) == 1
+    assert "frame_metadata.jsonl" in str(record[0].message)
+    assert [r["n"] for r in ds.frame_metadata] == list(range(5))
+    assert ds.frames_written == 6
+    del ds
+    assert snapshot(written_root) == before
+
+
+def test_open_scratch_refuses_corrupt_metadata_in_the_middle(
+    written_root: Path,
+) -> None:
+    path = written_root / "frame_metadata.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = lines[2][:10] + "\n"
+    path.write_text("".join(lines))
+    with pytest.raises(NotADatasetError, match="line 3 of .*frame_metadata.jsonl"):
+        open_scratch(written_root)
+
+
+# --------------------------------------------------------------- disk full
+
+
+class SmallFilesystem:
+    """A 256 KiB tmpfs with a ballast file that can be deleted to free space.
+
+    Where mounting is not permitted, the same interface injects ENOSPC into
+    ``os.pwrite`` once a byte budget is spent, and deleting the ballast raises
+    the budget.
+    """
+
+    SIZE_BYTES = 256 * 1024
+    BALLAST_BYTES = 32 * 1024
+
+    def __init__(self, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.path = path
+        path.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={self.SIZE_BYTES}", "tmpfs", path],
+            capture_output=True,
+            check=False,
+        )
+        self.is_tmpfs = result.returncode == 0
+        self._budget = self.SIZE_BYTES - self.BALLAST_BYTES - 64 * 1024
+        if self.is_tmpfs:
+            (path / "ballast").write_bytes(b"\0" * self.BALLAST_BYTES)
+        else:
+            real_pwrite = os.pwrite
+
+            def pwrite(fd: int, data: Any, offset: int) -> int:
+                size = len(memoryview(data).cast("B"))
+                if size > self._budget:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                self._budget -= size
+                return real_pwrite(fd, data, offset)
+
+            monkeypatch.setattr(os, "pwrite", pwrite)
+
+    def free_ballast(self) -> None:
+        if self.is_tmpfs:
+            (self.path / "ballast").unlink()
+        else:
+            self._budget += self.BALLAST_BYTES
+
+    def unmount(self) -> None:
+        if self.is_tmpfs:
+            result = subprocess.run(["umount", self.path], capture_output=True)
+            if result.returncode != 0:  # still mapped by a leaked reader
+                subprocess.run(["umount", "-l", self.path], check=True)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    fs = SmallFilesystem(tmp_path / "small", monkeypatch)
+    try:
+        yield fs
+    finally:
+        fs.unmount()
+
+
+def test_small_filesystem_is_a_real_tmpfs(small_fs: SmallFilesystem) -> None:
+    """The disk-full tests below run against a real full filesystem here."""
+    assert small_fs.is_tmpfs
+    assert os.statvfs(small_fs.path).f_blocks * os.statvfs(small_fs.path).f_frsize <= (
+        SmallFilesystem.SIZE_BYTES
+    )
+
+
+def fill_until_error(
+    stream: Any, metadata: bool, limit: int = 100_000
+) -> tuple[int, OSError]:
+    for n in range(limit):
+        try:
+            stream.append(
+                expected_frame(n, FRAME), frame_metadata={"n": n} if metadata else None
+            )
+        except OSError as exc:
+            return n, exc
+    pytest.fail(f"{limit} frames fit on a {SmallFilesystem.SIZE_BYTES} byte disk")
+
+
+DISK_FULL = [
+    pytest.param({"t": 400, "y": 32, "x": 32}, id="tyx-bounded"),
+    pytest.param({"t": 200, "p": 2, "y": 32, "x": 32}, id="tpyx-bounded"),
+    pytest.param({"t": 100, "p": 2, "c": 2, "y": 32, "x": 32}, id="tpcyx-bounded"),
+]
+
+
+@pytest.mark.parametrize("sizes", DISK_FULL)
+def test_disk_full_append_names_the_file_and_keeps_earlier_frames(
+    small_fs: SmallFilesystem, sizes: dict[str, int | None]
+) -> None:
+    root = small_fs.path / "scratch"
+    stream = create_stream(make_settings(sizes, root_path=root))
+    failed, exc = fill_until_error(stream, metadata=False)
+    assert failed > 0
+    assert isinstance(exc, WriteError)
+    assert exc.errno == errno.ENOSPC
+    position, _ = locate(sizes, failed)
+    data_file = str(root / f"pos_{position}.dat")
+    assert data_file in str(exc)
+    assert exc.filename == data_file
+    assert f"frame {failed}" in str(exc)
+    assert stream.frames_written == failed
+    # readable while the stream is still open (as after a crash) ...
+    written = {n: expected_frame(n, FRAME) for n in range(failed)}
+    check_frames(root, sizes, written)
+    assert open_scratch(root).frames_written == failed
+    # ... and after close() with the disk still full
+    try:
+        stream.close()
+    except WriteError as close_exc:  # no room for the new manifest
+        assert str(root / "manifest.json") in str(close_exc)
+        assert open_scratch(root).complete is False
+    else:
+        assert open_scratch(root).complete is True
+    assert stream.closed
+    ds = open_scratch(root)
+    assert ds.frames_written == failed
+    del ds
+    check_frames(root, sizes, written)
+
+
+DISK_FULL_RESUME = [
+    pytest.param({"t": 400, "y": 32, "x": 32}, False, id="tyx-bounded"),
+    pytest.param({"t": None, "y": 32, "x": 32}, True, id="tyx-unbounded-metadata"),
+    pytest.param(
+        {"t": None, "p": 2, "c": 2, "y": 32, "x": 32}, True, id="tpcyx-unbounded-meta"
+    ),
+    pytest.param(
+        {"t": None, "p": 3, "y": 32, "x": 32}, False, id="tpyx-unbounded-no-meta"
+    ),
+]
+
+
+@pytest.mark.parametrize(("sizes", "metadata"), DISK_FULL_RESUME)
+def test_disk_full_then_space_freed_resumes_at_the_same_slot(
+    small_fs: SmallFilesystem, sizes: dict[str, int | None], metadata: bool
+) -> None:
+    root = small_fs.path / "scratch"
+    stream = create_stream(make_settings(sizes, root_path=root))
+    failed, exc = fill_until_error(stream, metadata=metadata)
+    assert isinstance(exc, WriteError)
+    assert exc.errno == errno.ENOSPC
+    assert re.search(
+        re.escape(str(root)) + r"/(pos_\d+\.dat|manifest\.json|frame_metadata\.jsonl)",
+        str(exc),
+    ), str(exc)
+    assert stream.frames_written == failed
+
+    small_fs.free_ballast()
+    more = 3
+    for n in range(failed, failed + more):
+        stream.append(
+            expected_frame(n, FRAME), frame_metadata={"n": n} if metadata else None
+        )
+    assert stream.frames_written == failed + more
+    expected = {n: expected_frame(n, FRAME) for n in range(failed + more)}
+    for n, pixels in expected.items():
+        np.testing.assert_array_equal(stream.view()[acq_index(sizes, n)], pixels)
+    # as if the writer were killed now: the manifest covers every frame
+    ds = open_scratch(root)
+    assert ds.frames_written == failed + more
+    for n, pixels in expected.items():
+        position, index = locate(sizes, n)
+        assert index[0] < ds.arrays[position].shape[0], f"frame {n} past manifest"
+        np.testing.assert_array_equal(ds.arrays[position][index], pixels)
+    del ds
+
+    stream.close()
+    ds = open_scratch(root)
+    assert ds.complete is True
+    assert ds.frames_written == failed + more
+    if metadata:  # one record per frame: the failed attempt left none behind
+        assert [r["n"] for r in ds.frame_metadata] == list(range(failed + more))
+    else:
+        assert ds.frame_metadata == []
+    del ds
+    check_frames(root, sizes, expected)
+
+
+class FailingWrite:
+    """Make the ``fail_on``-th pixel write fail with ENOSPC after ``partial`` bytes."""
+
+    def __init__(self, fail_on: int, partial: int) -> None:
+        self.calls = 0
+        self.fail_on = fail_on
+        self.partial = partial
+        self.real = os.pwrite
+
+    def __call__(self, fd: int, data: Any, offset: int) -> int:
+        self.calls += 1
+        if self.calls == self.fail_on and self.partial:
+            return self.real(fd, memoryview(data).cast("B")[: self.partial], offset)
+        if self.fail_on <= self.calls <= self.fail_on + 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.real(fd, data, offset)
+
+
+SLOT_CASES = [
+    pytest.param("retry", 0, id="retry-after-failure"),
+    pytest.param("retry", FRAME_BYTES // 2, id="retry-after-partial-write"),
+    pytest.param("skip", FRAME_BYTES // 2, id="skip-after-partial-write"),
+]
+
+
+@pytest.mark.parametrize(("then", "partial"), SLOT_CASES)
+def test_failed_pixel_write_does_not_use_a_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then: str, partial: int
+) -> None:
+    sizes: dict[str, int | None] = {"t": None, "p": 2, "y": 32, "x": 32}
+    root = tmp_path / "scratch"
+    stream = create_stream(make_settings(sizes, root_path=root))
+    for n in range(5):
+        stream.append(expected_frame(n, FRAME), frame_metadata={"n": n})
+    # frame 5 goes to position 1; two failing calls cover a partial write
+    failing = FailingWrite(fail_on=1, partial=partial)
+    monkeypatch.setattr(os, "pwrite", failing)
+    with pytest.raises(WriteError, match=re.escape(str(root / "pos_1.dat"))):
+        stream.append(expected_frame(5, FRAME), frame_metadata={"n": 5})
+    monkeypatch.setattr(os, "pwrite", failing.real)
+    assert stream.frames_written == 5
+
+    expected = {n: expected_frame(n, FRAME) for n in range(5)}
+    if then == "retry":
+        stream.append(expected_frame(5, FRAME), frame_metadata={"n": 5})
+        expected[5] = expected_frame(5, FRAME)
+    else:
+        stream.skip()
+        expected[5] = np.zeros(FRAME, np.uint16)
+    stream.append(expected_frame(6, FRAME), frame_metadata={"n": 6})
+    expected[6] = expected_frame(6, FRAME)
+    assert stream.frames_written == 7
+    for n, pixels in expected.items():
+        np.testing.assert_array_equal(stream.view()[acq_index(sizes, n)], pixels)
+    stream.close()
+    check_frames(root, sizes, expected)
+    recorded = [r["n"] for r in open_scratch(root).frame_metadata]
+    assert recorded == ([0, 1, 2, 3, 4, 5, 6] if then == "retry" else [0, 1, 2, 3, 4, 6])
+
+
+@pytest.mark.parametrize("then", ["retry", "skip"])
+def test_failed_metadata_write_does_not_use_a_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then: str
+) -> None:
+    sizes: dict[str, int | None] = {"t": None, "c": 2, "y": 32, "x": 32}
+    root = tmp_path / "scratch"
+    stream = create_stream(make_settings(sizes, root_path=root))
+    for n in range(3):
+        stream.append(expected_frame(n, FRAME), frame_metadata={"n": n})
+    real_write = os.write
+
+    def write(fd: int, data: Any) -> int:
+        if bytes(data[:16]) == b'{"frame_number":':
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(WriteError, match=re.escape(str(root / "frame_metadata.jsonl"))):
+        stream.append(expected_frame(3, FRAME), frame_metadata={"n": 3})
+    monkeypatch.setattr(os, "write", real_write)
+    assert stream.frames_written == 3
+    expected = {n: expected_frame(n, FRAME) for n in range(3)}
+    if then == "retry":
+        stream.append(expected_frame(3, FRAME), frame_metadata={"n": 3})
+        expected[3] = expected_frame(3, FRAME)
+    else:
+        stream.skip()
+        expected[3] = np.zeros(FRAME, np.uint16)
+    stream.close()
+    check_frames(root, sizes, expected)
+    recorded = [r["n"] for r in open_scratch(root).frame_metadata]
+    assert recorded == ([0, 1, 2, 3] if then == "retry" else [0, 1, 2])
+
+
+# ------------------------------------------------------------ memory limit
+
+MEMORY_CASES = [
+    pytest.param({"t": None, "y": 32, "x": 32}, id="tyx"),
+    pytest.param({"t": None, "p": 2, "c": 2, "y": 32, "x": 32}, id="tpcyx"),
+]
+CAPACITY_FRAMES = 20  # max_memory_bytes below holds exactly this many frames
+
+
+@pytest.mark.parametrize("sizes", MEMORY_CASES)
+def test_spill_to_disk_when_growth_crosses_the_limit(
+    sizes: dict[str, int | None],
+) -> None:
+    fmt = ScratchFormat(max_memory_bytes=CAPACITY_FRAMES * FRAME_BYTES)
+    stream = create_stream(make_settings(sizes, format=fmt))
+    early_view = stream.view()
+    early_arrays = stream.arrays
+    for n in range(CAPACITY_FRAMES):
+        stream.append(expected_frame(n, FRAME), frame_metadata={"n": n})
+    with pytest.warns(UserWarning, match="temporary directory") as record:
+        stream.append(expected_frame(CAPACITY_FRAMES, FRAME), frame_metadata={"n": 20})
+    assert len(record) == 1
+    match = re.search(r"temporary directory '([^']+)'", str(record[0].message))
+    assert match is not None
+    spill_root = Path(match.group(1))
+    try:
+        assert (spill_root / "manifest.json").is_file()
+        total = 2 * CAPACITY_FRAMES + 3
+        for n in range(CAPACITY_FRAMES + 1, total):  # no second warning
+            stream.append(expected_frame(n, FRAME), frame_metadata={"n": n})
+        assert stream.frames_written == total
+        expected = {n: expected_frame(n, FRAME) for n in range(total)}
+        for view in (early_view, stream.view()):
+            for n, pixels in expected.items():
+                np.testing.assert_array_equal(view[acq_index(sizes, n)], pixels)
+        for arrays in (early_arrays, stream.arrays):
+            for n, pixels in expected.items():
+                position, index = locate(sizes, n)
+                np.testing.assert_array_equal(arrays[position][index], pixels)
+        stream.close()
+        ds = open_scratch(spill_root)
+        assert ds.complete is True
+        assert ds.frames_written == total
+        assert [r["n"] for r in ds.frame_metadata] == list(range(total))
+        del ds
+        check_frames(spill_root, sizes, expected)
+    finally:
+        stream.close()
+        shutil.rmtree(spill_root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("sizes", MEMORY_CASES)
+def test_memory_error_when_growth_would_cross_the_limit(
+    sizes: dict[str, int | None],
+) -> None:
+    fmt = ScratchFormat(
+        max_memory_bytes=CAPACITY_FRAMES * FRAME_BYTES, spill_to_disk=False
+    )
+    with create_stream(make_settings(sizes, format=fmt)) as stream:
+        for n in range(CAPACITY_FRAMES):
+            stream.append(expected_frame(n, FRAME), frame_metadata={"n": n})
+        for _ in range(2):
+            with pytest.raises(MemoryError, match="max_memory_bytes"):
+                stream.append(expected_frame(CAPACITY_FRAMES, FRAME))
+            assert stream.frames_written == CAPACITY_FRAMES
+        with pytest.raises(MemoryError, match="max_memory_bytes"):
+            stream.skip()
+        assert stream.frames_written == CAPACITY_FRAMES
+        view = stream.view()
+        assert view.shape[0] == CAPACITY_FRAMES // math.prod(
+            c for k, c in sizes.items() if k not in ("t", "y", "x") and c
+        )
+        for n in range(CAPACITY_FRAMES):
+            np.testing.assert_array_equal(
+                view[acq_index(sizes, n)], expected_frame(n, FRAME)
+            )
+            position, index = locate(sizes, n)
+            np.testing.assert_array_equal(
+                stream.arrays[position][index], expected_frame(n, FRAME)
+            )
+
+
+# Peak RSS growth allowed beyond max_memory_bytes: a few frames (the caller's
+# frame buffer and one being copied) plus 8 MiB for the interpreter (warning
+# machinery, json of the manifest, allocator slack). Measured here: ~0.2 MiB.
+RSS_FRAMES_ALLOWANCE = 4
+RSS_INTERPRETER_ALLOWANCE_BYTES = 8 * 1024**2
+
+
+def test_peak_resident_memory_stays_within_the_limit() -> None:
+    config = {
+        "height": 512,
+        "width": 512,
+        "max_memory_bytes": 64 * 1024**2,
+        "frames": 400,  # 200 MiB
+    }
+    result = subprocess.run(
+        [sys.executable, str(CHILD), "rss", json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["frames_written"] == 400
+    assert len(report["warnings"]) == 1
+    assert "temporary directory" in report["warnings"][0]
+    assert report["samples"] == {"0": 0, "200": 200, "399": 399}
+    frame_bytes = 512 * 512 * 2
+    allowed = (
+        config["max_memory_bytes"]
+        + RSS_FRAMES_ALLOWANCE * frame_bytes
+        + RSS_INTERPRETER_ALLOWANCE_BYTES
+    )
+    growth = report["after"] - report["before"]
+    assert growth <= allowed, f"peak RSS grew by {growth:,} bytes > {allowed:,}"
+
+
+# ------------------------------------------------------------- fsync policy
+
+
+@pytest.mark.parametrize("fsync", ["never", "on_close", "every_frame"])
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        pytest.param({"t": None, "p": 2, "y": 32, "x": 32}, id="unbounded"),
+        pytest.param({"t": 4, "c": 2, "y": 32, "x": 32}, id="bounded"),
+    ],
+)
+def test_fsync_policies_round_trip(
+    tmp_path: Path, fsync: str, sizes: dict[str, int | None]
+) -> None:
+    root = tmp_path / "scratch"
+    settings = make_settings(sizes, root_path=root, format=ScratchFormat(fsync=fsync))
+    with create_stream(settings) as stream:
+        for n in range(8):
+            stream.append(expected_frame(n, FRAME), frame_metadata={"n": n})
+    ds = open_scratch(root)
+    assert ds.complete is True
+    assert ds.frames_written == 8
+    assert ds.settings.format.fsync == fsync
+    assert [r["n"] for r in ds.frame_metadata] == list(range(8))
+    del ds
+    check_frames(root, sizes, {n: expected_frame(n, FRAME) for n in range(8)})

@@ -1,0 +1,433 @@
+"""Settings models: construction, inference, properties, round trips, refusals."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ome_writers import (
+    AcquisitionSettings,
+    Channel,
+    Dimension,
+    Plate,
+    Position,
+    ScratchFormat,
+    StandardAxis,
+    dims_from_standard_axes,
+)
+
+YX = [{"name": "y", "count": 3}, {"name": "x", "count": 4}]
+
+# ------------------------------------------------------------------ StandardAxis
+
+
+@pytest.mark.parametrize(
+    ("axis", "dimension_type", "unit"),
+    [
+        pytest.param(StandardAxis.X, "space", "micrometer", id="x"),
+        pytest.param(StandardAxis.Y, "space", "micrometer", id="y"),
+        pytest.param(StandardAxis.Z, "space", "micrometer", id="z"),
+        pytest.param(StandardAxis.C, "channel", None, id="c"),
+        pytest.param(StandardAxis.T, "time", "second", id="t"),
+        pytest.param(StandardAxis.P, "position", None, id="p"),
+    ],
+)
+def test_standard_axis(axis: StandardAxis, dimension_type: str, unit: str) -> None:
+    assert axis.dimension_type == dimension_type
+    assert axis.unit == unit
+    assert StandardAxis(axis.value) is axis
+
+
+def test_standard_axes_are_xyzctp() -> None:
+    assert sorted(a.value for a in StandardAxis) == sorted("xyzctp")
+
+
+# ------------------------------------------------------------------ Dimension
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected_type"),
+    [
+        pytest.param({"name": "c", "coords": [Channel(name="DAPI")]}, "channel", id="channel-coords"),
+        pytest.param({"name": "w", "coords": [Position(name="a")]}, "position", id="position-coords"),
+        pytest.param({"name": "q", "count": 2, "unit": "ms"}, "time", id="unit-ms"),
+        pytest.param({"name": "q", "count": 2, "unit": "second"}, "time", id="unit-second"),
+        pytest.param({"name": "q", "count": 2, "unit": "um"}, "space", id="unit-um"),
+        pytest.param({"name": "q", "count": 2, "unit": "micrometer"}, "space", id="unit-micrometer"),
+        pytest.param({"name": "t", "count": 2}, "time", id="name-t"),
+        pytest.param({"name": "z", "count": 2}, "space", id="name-z"),
+        pytest.param({"name": "angle", "count": 2}, "other", id="other"),
+        pytest.param({"name": "t", "count": 2, "type": "other"}, "other", id="explicit-wins"),
+    ],
+)  # fmt: skip
+def test_dimension_type_inference(kwargs: dict[str, Any], expected_type: str) -> None:
+    assert Dimension(**kwargs).type == expected_type
+
+
+def test_dimension_positional_name_and_count() -> None:
+    dim = Dimension("z", 5)
+    assert (dim.name, dim.count, dim.is_unbounded) == ("z", 5, False)
+    assert Dimension("t").is_unbounded
+
+
+def test_dimension_count_defaults_to_len_coords() -> None:
+    assert Dimension("c", coords=[Channel(name="a"), Channel(name="b")]).count == 2
+
+
+def test_position_dimension_strings_become_positions() -> None:
+    dim = Dimension("p", coords=["A1", Position(name="B2", x_coord=1.5)])
+    assert dim.type == "position"
+    assert dim.count == 2
+    assert dim.coords == [Position(name="A1"), Position(name="B2", x_coord=1.5)]
+
+
+def test_channel_dimension_strings_become_channels() -> None:
+    dim = Dimension("c", type="channel", coords=["DAPI", "GFP"])
+    assert dim.coords == [Channel(name="DAPI"), Channel(name="GFP")]
+
+
+def test_dimension_keeps_physical_fields() -> None:
+    dim = Dimension(
+        "z", 4, chunk_size=2, shard_size_chunks=2, unit="um", scale=0.5, translation=3
+    )
+    assert (dim.chunk_size, dim.shard_size_chunks) == (2, 2)
+    assert (dim.unit, dim.scale, dim.translation) == ("um", 0.5, 3)
+
+
+# ------------------------------------------------------------ dims_from_standard_axes
+
+
+def test_dims_from_standard_axes_keeps_order_and_defaults() -> None:
+    dims = dims_from_standard_axes({"t": None, "z": 5, "c": 2, "y": 64, "x": 32})
+    assert [d.name for d in dims] == ["t", "z", "c", "y", "x"]
+    assert [d.count for d in dims] == [None, 5, 2, 64, 32]
+    assert [d.type for d in dims] == ["time", "space", "channel", "space", "space"]
+    assert [d.unit for d in dims] == [
+        "second",
+        "micrometer",
+        None,
+        "micrometer",
+        "micrometer",
+    ]
+    assert [d.chunk_size for d in dims] == [1, 1, 1, 64, 32]
+    assert [d.shard_size_chunks for d in dims] == [None] * 5
+
+
+def test_dims_from_standard_axes_chunk_and_shard_shapes() -> None:
+    dims = dims_from_standard_axes(
+        {"t": 8, "y": 64, "x": 64},
+        chunk_shapes={"t": 4, "y": 32},
+        shard_shapes={"t": 2},
+    )
+    assert [d.chunk_size for d in dims] == [4, 32, 64]
+    assert [d.shard_size_chunks for d in dims] == [2, None, None]
+
+
+@pytest.mark.parametrize(
+    ("p", "names"),
+    [
+        pytest.param(3, ["0", "1", "2"], id="int"),
+        pytest.param(["A1", "B2"], ["A1", "B2"], id="names"),
+        pytest.param([Position(name="s", x_coord=1.0)], ["s"], id="positions"),
+        pytest.param(["a", Position(name="b")], ["a", "b"], id="mixed"),
+    ],
+)
+def test_dims_from_standard_axes_positions(p: Any, names: list[str]) -> None:
+    dims = dims_from_standard_axes({"t": 2, "p": p, "y": 4, "x": 4})
+    (pdim,) = [d for d in dims if d.name == "p"]
+    assert pdim.type == "position"
+    assert pdim.count == len(names)
+    assert [c.name for c in pdim.coords] == names
+    settings = AcquisitionSettings(dimensions=dims, dtype="uint8")
+    assert [pos.name for pos in settings.positions] == names
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "where"),
+    [
+        pytest.param({"sizes": {"q": 2, "y": 4, "x": 4}}, "sizes", id="sizes"),
+        pytest.param({"sizes": {"T": 2, "y": 4, "x": 4}}, "sizes", id="uppercase"),
+        pytest.param(
+            {"sizes": {"y": 4, "x": 4}, "chunk_shapes": {"w": 2}},
+            "chunk_shapes",
+            id="chunk_shapes",
+        ),
+        pytest.param(
+            {"sizes": {"y": 4, "x": 4}, "shard_shapes": {"w": 2}},
+            "shard_shapes",
+            id="shard_shapes",
+        ),
+    ],
+)
+def test_dims_from_standard_axes_unknown_axis(kwargs: dict, where: str) -> None:
+    with pytest.raises(ValueError, match=where) as info:
+        dims_from_standard_axes(**kwargs)
+    for allowed in "xyzctp":
+        assert repr(allowed) in str(info.value)
+
+
+def test_dims_from_standard_axes_list_only_for_p() -> None:
+    with pytest.raises(ValueError, match="'c'"):
+        dims_from_standard_axes({"c": ["DAPI"], "y": 4, "x": 4})
+
+
+# ------------------------------------------------------------ Channel, Position, Plate
+
+
+def test_channel_fields() -> None:
+    ch = Channel(
+        name="GFP",
+        excitation_wavelength_nm=488,
+        emission_wavelength_nm=510.5,
+        fluorophore="EGFP",
+        color="#00ff00",
+    )
+    assert ch.excitation_wavelength_nm == 488
+    assert ch.emission_wavelength_nm == 510.5
+    assert ch.fluorophore == "EGFP"
+    assert ch.color == "00FF00"
+
+
+def test_position_fields() -> None:
+    pos = Position(
+        name="A1-0",
+        plate_row="A",
+        plate_column="1",
+        grid_row=0,
+        grid_column=2,
+        x_coord=10.0,
+        y_coord=-5.5,
+        z_coord=1.0,
+    )
+    assert (pos.plate_row, pos.plate_column) == ("A", "1")
+    assert (pos.grid_row, pos.grid_column) == (0, 2)
+    assert (pos.x_coord, pos.y_coord, pos.z_coord) == (10.0, -5.5, 1.0)
+
+
+def test_plate_fields() -> None:
+    plate = Plate(row_names=["A", "B"], column_names=["1", "2", "3"], name="96")
+    assert plate.row_names == ["A", "B"]
+    assert plate.column_names == ["1", "2", "3"]
+    assert plate.name == "96"
+    assert Plate(row_names=["A"], column_names=["1"]).name is None
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "field"),
+    [
+        pytest.param(Channel, {"name": "a", "color": "green"}, "color", id="color"),
+        pytest.param(Channel, {"name": "a", "excitation_wavelength_nm": 0}, "excitation_wavelength_nm", id="excitation"),
+        pytest.param(Channel, {"name": "a", "emission_wavelength_nm": -1}, "emission_wavelength_nm", id="emission"),
+        pytest.param(Channel, {}, "name", id="channel-name"),
+        pytest.param(Position, {"name": "a", "grid_row": "top"}, "grid_row", id="grid_row"),
+        pytest.param(Position, {"name": "a", "x_coord": "left"}, "x_coord", id="x_coord"),
+        pytest.param(Plate, {"row_names": [], "column_names": ["1"]}, "row_names", id="rows"),
+        pytest.param(Plate, {"row_names": ["A"], "column_names": []}, "column_names", id="columns"),
+        pytest.param(Dimension, {"name": "z", "count": 0}, "count", id="count-0"),
+        pytest.param(Dimension, {"name": "z", "count": -2}, "count", id="count-neg"),
+        pytest.param(Dimension, {"name": "", "count": 2}, "name", id="empty-name"),
+        pytest.param(Dimension, {"name": "z", "count": 2, "chunk_size": 0}, "chunk_size", id="chunk_size"),
+        pytest.param(Dimension, {"name": "z", "count": 2, "scale": 0}, "scale", id="scale"),
+        pytest.param(Dimension, {"name": "z", "count": 2, "type": "colour"}, "type", id="type"),
+        pytest.param(Dimension, {"name": "c", "count": 3, "coords": ["a", "b"]}, "count", id="coords-mismatch"),
+        pytest.param(Dimension, {"name": "p", "type": "position"}, "position", id="unbounded-position"),
+        pytest.param(Dimension, {"name": "z", "count": 2, "bogus": 1}, "bogus", id="extra-field"),
+        pytest.param(ScratchFormat, {"max_memory_bytes": -1}, "max_memory_bytes", id="budget"),
+        pytest.param(ScratchFormat, {"fsync": "sometimes"}, "fsync", id="fsync"),
+    ],
+)  # fmt: skip
+def test_invalid_model(cls: type, kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        cls.model_validate(kwargs)
+
+
+# ------------------------------------------------------------------ ScratchFormat
+
+
+def test_scratch_format() -> None:
+    fmt = ScratchFormat()
+    assert fmt.name == "scratch"
+    assert fmt.backend == "scratch"
+    assert fmt.max_memory_bytes == 4 * 1024**3
+    assert fmt.spill_to_disk is True
+    assert fmt.get_output_path("some/root") == "some/root"
+    assert fmt.get_output_path("") == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("scratch", ScratchFormat(), id="name"),
+        pytest.param("memory", ScratchFormat(), id="alias"),
+        pytest.param(ScratchFormat(spill_to_disk=False), ScratchFormat(spill_to_disk=False), id="model"),
+        pytest.param({"name": "scratch", "max_memory_bytes": 1024}, ScratchFormat(max_memory_bytes=1024), id="dict"),
+        pytest.param({"name": "memory", "spill_to_disk": False}, ScratchFormat(spill_to_disk=False), id="dict-alias"),
+    ],
+)  # fmt: skip
+def test_format_accepts(value: Any, expected: ScratchFormat) -> None:
+    settings = AcquisitionSettings(dimensions=YX, dtype="uint8", format=value)
+    assert settings.format == expected
+    assert settings.format.name == "scratch"
+
+
+def test_format_defaults_to_scratch() -> None:
+    assert AcquisitionSettings(dimensions=YX, dtype="uint8").format == ScratchFormat()
+
+
+# ------------------------------------------------------------------ AcquisitionSettings
+
+
+@pytest.mark.parametrize(
+    ("sizes", "shape", "num_frames", "is_unbounded"),
+    [
+        pytest.param({"y": 3, "x": 4}, (3, 4), 1, False, id="yx"),
+        pytest.param({"t": 10, "c": 2, "y": 3, "x": 4}, (10, 2, 3, 4), 20, False, id="tcyx"),
+        pytest.param({"t": None, "c": 2, "y": 3, "x": 4}, (None, 2, 3, 4), None, True, id="unbounded"),
+        pytest.param({"t": 2, "p": 3, "z": 4, "y": 3, "x": 4}, (2, 3, 4, 3, 4), 24, False, id="tpzyx"),
+    ],
+)  # fmt: skip
+def test_settings_properties(
+    sizes: dict, shape: tuple, num_frames: int | None, is_unbounded: bool
+) -> None:
+    settings = AcquisitionSettings(
+        dimensions=dims_from_standard_axes(sizes), dtype="uint16"
+    )
+    assert settings.shape == shape
+    assert settings.num_frames == num_frames
+    assert settings.is_unbounded is is_unbounded
+
+
+def test_positions_without_position_dimension() -> None:
+    settings = AcquisitionSettings(dimensions=YX, dtype="uint8")
+    assert settings.positions == (Position(name="0"),)
+
+
+def test_positions_from_coords() -> None:
+    stage = [Position(name="a", x_coord=1.0), Position(name="b", x_coord=2.0)]
+    settings = AcquisitionSettings(
+        dimensions=[Dimension("p", coords=stage), *YX], dtype="uint8"
+    )
+    assert settings.positions == tuple(stage)
+
+
+@pytest.mark.parametrize(
+    ("root_path", "expected"),
+    [
+        pytest.param("", "", id="memory"),
+        pytest.param("data/run1", "data/run1", id="relative"),
+        pytest.param("/abs/run", "/abs/run", id="absolute"),
+    ],
+)
+def test_output_path(root_path: str, expected: str) -> None:
+    settings = AcquisitionSettings(root_path=root_path, dimensions=YX, dtype="uint8")
+    assert settings.output_path == expected
+
+
+def test_root_path_accepts_pathlike(tmp_path: Any) -> None:
+    settings = AcquisitionSettings(root_path=tmp_path, dimensions=YX, dtype="uint8")
+    assert settings.root_path == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        pytest.param("uint16", id="name"),
+        pytest.param("u2", id="code"),
+        pytest.param(np.uint16, id="type"),
+        pytest.param(np.dtype("uint16"), id="dtype"),
+    ],
+)
+def test_dtype_spellings(dtype: Any) -> None:
+    assert AcquisitionSettings(dimensions=YX, dtype=dtype).dtype == "uint16"
+
+
+def test_settings_defaults() -> None:
+    settings = AcquisitionSettings(dimensions=YX, dtype="uint8")
+    assert settings.root_path == ""
+    assert settings.compression is None
+    assert settings.storage_order == "ome"
+    assert settings.plate is None
+    assert settings.overwrite is False
+
+
+PLATE = Plate(row_names=["A", "B"], column_names=["1", "2"], name="4-well")
+ROUND_TRIPS = [
+    pytest.param({"dimensions": dims_from_standard_axes({"t": 10, "c": 2, "y": 8, "x": 8}), "dtype": "uint16"}, id="tcyx"),
+    pytest.param({"dimensions": dims_from_standard_axes({"t": None, "z": 3, "y": 8, "x": 8}), "dtype": "float32"}, id="unbounded"),
+    pytest.param({"dimensions": [Dimension("c", coords=[Channel(name="DAPI", excitation_wavelength_nm=405, emission_wavelength_nm=450, fluorophore="DAPI", color="0000FF"), Channel(name="GFP", color="#00ff00")]), *YX], "dtype": "uint8"}, id="channels"),
+    pytest.param({"dimensions": [Dimension("p", coords=[Position(name="A1", plate_row="A", plate_column="1", grid_row=0, grid_column=1, x_coord=1.5, y_coord=-2.0, z_coord=0.25), Position(name="B2", plate_row="B", plate_column="2")]), *YX], "dtype": "uint16", "plate": PLATE}, id="plate"),
+    pytest.param({"dimensions": dims_from_standard_axes({"t": 2, "p": ["a", "b"], "c": 2, "z": 3, "y": 4, "x": 4}), "dtype": "uint16", "storage_order": ["z", "c", "t"]}, id="storage-order-list"),
+    pytest.param({"dimensions": dims_from_standard_axes({"t": 2, "p": 2, "c": 2, "y": 4, "x": 4}), "dtype": "int16", "storage_order": ["c", "p", "t"]}, id="storage-order-with-p"),
+    pytest.param({"dimensions": dims_from_standard_axes({"t": 2, "c": 2, "y": 4, "x": 4}), "dtype": "uint16", "storage_order": "acquisition"}, id="storage-order-acquisition"),
+    pytest.param({"dimensions": [Dimension("z", 3, unit="um", scale=0.5, translation=-1.0, chunk_size=2, shard_size_chunks=2), Dimension("angle", coords=[0, 45.5, "ninety"]), *YX], "dtype": "float64"}, id="physical-and-other-coords"),
+    pytest.param({"dimensions": YX, "dtype": "uint16", "root_path": "/data/run", "overwrite": True, "format": {"name": "memory", "max_memory_bytes": 1024, "spill_to_disk": False, "fsync": "never"}}, id="format-and-root"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kwargs", ROUND_TRIPS)
+def test_model_dump_round_trip(kwargs: dict[str, Any]) -> None:
+    settings = AcquisitionSettings(**kwargs)
+    dump = settings.model_dump(mode="json")
+    assert AcquisitionSettings.model_validate(dump) == settings
+    through_text = json.loads(json.dumps(dump))
+    assert AcquisitionSettings.model_validate(through_text) == settings
+    assert AcquisitionSettings.model_validate(through_text).model_dump(mode="json") == dump
+
+
+def _dims(*specs: tuple[str, int | None]) -> list[dict[str, Any]]:
+    return [{"name": n, "count": c} for n, c in specs]
+
+
+INVALID_SETTINGS = [
+    pytest.param({"dimensions": []}, "dimensions", id="no-dimensions"),
+    pytest.param({"dimensions": _dims(("x", 4))}, "dimensions", id="one-dimension"),
+    pytest.param({"dimensions": _dims(("t", 2), ("t", 3), ("y", 3), ("x", 4))}, "duplicate", id="duplicate-names"),
+    pytest.param({"dimensions": _dims(("t", 2), ("z", None), ("y", 3), ("x", 4))}, "dimensions.*'z'", id="unbounded-not-first"),
+    pytest.param({"dimensions": _dims(("y", None), ("x", 4))}, "dimensions", id="unbounded-frame"),
+    pytest.param({"dimensions": _dims(("t", 0), ("y", 3), ("x", 4))}, "count", id="count-zero"),
+    pytest.param({"dimensions": _dims(("t", -1), ("y", 3), ("x", 4))}, "count", id="count-negative"),
+    pytest.param({"dimensions": _dims(("y", 3), ("c", 2))}, "dimensions", id="channel-as-frame"),
+    pytest.param({"dimensions": [{"name": "p", "coords": ["a"]}, {"name": "q", "type": "position", "coords": ["b"]}, *YX]}, "position", id="two-position-dims"),
+    pytest.param({"dtype": "complex64"}, "dtype", id="dtype-complex"),
+    pytest.param({"dtype": "float16"}, "dtype", id="dtype-float16"),
+    pytest.param({"dtype": "not-a-dtype"}, "dtype", id="dtype-unknown"),
+    pytest.param({"dtype": None}, "dtype", id="dtype-none"),
+    pytest.param({"dtype": "bool"}, "dtype", id="dtype-bool"),
+    pytest.param({"dtype": object}, "dtype", id="dtype-object"),
+    pytest.param({"storage_order": "fastest"}, "storage_order", id="storage-order-name"),
+    pytest.param({"storage_order": ["t", "q"]}, "storage_order", id="storage-order-unknown-dim"),
+    pytest.param({"storage_order": ["t"]}, "storage_order", id="storage-order-missing-dim"),
+    pytest.param({"storage_order": ["t", "t", "c"]}, "storage_order", id="storage-order-duplicate"),
+    pytest.param({"storage_order": ["t", "c", "y"]}, "storage_order", id="storage-order-frame-dim"),
+    pytest.param({"dimensions": _dims(("t", None), ("c", 2), ("y", 3), ("x", 4)), "storage_order": ["c", "t"]}, "storage_order", id="storage-order-unbounded-not-first"),
+    pytest.param({"compression": "zstd"}, "compression", id="compression"),
+    pytest.param({"format": "zarr-v9"}, "format", id="format-unknown"),
+    pytest.param({"format": {"name": "tiff9"}}, "format", id="format-dict-unknown"),
+    pytest.param({"format": {"name": "scratch", "max_memory_bytes": -5}}, "max_memory_bytes", id="format-budget"),
+    pytest.param({"format": 42}, "format", id="format-type"),
+    pytest.param({"format": {"max_memory_bytes": 7}}, "format", id="format-dict-no-name"),
+    pytest.param({"dimensions": [{"name": "p", "coords": [{"name": "w", "plate_row": "Z", "plate_column": "1"}], "type": "position"}, *YX], "plate": PLATE}, "plate_row", id="plate-row"),
+    pytest.param({"dimensions": [{"name": "p", "coords": [{"name": "w", "plate_row": "A", "plate_column": "9"}], "type": "position"}, *YX], "plate": PLATE}, "plate_column", id="plate-column"),
+    pytest.param({"overwrite": "maybe"}, "overwrite", id="overwrite"),
+    pytest.param({"exposure_ms": 10}, "exposure_ms", id="extra-field"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("overrides", "field"), INVALID_SETTINGS)
+def test_invalid_settings(overrides: dict[str, Any], field: str) -> None:
+    kwargs: dict[str, Any] = {
+        "dimensions": _dims(("t", 2), ("c", 2), ("y", 3), ("x", 4)),
+        "dtype": "uint16",
+        **overrides,
+    }
+    with pytest.raises(ValueError, match=field):
+        AcquisitionSettings(**kwargs)
+
+
+def test_settings_are_immutable() -> None:
+    settings = AcquisitionSettings(dimensions=YX, dtype="uint8")
+    with pytest.raises(ValueError, match="frozen"):
+        settings.dtype = "uint16"  # type: ignore[misc]
