@@ -87,7 +87,9 @@ class StreamFactory:
                 raise AssertionError("spilled mode covers bounded streams only")
             with pytest.warns(UserWarning, match="temporary directory") as record:
                 stream = create_stream(settings)
-            (path,) = re.findall(r"temporary directory '([^']+)'", str(record[0].message))
+            (path,) = re.findall(
+                r"temporary directory '([^']+)'", str(record[0].message)
+            )
             self.root = Path(path)
         else:
             stream = create_stream(settings)

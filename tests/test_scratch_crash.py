@@ -180,7 +180,9 @@ def test_killed_writer_keeps_every_reported_frame(
     assert manifest["complete"] is False
     for n in reports["appended"]:
         position, index = locate(sizes, n)
-        np.testing.assert_array_equal(raw[position][index], expected_frame(n, frame_shape))
+        np.testing.assert_array_equal(
+            raw[position][index], expected_frame(n, frame_shape)
+        )
     del ds, raw
     assert snapshot(root) == before, "reading the root modified it"
 
@@ -200,7 +202,9 @@ def test_unreported_frames_are_consistent(tmp_path: Path) -> None:
     assert ds.frames_written <= rows
     for n in range(ds.frames_written):
         _, index = locate(sizes, n)
-        np.testing.assert_array_equal(ds.arrays[0][index], expected_frame(n, frame_shape))
+        np.testing.assert_array_equal(
+            ds.arrays[0][index], expected_frame(n, frame_shape)
+        )
 
 
 def test_open_scratch_does_not_modify_a_complete_root(tmp_path: Path) -> None:
@@ -223,7 +227,9 @@ def test_open_scratch_does_not_modify_a_complete_root(tmp_path: Path) -> None:
     assert [r["n"] for r in ds.frame_metadata] == list(range(6))
     for n in range(6):
         position, index = locate({"t": None, "p": 2}, n)
-        np.testing.assert_array_equal(ds.arrays[position][index], expected_frame(n, (8, 8)))
+        np.testing.assert_array_equal(
+            ds.arrays[position][index], expected_frame(n, (8, 8))
+        )
         with pytest.raises(ValueError, match="read-only"):
             ds.arrays[position][index] = 0
     del ds

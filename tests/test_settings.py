@@ -374,7 +374,9 @@ def test_model_dump_round_trip(kwargs: dict[str, Any]) -> None:
     assert AcquisitionSettings.model_validate(dump) == settings
     through_text = json.loads(json.dumps(dump))
     assert AcquisitionSettings.model_validate(through_text) == settings
-    assert AcquisitionSettings.model_validate(through_text).model_dump(mode="json") == dump
+    assert (
+        AcquisitionSettings.model_validate(through_text).model_dump(mode="json") == dump
+    )
 
 
 def _dims(*specs: tuple[str, int | None]) -> list[dict[str, Any]]:

@@ -9,13 +9,13 @@ from ome_writers._errors import (
     WriteError,
 )
 from ome_writers._events import CoordsUpdate
+from ome_writers._formats import OmeTiffFormat, OmeZarrFormat, ScratchFormat
 from ome_writers._settings import (
     AcquisitionSettings,
     Channel,
     Dimension,
     Plate,
     Position,
-    ScratchFormat,
     StandardAxis,
     dims_from_standard_axes,
 )
@@ -31,7 +31,9 @@ __all__ = [
     "Dimension",
     "NotADatasetError",
     "OMEStream",
+    "OmeTiffFormat",
     "OmeWritersError",
+    "OmeZarrFormat",
     "Plate",
     "Position",
     "PositionArray",

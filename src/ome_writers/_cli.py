@@ -20,8 +20,8 @@ import pydantic
 from ome_writers._backends._scratch_reader import open_scratch
 from ome_writers._camera import SimulatedCamera
 from ome_writers._errors import NotADatasetError
+from ome_writers._formats import FORMAT_ALIASES
 from ome_writers._settings import (
-    FORMAT_ALIASES,
     SUPPORTED_DTYPES,
     AcquisitionSettings,
     StandardAxis,

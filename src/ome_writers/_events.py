@@ -125,9 +125,11 @@ class EventDispatcher:
         router = self._router
         index = router.acq_index(frame_number)
         extent = router.acq_extent(frame_number + 1)
-        grew = any(new > old for new, old in zip(extent, self._extent))
-        if grew:
-            self._extent = tuple(max(a, b) for a, b in zip(extent, self._extent))
+        # compare with the extent before this frame, not with the last delivered
+        # update: frames written before anybody listened count too
+        previous = router.acq_extent(frame_number)
+        grew = any(new > old for new, old in zip(extent, previous))
+        self._extent = tuple(max(a, b) for a, b in zip(extent, self._extent))
         update = CoordsUpdate(
             frame_number=frame_number,
             current_indices=dict(zip(router.names, index)),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -31,6 +31,13 @@ from pydantic import (
     Field,
     field_validator,
     model_validator,
+)
+
+from ome_writers._formats import (
+    FormatModel,
+    ScratchFormat,
+    format_from_path,
+    resolve_format_name,
 )
 
 if TYPE_CHECKING:
@@ -344,52 +351,6 @@ def dims_from_standard_axes(
     return dims
 
 
-class ScratchFormat(_Model):
-    """The scratch format: numpy arrays in memory, or memory-mapped raw files.
-
-    Parameters
-    ----------
-    max_memory_bytes
-        Memory budget of all position arrays together. A stream that would
-        exceed it (at creation for bounded streams, while growing for unbounded
-        ones) moves to disk or raises ``MemoryError``, see ``spill_to_disk``.
-    spill_to_disk
-        When the budget is exceeded without a ``root_path``: write to a new
-        temporary directory instead (with a ``UserWarning`` naming it; removed
-        at process exit), or, if False, raise ``MemoryError``.
-    fsync
-        Durability against power loss in disk-backed mode. ``"never"``: data is
-        in the OS page cache when ``append`` returns, which survives a killed
-        process but not a power cut. ``"on_close"`` (default): ``close()`` also
-        flushes data, metadata and manifest to the device, so everything is
-        durable once ``close()`` returns; this costs the time to write the data
-        out (about the size of the acquisition divided by disk bandwidth).
-        ``"every_frame"``: each ``append`` returns only once its frame and
-        metadata are on the device; this limits the frame rate to what the
-        device sustains with one sync per frame (typically a few ms each).
-    """
-
-    name: Literal["scratch"] = "scratch"
-    max_memory_bytes: int = Field(default=4 * 1024**3, ge=0)
-    spill_to_disk: bool = True
-    fsync: Literal["never", "on_close", "every_frame"] = "on_close"
-
-    @property
-    def backend(self) -> str:
-        """Name of the engine that writes this format."""
-        return "scratch"
-
-    def get_output_path(self, root_path: str) -> str:
-        """Where the data goes for ``root_path``: for scratch, ``root_path`` itself."""
-        return root_path
-
-
-FormatModel = Annotated[ScratchFormat, Field(discriminator="name")]
-
-#: format names and aliases accepted by ``AcquisitionSettings.format``.
-FORMAT_ALIASES: dict[str, str] = {"scratch": "scratch", "memory": "scratch"}
-
-
 class AcquisitionSettings(_Model):
     """Everything known about an acquisition before its first frame.
 
@@ -403,12 +364,16 @@ class AcquisitionSettings(_Model):
     dtype
         Pixel type, one of ``SUPPORTED_DTYPES`` (numpy spellings accepted).
     format
-        ``"scratch"`` (alias ``"memory"``), a format model such as
-        ``ScratchFormat(...)``, or a dict with a ``"name"`` key. Defaults to
-        scratch.
+        A format name (``"scratch"``/``"memory"``, ``"ome-zarr"``/``"zarr"``,
+        ``"ome-tiff"``/``"tiff"``), a backend name used as a format
+        (``"tensorstore"``, ``"acquire-zarr"``, ``"zarr-python"``,
+        ``"tifffile"``), a format model such as ``ScratchFormat(...)``, or a
+        dict with a ``"name"`` key. When omitted it follows the suffix of
+        ``root_path`` (``.zarr`` -> OME-Zarr, ``.ome.tif(f)`` -> OME-TIFF) and
+        is scratch otherwise.
     compression
-        Codec name for formats that compress; scratch stores raw bytes and
-        accepts only None.
+        Codec name for formats that compress, checked against what the format's
+        backend can write; scratch stores raw bytes and accepts only None.
     storage_order
         Order of the non-frame dimensions in storage: ``"acquisition"``,
         ``"ome"`` (the format's canonical order; for scratch the acquisition
@@ -431,25 +396,22 @@ class AcquisitionSettings(_Model):
     plate: Plate | None = None
     overwrite: bool = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_format(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("format") is None:
+            root = data.get("root_path") or ""
+            data = {**data, "format": format_from_path(str(root))}
+        return data
+
     @field_validator("format", mode="before")
     @classmethod
     def _coerce_format(cls, value: Any) -> Any:
         if isinstance(value, str):
-            name = FORMAT_ALIASES.get(value.lower())
-            if name is None:
-                raise ValueError(
-                    f"unknown format {value!r}; known formats are "
-                    f"{sorted(FORMAT_ALIASES)!r}"
-                )
-            return {"name": name}
+            return resolve_format_name(value)
         if isinstance(value, dict) and isinstance(value.get("name"), str):
-            name = FORMAT_ALIASES.get(value["name"].lower())
-            if name is None:
-                raise ValueError(
-                    f"unknown format name {value['name']!r}; known formats are "
-                    f"{sorted(FORMAT_ALIASES)!r}"
-                )
-            return {**value, "name": name}
+            implied = resolve_format_name(value["name"])
+            return {**implied, **value, "name": implied["name"]}
         return value
 
     @field_validator("root_path", mode="before")
@@ -503,10 +465,12 @@ class AcquisitionSettings(_Model):
             raise ValueError(
                 f"dimensions: more than one position dimension {positional!r}"
             )
-        if self.compression is not None:
+        supported = self.format.supported_compressions()
+        if self.compression not in supported:
             raise ValueError(
                 f"compression {self.compression!r} is not supported by format "
-                f"{self.format.name!r}; it stores raw bytes, use compression=None"
+                f"{self.format.name!r} (backend {self.format.backend!r}); "
+                f"use one of {list(supported)!r}"
             )
         self._check_storage_order()
         self._check_plate()
@@ -604,6 +568,8 @@ class AcquisitionSettings(_Model):
         """Non-frame, non-position dimension names in storage order."""
         order = self.storage_order
         acquisition = [d.name for d in self.index_dimensions if d.type != "position"]
+        if order == "ome":
+            return self.format.ome_storage_order(self.index_dimensions)
         if isinstance(order, str):
             return acquisition
         return [n for n in order if n in acquisition]

@@ -87,6 +87,12 @@ class OMEStream:
 
     def __init__(self, settings: AcquisitionSettings) -> None:
         self.settings = settings
+        fmt = settings.format
+        if fmt.requires_root_path and not settings.root_path:
+            raise ValueError(
+                f"format {fmt.name!r} writes files: set AcquisitionSettings.root_path "
+                f"(e.g. root_path='acquisition{getattr(fmt, 'suffix', '')}')"
+            )
         self._router = build_router(settings)
         backend_cls = get_backend_class(settings.format.backend)
         backend = backend_cls(settings, self._router)
@@ -280,11 +286,11 @@ class OMEStream:
             *(d.name for d in self.settings.frame_dimensions),
         )
         return [
-            PositionArray(self._position_data, p, dims)
+            PositionArray(self._position_data, p, dims, self._dtype)
             for p in range(self._router.num_positions)
         ]
 
-    def _position_data(self, position_index: int) -> np.ndarray:
+    def _position_data(self, position_index: int) -> Any:
         return self._backend.position_data(position_index, self._frames_written)
 
     def view(self, *, dynamic_shape: bool = True, strict: bool = False) -> StreamView:

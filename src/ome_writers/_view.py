@@ -38,10 +38,12 @@ class PositionArray:
         source: Callable[[int], np.ndarray],
         position_index: int,
         dims: tuple[str, ...],
+        dtype: np.dtype,
     ) -> None:
         self._source = source
         self._position_index = position_index
         self.dims = dims
+        self._dtype = dtype
 
     def _data(self) -> np.ndarray:
         return self._source(self._position_index)
@@ -54,7 +56,7 @@ class PositionArray:
     @property
     def dtype(self) -> np.dtype:
         """Pixel type."""
-        return self._data().dtype
+        return self._dtype
 
     @property
     def ndim(self) -> int:
@@ -69,7 +71,7 @@ class PositionArray:
         return np.asarray(result)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        data = np.array(self._data(), dtype=dtype, copy=True)
+        data = np.array(self._data()[...], dtype=dtype or self._dtype, copy=True)
         return data
 
     def __repr__(self) -> str:
@@ -163,7 +165,7 @@ class StreamView:
         ) + tuple(_as_slice(s) for s in selections[nidx:])
         positions = [0] if pax is None else _as_range(selections[pax])
         parts = [
-            np.transpose(self._source(p)[storage_key], self._to_acq_order)
+            np.transpose(np.asarray(self._source(p)[storage_key]), self._to_acq_order)
             for p in positions
         ]
         if pax is None:

@@ -19,9 +19,12 @@ Contract, checked by ``tests/backends``:
   will be offered again.
 - ``skip(first_frame, count)`` marks frames that will never get data; they read
   as zeros.
-- ``position_data(p, frames_written)`` returns a numpy array of position
-  ``p`` in storage order with the logical shape after ``frames_written``
-  frames. It may be called from any thread, during and after acquisition.
+- ``position_data(p, frames_written)`` returns position ``p`` in storage
+  order with the logical shape after ``frames_written`` frames: a numpy array,
+  or a lazy array-like with ``shape`` whose ``__getitem__`` (ints and slices)
+  returns something ``np.asarray`` converts. Frames the backend still buffers
+  must be visible. It may be called from any thread, during and after
+  acquisition.
 - ``close(frames_written)`` finishes the output: every frame handed to
   ``write`` reaches the operating system before it returns, and errors from
   background work are raised from it, never dropped.
@@ -84,8 +87,8 @@ class Backend(abc.ABC):
         """Advance over ``count`` frames that read as zeros."""
 
     @abc.abstractmethod
-    def position_data(self, position_index: int, frames_written: int) -> np.ndarray:
-        """Read-only array of one position, storage order, logical shape."""
+    def position_data(self, position_index: int, frames_written: int) -> Any:
+        """Read-only array-like of one position, storage order, logical shape."""
 
     @abc.abstractmethod
     def set_global_metadata(self, metadata: dict[str, Any]) -> None:

@@ -19,6 +19,30 @@ if TYPE_CHECKING:
 #: backend name -> (module, class name, modules it needs, pip extra)
 _BACKENDS: dict[str, tuple[str, str, tuple[str, ...], str | None]] = {
     "scratch": ("ome_writers._backends._scratch", "ScratchBackend", (), None),
+    "tensorstore": (
+        "ome_writers._backends._zarr_tensorstore",
+        "TensorstoreBackend",
+        ("tensorstore",),
+        "tensorstore",
+    ),
+    "acquire-zarr": (
+        "ome_writers._backends._zarr_acquire",
+        "AcquireZarrBackend",
+        ("acquire_zarr",),
+        "acquire-zarr",
+    ),
+    "zarr-python": (
+        "ome_writers._backends._zarr_python",
+        "ZarrPythonBackend",
+        ("zarr",),
+        "zarr",
+    ),
+    "tifffile": (
+        "ome_writers._backends._tiff",
+        "TiffBackend",
+        ("tifffile", "ome_types"),
+        "tifffile",
+    ),
 }
 
 

@@ -41,12 +41,13 @@ from ome_writers._backends import _scratch_files as files
 from ome_writers._backends._base import Backend, FrameMetadata
 from ome_writers._backends._pages import Prefaulter, reserve_array
 from ome_writers._errors import WriteError
+from ome_writers._formats import ScratchFormat
 from ome_writers._util import user_stacklevel
 from ome_writers._version import __version__
 
 if TYPE_CHECKING:
     from ome_writers._router import FrameRouter
-    from ome_writers._settings import AcquisitionSettings, ScratchFormat
+    from ome_writers._settings import AcquisitionSettings
 
 _PREFAULT_MIN_BYTES = 16 * 1024**2
 _PREFAULT_LOOKAHEAD_BYTES = 16 * 1024**2
@@ -68,7 +69,8 @@ class ScratchBackend(Backend):
 
     def __init__(self, settings: AcquisitionSettings, router: FrameRouter) -> None:
         super().__init__(settings, router)
-        fmt: ScratchFormat = settings.format
+        fmt = settings.format
+        assert isinstance(fmt, ScratchFormat)
         self._format = fmt
         self._dtype = np.dtype(settings.dtype)
         self._frame_shape = settings.frame_shape

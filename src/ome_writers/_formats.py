@@ -1,0 +1,209 @@
+"""Format models: which output a stream writes, and each format's own options.
+
+A format model is part of ``AcquisitionSettings`` and is serialized with it.
+Besides its options, each model answers the questions the settings and the
+stream ask of every format, so that a new format slots in without touching
+them: which backend writes it (``backend``), where the data goes
+(``get_output_path``), whether it needs a ``root_path``, which compressions it
+can write, and its canonical storage order (``ome_storage_order``).
+
+Format names, their aliases and the backend names accepted as formats are all
+resolved by ``resolve_format_name``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ome_writers._backends._registry import is_backend_available
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ome_writers._settings import Dimension
+
+
+class _Format(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: whether the format writes files, so that ``root_path`` is required
+    requires_root_path: ClassVar[bool] = True
+    #: compressions the format can write (None: uncompressed)
+    compressions: ClassVar[tuple[str | None, ...]] = (None,)
+
+    def supported_compressions(self) -> tuple[str | None, ...]:
+        """Compression names this format (and its backend) can write."""
+        return self.compressions
+
+    def ome_storage_order(self, dimensions: Sequence[Dimension]) -> list[str]:
+        """Canonical storage order of the non-frame, non-position dimensions.
+
+        The default keeps acquisition order.
+        """
+        return [d.name for d in dimensions if d.type != "position"]
+
+
+class ScratchFormat(_Format):
+    """The scratch format: numpy arrays in memory, or memory-mapped raw files.
+
+    Parameters
+    ----------
+    max_memory_bytes
+        Memory budget of all position arrays together. A stream that would
+        exceed it (at creation for bounded streams, while growing for unbounded
+        ones) moves to disk or raises ``MemoryError``, see ``spill_to_disk``.
+    spill_to_disk
+        When the budget is exceeded without a ``root_path``: write to a new
+        temporary directory instead (with a ``UserWarning`` naming it; removed
+        at process exit), or, if False, raise ``MemoryError``.
+    fsync
+        Durability against power loss in disk-backed mode. ``"never"``: data is
+        in the OS page cache when ``append`` returns, which survives a killed
+        process but not a power cut. ``"on_close"`` (default): ``close()`` also
+        flushes data, metadata and manifest to the device, so everything is
+        durable once ``close()`` returns; this costs the time to write the data
+        out (about the size of the acquisition divided by disk bandwidth).
+        ``"every_frame"``: each ``append`` returns only once its frame and
+        metadata are on the device; this limits the frame rate to what the
+        device sustains with one sync per frame (typically a few ms each).
+    """
+
+    requires_root_path: ClassVar[bool] = False
+
+    name: Literal["scratch"] = "scratch"
+    max_memory_bytes: int = Field(default=4 * 1024**3, ge=0)
+    spill_to_disk: bool = True
+    fsync: Literal["never", "on_close", "every_frame"] = "on_close"
+
+    @property
+    def backend(self) -> str:
+        """Name of the engine that writes this format."""
+        return "scratch"
+
+    def get_output_path(self, root_path: str) -> str:
+        """Where the data goes for ``root_path``: for scratch, ``root_path`` itself."""
+        return root_path
+
+
+ZarrBackendName = Literal["tensorstore", "acquire-zarr", "zarr-python"]
+ZARR_BACKENDS: tuple[ZarrBackendName, ...] = (
+    "tensorstore",
+    "acquire-zarr",
+    "zarr-python",
+)
+
+
+def _default_zarr_backend() -> ZarrBackendName:
+    for name in ZARR_BACKENDS:
+        if is_backend_available(name):
+            return name
+    return ZARR_BACKENDS[0]
+
+
+class OmeZarrFormat(_Format):
+    """OME-Zarr v0.5 (Zarr v3).
+
+    Parameters
+    ----------
+    backend
+        The engine: ``"tensorstore"`` (default when installed),
+        ``"acquire-zarr"`` or ``"zarr-python"``; by default the first of these
+        that is installed.
+    suffix
+        Appended to ``root_path`` unless it already ends in ``.zarr``.
+    """
+
+    name: Literal["ome-zarr"] = "ome-zarr"
+    backend: ZarrBackendName = Field(default_factory=_default_zarr_backend)
+    suffix: str = ".ome.zarr"
+
+    def get_output_path(self, root_path: str) -> str:
+        """``root_path``, with ``suffix`` added unless it ends in ``.zarr``."""
+        if not root_path or root_path.rstrip("/").endswith(".zarr"):
+            return root_path.rstrip("/")
+        return root_path + self.suffix
+
+    def supported_compressions(self) -> tuple[str | None, ...]:
+        """Codecs the selected backend can write."""
+        return (None, "blosc-zstd", "blosc-lz4", "zstd")
+
+    def ome_storage_order(self, dimensions: Sequence[Dimension]) -> list[str]:
+        """(t, c, [other], z, y, x), as OME-Zarr requires.
+
+        An unbounded first dimension stays first.
+        """
+        rank = {"time": 0, "channel": 1, "other": 2, "space": 3}
+        dims = [d for d in dimensions if d.type != "position"]
+        ordered = sorted(dims, key=lambda d: rank.get(d.type or "other", 2))
+        if dims and dims[0].count is None:
+            ordered.remove(dims[0])
+            ordered.insert(0, dims[0])
+        return [d.name for d in ordered]
+
+
+class OmeTiffFormat(_Format):
+    """OME-TIFF, written with tifffile.
+
+    Parameters
+    ----------
+    suffix
+        Appended to ``root_path`` unless it already ends in ``.ome.tif(f)``.
+    """
+
+    compressions: ClassVar[tuple[str | None, ...]] = (None, "lzw", "zlib", "zstd")
+
+    name: Literal["ome-tiff"] = "ome-tiff"
+    backend: Literal["tifffile"] = "tifffile"
+    suffix: str = ".ome.tiff"
+
+    def get_output_path(self, root_path: str) -> str:
+        """``root_path``, with ``suffix`` added unless it ends in ``.ome.tif(f)``."""
+        if not root_path or root_path.lower().endswith((".ome.tif", ".ome.tiff")):
+            return root_path
+        return root_path + self.suffix
+
+
+FormatModel = Annotated[
+    ScratchFormat | OmeZarrFormat | OmeTiffFormat, Field(discriminator="name")
+]
+
+#: format names and aliases accepted by ``AcquisitionSettings.format``, with
+#: the fields they imply
+FORMAT_ALIASES: dict[str, dict[str, str]] = {
+    "scratch": {"name": "scratch"},
+    "memory": {"name": "scratch"},
+    "ome-zarr": {"name": "ome-zarr"},
+    "zarr": {"name": "ome-zarr"},
+    "tensorstore": {"name": "ome-zarr", "backend": "tensorstore"},
+    "acquire-zarr": {"name": "ome-zarr", "backend": "acquire-zarr"},
+    "zarr-python": {"name": "ome-zarr", "backend": "zarr-python"},
+    "ome-tiff": {"name": "ome-tiff"},
+    "tiff": {"name": "ome-tiff"},
+    "tifffile": {"name": "ome-tiff", "backend": "tifffile"},
+}
+
+
+def resolve_format_name(name: str) -> dict[str, str]:
+    """The fields a format name or alias stands for.
+
+    >>> resolve_format_name("acquire-zarr")
+    {'name': 'ome-zarr', 'backend': 'acquire-zarr'}
+    """
+    try:
+        return dict(FORMAT_ALIASES[name.lower()])
+    except KeyError:
+        raise ValueError(
+            f"unknown format {name!r}; known formats are {sorted(FORMAT_ALIASES)!r}"
+        ) from None
+
+
+def format_from_path(root_path: str) -> dict[str, str]:
+    """The format a ``root_path`` implies by its suffix (scratch otherwise)."""
+    lowered = root_path.lower().rstrip("/")
+    if lowered.endswith(".zarr"):
+        return {"name": "ome-zarr"}
+    if lowered.endswith((".ome.tif", ".ome.tiff")):
+        return {"name": "ome-tiff"}
+    return {"name": "scratch"}
