@@ -190,7 +190,7 @@ def test_bounded_routing_on_disk(layout: Layout) -> None:
                 np.testing.assert_array_equal(live, make_frame(n))
             with pytest.raises(IndexError):
                 stream.append(make_frame(num_frames))
-        manifest, arrays, records = read_root(root)
+        _manifest, arrays, records = read_root(root)
         check_stored(layout, arrays, grids)
         # every slot hit exactly once: the unique values cover 1..N, no zeros
         values = np.sort(np.concatenate([a[..., 0, 0].ravel() for a in arrays]))

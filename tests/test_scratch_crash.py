@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ome_writers import open_scratch
+from ome_writers import (
+    AcquisitionSettings,
+    create_stream,
+    dims_from_standard_axes,
+    open_scratch,
+)
 
 CHILD = Path(__file__).with_name("_crash_child.py")
 _spec = importlib.util.spec_from_file_location("_crash_child", CHILD)
@@ -208,8 +212,6 @@ def test_unreported_frames_are_consistent(tmp_path: Path) -> None:
 
 
 def test_open_scratch_does_not_modify_a_complete_root(tmp_path: Path) -> None:
-    from ome_writers import AcquisitionSettings, create_stream, dims_from_standard_axes
-
     root = tmp_path / "scratch"
     settings = AcquisitionSettings(
         root_path=str(root),
@@ -220,7 +222,6 @@ def test_open_scratch_does_not_modify_a_complete_root(tmp_path: Path) -> None:
         for n in range(6):
             stream.append(expected_frame(n, (8, 8)), frame_metadata={"n": n})
     before = snapshot(root)
-    os.sync()
     ds = open_scratch(root)
     assert ds.complete is True
     assert ds.frames_written == 6

@@ -51,18 +51,34 @@ def test_standard_axes_are_xyzctp() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "expected_type"),
     [
-        pytest.param({"name": "c", "coords": [Channel(name="DAPI")]}, "channel", id="channel-coords"),
-        pytest.param({"name": "w", "coords": [Position(name="a")]}, "position", id="position-coords"),
+        pytest.param(
+            {"name": "c", "coords": [Channel(name="DAPI")]},
+            "channel",
+            id="channel-coords",
+        ),
+        pytest.param(
+            {"name": "w", "coords": [Position(name="a")]},
+            "position",
+            id="position-coords",
+        ),
         pytest.param({"name": "q", "count": 2, "unit": "ms"}, "time", id="unit-ms"),
-        pytest.param({"name": "q", "count": 2, "unit": "second"}, "time", id="unit-second"),
+        pytest.param(
+            {"name": "q", "count": 2, "unit": "second"}, "time", id="unit-second"
+        ),
         pytest.param({"name": "q", "count": 2, "unit": "um"}, "space", id="unit-um"),
-        pytest.param({"name": "q", "count": 2, "unit": "micrometer"}, "space", id="unit-micrometer"),
+        pytest.param(
+            {"name": "q", "count": 2, "unit": "micrometer"},
+            "space",
+            id="unit-micrometer",
+        ),
         pytest.param({"name": "t", "count": 2}, "time", id="name-t"),
         pytest.param({"name": "z", "count": 2}, "space", id="name-z"),
         pytest.param({"name": "angle", "count": 2}, "other", id="other"),
-        pytest.param({"name": "t", "count": 2, "type": "other"}, "other", id="explicit-wins"),
+        pytest.param(
+            {"name": "t", "count": 2, "type": "other"}, "other", id="explicit-wins"
+        ),
     ],
-)  # fmt: skip
+)
 def test_dimension_type_inference(kwargs: dict[str, Any], expected_type: str) -> None:
     assert Dimension(**kwargs).type == expected_type
 
@@ -219,26 +235,70 @@ def test_plate_fields() -> None:
     ("cls", "kwargs", "field"),
     [
         pytest.param(Channel, {"name": "a", "color": "green"}, "color", id="color"),
-        pytest.param(Channel, {"name": "a", "excitation_wavelength_nm": 0}, "excitation_wavelength_nm", id="excitation"),
-        pytest.param(Channel, {"name": "a", "emission_wavelength_nm": -1}, "emission_wavelength_nm", id="emission"),
+        pytest.param(
+            Channel,
+            {"name": "a", "excitation_wavelength_nm": 0},
+            "excitation_wavelength_nm",
+            id="excitation",
+        ),
+        pytest.param(
+            Channel,
+            {"name": "a", "emission_wavelength_nm": -1},
+            "emission_wavelength_nm",
+            id="emission",
+        ),
         pytest.param(Channel, {}, "name", id="channel-name"),
-        pytest.param(Position, {"name": "a", "grid_row": "top"}, "grid_row", id="grid_row"),
-        pytest.param(Position, {"name": "a", "x_coord": "left"}, "x_coord", id="x_coord"),
-        pytest.param(Plate, {"row_names": [], "column_names": ["1"]}, "row_names", id="rows"),
-        pytest.param(Plate, {"row_names": ["A"], "column_names": []}, "column_names", id="columns"),
+        pytest.param(
+            Position, {"name": "a", "grid_row": "top"}, "grid_row", id="grid_row"
+        ),
+        pytest.param(
+            Position, {"name": "a", "x_coord": "left"}, "x_coord", id="x_coord"
+        ),
+        pytest.param(
+            Plate, {"row_names": [], "column_names": ["1"]}, "row_names", id="rows"
+        ),
+        pytest.param(
+            Plate,
+            {"row_names": ["A"], "column_names": []},
+            "column_names",
+            id="columns",
+        ),
         pytest.param(Dimension, {"name": "z", "count": 0}, "count", id="count-0"),
         pytest.param(Dimension, {"name": "z", "count": -2}, "count", id="count-neg"),
         pytest.param(Dimension, {"name": "", "count": 2}, "name", id="empty-name"),
-        pytest.param(Dimension, {"name": "z", "count": 2, "chunk_size": 0}, "chunk_size", id="chunk_size"),
-        pytest.param(Dimension, {"name": "z", "count": 2, "scale": 0}, "scale", id="scale"),
-        pytest.param(Dimension, {"name": "z", "count": 2, "type": "colour"}, "type", id="type"),
-        pytest.param(Dimension, {"name": "c", "count": 3, "coords": ["a", "b"]}, "count", id="coords-mismatch"),
-        pytest.param(Dimension, {"name": "p", "type": "position"}, "position", id="unbounded-position"),
-        pytest.param(Dimension, {"name": "z", "count": 2, "bogus": 1}, "bogus", id="extra-field"),
-        pytest.param(ScratchFormat, {"max_memory_bytes": -1}, "max_memory_bytes", id="budget"),
+        pytest.param(
+            Dimension,
+            {"name": "z", "count": 2, "chunk_size": 0},
+            "chunk_size",
+            id="chunk_size",
+        ),
+        pytest.param(
+            Dimension, {"name": "z", "count": 2, "scale": 0}, "scale", id="scale"
+        ),
+        pytest.param(
+            Dimension, {"name": "z", "count": 2, "type": "colour"}, "type", id="type"
+        ),
+        pytest.param(
+            Dimension,
+            {"name": "c", "count": 3, "coords": ["a", "b"]},
+            "count",
+            id="coords-mismatch",
+        ),
+        pytest.param(
+            Dimension,
+            {"name": "p", "type": "position"},
+            "position",
+            id="unbounded-position",
+        ),
+        pytest.param(
+            Dimension, {"name": "z", "count": 2, "bogus": 1}, "bogus", id="extra-field"
+        ),
+        pytest.param(
+            ScratchFormat, {"max_memory_bytes": -1}, "max_memory_bytes", id="budget"
+        ),
         pytest.param(ScratchFormat, {"fsync": "sometimes"}, "fsync", id="fsync"),
     ],
-)  # fmt: skip
+)
 def test_invalid_model(cls: type, kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         cls.model_validate(kwargs)
@@ -262,11 +322,23 @@ def test_scratch_format() -> None:
     [
         pytest.param("scratch", ScratchFormat(), id="name"),
         pytest.param("memory", ScratchFormat(), id="alias"),
-        pytest.param(ScratchFormat(spill_to_disk=False), ScratchFormat(spill_to_disk=False), id="model"),
-        pytest.param({"name": "scratch", "max_memory_bytes": 1024}, ScratchFormat(max_memory_bytes=1024), id="dict"),
-        pytest.param({"name": "memory", "spill_to_disk": False}, ScratchFormat(spill_to_disk=False), id="dict-alias"),
+        pytest.param(
+            ScratchFormat(spill_to_disk=False),
+            ScratchFormat(spill_to_disk=False),
+            id="model",
+        ),
+        pytest.param(
+            {"name": "scratch", "max_memory_bytes": 1024},
+            ScratchFormat(max_memory_bytes=1024),
+            id="dict",
+        ),
+        pytest.param(
+            {"name": "memory", "spill_to_disk": False},
+            ScratchFormat(spill_to_disk=False),
+            id="dict-alias",
+        ),
     ],
-)  # fmt: skip
+)
 def test_format_accepts(value: Any, expected: ScratchFormat) -> None:
     settings = AcquisitionSettings(dimensions=YX, dtype="uint8", format=value)
     assert settings.format == expected
@@ -284,11 +356,25 @@ def test_format_defaults_to_scratch() -> None:
     ("sizes", "shape", "num_frames", "is_unbounded"),
     [
         pytest.param({"y": 3, "x": 4}, (3, 4), 1, False, id="yx"),
-        pytest.param({"t": 10, "c": 2, "y": 3, "x": 4}, (10, 2, 3, 4), 20, False, id="tcyx"),
-        pytest.param({"t": None, "c": 2, "y": 3, "x": 4}, (None, 2, 3, 4), None, True, id="unbounded"),
-        pytest.param({"t": 2, "p": 3, "z": 4, "y": 3, "x": 4}, (2, 3, 4, 3, 4), 24, False, id="tpzyx"),
+        pytest.param(
+            {"t": 10, "c": 2, "y": 3, "x": 4}, (10, 2, 3, 4), 20, False, id="tcyx"
+        ),
+        pytest.param(
+            {"t": None, "c": 2, "y": 3, "x": 4},
+            (None, 2, 3, 4),
+            None,
+            True,
+            id="unbounded",
+        ),
+        pytest.param(
+            {"t": 2, "p": 3, "z": 4, "y": 3, "x": 4},
+            (2, 3, 4, 3, 4),
+            24,
+            False,
+            id="tpzyx",
+        ),
     ],
-)  # fmt: skip
+)
 def test_settings_properties(
     sizes: dict, shape: tuple, num_frames: int | None, is_unbounded: bool
 ) -> None:
@@ -355,16 +441,131 @@ def test_settings_defaults() -> None:
 
 PLATE = Plate(row_names=["A", "B"], column_names=["1", "2"], name="4-well")
 ROUND_TRIPS = [
-    pytest.param({"dimensions": dims_from_standard_axes({"t": 10, "c": 2, "y": 8, "x": 8}), "dtype": "uint16"}, id="tcyx"),
-    pytest.param({"dimensions": dims_from_standard_axes({"t": None, "z": 3, "y": 8, "x": 8}), "dtype": "float32"}, id="unbounded"),
-    pytest.param({"dimensions": [Dimension("c", coords=[Channel(name="DAPI", excitation_wavelength_nm=405, emission_wavelength_nm=450, fluorophore="DAPI", color="0000FF"), Channel(name="GFP", color="#00ff00")]), *YX], "dtype": "uint8"}, id="channels"),
-    pytest.param({"dimensions": [Dimension("p", coords=[Position(name="A1", plate_row="A", plate_column="1", grid_row=0, grid_column=1, x_coord=1.5, y_coord=-2.0, z_coord=0.25), Position(name="B2", plate_row="B", plate_column="2")]), *YX], "dtype": "uint16", "plate": PLATE}, id="plate"),
-    pytest.param({"dimensions": dims_from_standard_axes({"t": 2, "p": ["a", "b"], "c": 2, "z": 3, "y": 4, "x": 4}), "dtype": "uint16", "storage_order": ["z", "c", "t"]}, id="storage-order-list"),
-    pytest.param({"dimensions": dims_from_standard_axes({"t": 2, "p": 2, "c": 2, "y": 4, "x": 4}), "dtype": "int16", "storage_order": ["c", "p", "t"]}, id="storage-order-with-p"),
-    pytest.param({"dimensions": dims_from_standard_axes({"t": 2, "c": 2, "y": 4, "x": 4}), "dtype": "uint16", "storage_order": "acquisition"}, id="storage-order-acquisition"),
-    pytest.param({"dimensions": [Dimension("z", 3, unit="um", scale=0.5, translation=-1.0, chunk_size=2, shard_size_chunks=2), Dimension("angle", coords=[0, 45.5, "ninety"]), *YX], "dtype": "float64"}, id="physical-and-other-coords"),
-    pytest.param({"dimensions": YX, "dtype": "uint16", "root_path": "/data/run", "overwrite": True, "format": {"name": "memory", "max_memory_bytes": 1024, "spill_to_disk": False, "fsync": "never"}}, id="format-and-root"),
-]  # fmt: skip
+    pytest.param(
+        {
+            "dimensions": dims_from_standard_axes({"t": 10, "c": 2, "y": 8, "x": 8}),
+            "dtype": "uint16",
+        },
+        id="tcyx",
+    ),
+    pytest.param(
+        {
+            "dimensions": dims_from_standard_axes({"t": None, "z": 3, "y": 8, "x": 8}),
+            "dtype": "float32",
+        },
+        id="unbounded",
+    ),
+    pytest.param(
+        {
+            "dimensions": [
+                Dimension(
+                    "c",
+                    coords=[
+                        Channel(
+                            name="DAPI",
+                            excitation_wavelength_nm=405,
+                            emission_wavelength_nm=450,
+                            fluorophore="DAPI",
+                            color="0000FF",
+                        ),
+                        Channel(name="GFP", color="#00ff00"),
+                    ],
+                ),
+                *YX,
+            ],
+            "dtype": "uint8",
+        },
+        id="channels",
+    ),
+    pytest.param(
+        {
+            "dimensions": [
+                Dimension(
+                    "p",
+                    coords=[
+                        Position(
+                            name="A1",
+                            plate_row="A",
+                            plate_column="1",
+                            grid_row=0,
+                            grid_column=1,
+                            x_coord=1.5,
+                            y_coord=-2.0,
+                            z_coord=0.25,
+                        ),
+                        Position(name="B2", plate_row="B", plate_column="2"),
+                    ],
+                ),
+                *YX,
+            ],
+            "dtype": "uint16",
+            "plate": PLATE,
+        },
+        id="plate",
+    ),
+    pytest.param(
+        {
+            "dimensions": dims_from_standard_axes(
+                {"t": 2, "p": ["a", "b"], "c": 2, "z": 3, "y": 4, "x": 4}
+            ),
+            "dtype": "uint16",
+            "storage_order": ["z", "c", "t"],
+        },
+        id="storage-order-list",
+    ),
+    pytest.param(
+        {
+            "dimensions": dims_from_standard_axes(
+                {"t": 2, "p": 2, "c": 2, "y": 4, "x": 4}
+            ),
+            "dtype": "int16",
+            "storage_order": ["c", "p", "t"],
+        },
+        id="storage-order-with-p",
+    ),
+    pytest.param(
+        {
+            "dimensions": dims_from_standard_axes({"t": 2, "c": 2, "y": 4, "x": 4}),
+            "dtype": "uint16",
+            "storage_order": "acquisition",
+        },
+        id="storage-order-acquisition",
+    ),
+    pytest.param(
+        {
+            "dimensions": [
+                Dimension(
+                    "z",
+                    3,
+                    unit="um",
+                    scale=0.5,
+                    translation=-1.0,
+                    chunk_size=2,
+                    shard_size_chunks=2,
+                ),
+                Dimension("angle", coords=[0, 45.5, "ninety"]),
+                *YX,
+            ],
+            "dtype": "float64",
+        },
+        id="physical-and-other-coords",
+    ),
+    pytest.param(
+        {
+            "dimensions": YX,
+            "dtype": "uint16",
+            "root_path": "/data/run",
+            "overwrite": True,
+            "format": {
+                "name": "memory",
+                "max_memory_bytes": 1024,
+                "spill_to_disk": False,
+                "fsync": "never",
+            },
+        },
+        id="format-and-root",
+    ),
+]
 
 
 @pytest.mark.parametrize("kwargs", ROUND_TRIPS)
@@ -386,36 +587,119 @@ def _dims(*specs: tuple[str, int | None]) -> list[dict[str, Any]]:
 INVALID_SETTINGS = [
     pytest.param({"dimensions": []}, "dimensions", id="no-dimensions"),
     pytest.param({"dimensions": _dims(("x", 4))}, "dimensions", id="one-dimension"),
-    pytest.param({"dimensions": _dims(("t", 2), ("t", 3), ("y", 3), ("x", 4))}, "duplicate", id="duplicate-names"),
-    pytest.param({"dimensions": _dims(("t", 2), ("z", None), ("y", 3), ("x", 4))}, "dimensions.*'z'", id="unbounded-not-first"),
-    pytest.param({"dimensions": _dims(("y", None), ("x", 4))}, "dimensions", id="unbounded-frame"),
-    pytest.param({"dimensions": _dims(("t", 0), ("y", 3), ("x", 4))}, "count", id="count-zero"),
-    pytest.param({"dimensions": _dims(("t", -1), ("y", 3), ("x", 4))}, "count", id="count-negative"),
-    pytest.param({"dimensions": _dims(("y", 3), ("c", 2))}, "dimensions", id="channel-as-frame"),
-    pytest.param({"dimensions": [{"name": "p", "coords": ["a"]}, {"name": "q", "type": "position", "coords": ["b"]}, *YX]}, "position", id="two-position-dims"),
+    pytest.param(
+        {"dimensions": _dims(("t", 2), ("t", 3), ("y", 3), ("x", 4))},
+        "duplicate",
+        id="duplicate-names",
+    ),
+    pytest.param(
+        {"dimensions": _dims(("t", 2), ("z", None), ("y", 3), ("x", 4))},
+        "dimensions.*'z'",
+        id="unbounded-not-first",
+    ),
+    pytest.param(
+        {"dimensions": _dims(("y", None), ("x", 4))}, "dimensions", id="unbounded-frame"
+    ),
+    pytest.param(
+        {"dimensions": _dims(("t", 0), ("y", 3), ("x", 4))}, "count", id="count-zero"
+    ),
+    pytest.param(
+        {"dimensions": _dims(("t", -1), ("y", 3), ("x", 4))},
+        "count",
+        id="count-negative",
+    ),
+    pytest.param(
+        {"dimensions": _dims(("y", 3), ("c", 2))}, "dimensions", id="channel-as-frame"
+    ),
+    pytest.param(
+        {
+            "dimensions": [
+                {"name": "p", "coords": ["a"]},
+                {"name": "q", "type": "position", "coords": ["b"]},
+                *YX,
+            ]
+        },
+        "position",
+        id="two-position-dims",
+    ),
     pytest.param({"dtype": "complex64"}, "dtype", id="dtype-complex"),
     pytest.param({"dtype": "float16"}, "dtype", id="dtype-float16"),
     pytest.param({"dtype": "not-a-dtype"}, "dtype", id="dtype-unknown"),
     pytest.param({"dtype": None}, "dtype", id="dtype-none"),
     pytest.param({"dtype": "bool"}, "dtype", id="dtype-bool"),
     pytest.param({"dtype": object}, "dtype", id="dtype-object"),
-    pytest.param({"storage_order": "fastest"}, "storage_order", id="storage-order-name"),
-    pytest.param({"storage_order": ["t", "q"]}, "storage_order", id="storage-order-unknown-dim"),
-    pytest.param({"storage_order": ["t"]}, "storage_order", id="storage-order-missing-dim"),
-    pytest.param({"storage_order": ["t", "t", "c"]}, "storage_order", id="storage-order-duplicate"),
-    pytest.param({"storage_order": ["t", "c", "y"]}, "storage_order", id="storage-order-frame-dim"),
-    pytest.param({"dimensions": _dims(("t", None), ("c", 2), ("y", 3), ("x", 4)), "storage_order": ["c", "t"]}, "storage_order", id="storage-order-unbounded-not-first"),
+    pytest.param(
+        {"storage_order": "fastest"}, "storage_order", id="storage-order-name"
+    ),
+    pytest.param(
+        {"storage_order": ["t", "q"]}, "storage_order", id="storage-order-unknown-dim"
+    ),
+    pytest.param(
+        {"storage_order": ["t"]}, "storage_order", id="storage-order-missing-dim"
+    ),
+    pytest.param(
+        {"storage_order": ["t", "t", "c"]},
+        "storage_order",
+        id="storage-order-duplicate",
+    ),
+    pytest.param(
+        {"storage_order": ["t", "c", "y"]},
+        "storage_order",
+        id="storage-order-frame-dim",
+    ),
+    pytest.param(
+        {
+            "dimensions": _dims(("t", None), ("c", 2), ("y", 3), ("x", 4)),
+            "storage_order": ["c", "t"],
+        },
+        "storage_order",
+        id="storage-order-unbounded-not-first",
+    ),
     pytest.param({"compression": "zstd"}, "compression", id="compression"),
     pytest.param({"format": "zarr-v9"}, "format", id="format-unknown"),
     pytest.param({"format": {"name": "tiff9"}}, "format", id="format-dict-unknown"),
-    pytest.param({"format": {"name": "scratch", "max_memory_bytes": -5}}, "max_memory_bytes", id="format-budget"),
+    pytest.param(
+        {"format": {"name": "scratch", "max_memory_bytes": -5}},
+        "max_memory_bytes",
+        id="format-budget",
+    ),
     pytest.param({"format": 42}, "format", id="format-type"),
-    pytest.param({"format": {"max_memory_bytes": 7}}, "format", id="format-dict-no-name"),
-    pytest.param({"dimensions": [{"name": "p", "coords": [{"name": "w", "plate_row": "Z", "plate_column": "1"}], "type": "position"}, *YX], "plate": PLATE}, "plate_row", id="plate-row"),
-    pytest.param({"dimensions": [{"name": "p", "coords": [{"name": "w", "plate_row": "A", "plate_column": "9"}], "type": "position"}, *YX], "plate": PLATE}, "plate_column", id="plate-column"),
+    pytest.param(
+        {"format": {"max_memory_bytes": 7}}, "format", id="format-dict-no-name"
+    ),
+    pytest.param(
+        {
+            "dimensions": [
+                {
+                    "name": "p",
+                    "coords": [{"name": "w", "plate_row": "Z", "plate_column": "1"}],
+                    "type": "position",
+                },
+                *YX,
+            ],
+            "plate": PLATE,
+        },
+        "plate_row",
+        id="plate-row",
+    ),
+    pytest.param(
+        {
+            "dimensions": [
+                {
+                    "name": "p",
+                    "coords": [{"name": "w", "plate_row": "A", "plate_column": "9"}],
+                    "type": "position",
+                },
+                *YX,
+            ],
+            "plate": PLATE,
+        },
+        "plate_column",
+        id="plate-column",
+    ),
     pytest.param({"overwrite": "maybe"}, "overwrite", id="overwrite"),
     pytest.param({"exposure_ms": 10}, "exposure_ms", id="extra-field"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("overrides", "field"), INVALID_SETTINGS)

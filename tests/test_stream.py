@@ -16,6 +16,8 @@ import pytest
 
 from ome_writers import (
     AcquisitionSettings,
+    OmeTiffFormat,
+    OmeZarrFormat,
     StreamClosedError,
     create_stream,
     dims_from_standard_axes,
@@ -60,6 +62,29 @@ def test_seed_snippet_runs_verbatim() -> None:
     assert array.shape == (10, 2, 512, 512)
     data = np.asarray(array)
     np.testing.assert_array_equal(data, np.stack(my_frames).reshape(10, 2, 512, 512))
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        pytest.param(OmeZarrFormat(), id="ome-zarr"),
+        pytest.param(OmeTiffFormat(), id="ome-tiff"),
+    ],
+)
+def test_on_disk_formats_need_root_path(fmt: Any) -> None:
+    settings = AcquisitionSettings(
+        dimensions=dims_from_standard_axes(TC), dtype="uint16", format=fmt
+    )
+    with pytest.raises(ValueError, match="root_path"):
+        create_stream(settings)
+
+
+def test_scratch_needs_no_root_path(make_frame: Callable) -> None:
+    settings = AcquisitionSettings(dimensions=dims_from_standard_axes(TC), dtype="u2")
+    assert settings.root_path == ""
+    with create_stream(settings) as stream:
+        stream.append(make_frame(0))
+    np.testing.assert_array_equal(stream.arrays[0][0, 0], make_frame(0))
 
 
 # ------------------------------------------------------------------ append, skip
@@ -169,9 +194,11 @@ def test_context_manager_closes_on_error(scratch_stream: StreamFactory) -> None:
         pytest.param(lambda s, f: s.append(f, frame_metadata={"a": 1}), id="append-md"),
         pytest.param(lambda s, f: s.append(f.astype("uint8")), id="append-slow-path"),
         pytest.param(lambda s, f: s.skip(), id="skip"),
-        pytest.param(lambda s, f: s.set_global_metadata("lab", {"a": 1}), id="global-md"),
+        pytest.param(
+            lambda s, f: s.set_global_metadata("lab", {"a": 1}), id="global-md"
+        ),
     ],
-)  # fmt: skip
+)
 def test_writing_after_close_raises(
     scratch_stream: StreamFactory, make_frame: Callable, action: Callable
 ) -> None:
@@ -185,17 +212,22 @@ def test_writing_after_close_raises(
         action(stream, make_frame(1))
 
 
+def drop_and_collect(holder: list[Any]) -> None:
+    """Drop the last reference to a stream and run the garbage collector."""
+    holder.clear()
+    gc.collect()
+
+
 @pytest.mark.parametrize("scratch_mode", ["memory", "disk"])
 def test_unclosed_stream_is_finalized_at_gc(
     scratch_stream: StreamFactory, make_frame: Callable, read_scratch_root: Callable
 ) -> None:
-    stream = scratch_stream(dims_from_standard_axes(TC))
+    holder = [scratch_stream(dims_from_standard_axes(TC))]
     scratch_stream.streams.clear()  # the fixture must not keep it alive
-    stream.append(make_frame(0))
-    stream.append(make_frame(1))
+    holder[0].append(make_frame(0))
+    holder[0].append(make_frame(1))
     with pytest.warns(ResourceWarning, match="close"):
-        del stream
-        gc.collect()
+        drop_and_collect(holder)
     if scratch_stream.root is not None:
         manifest = json.loads((scratch_stream.root / "manifest.json").read_text())
         assert manifest["complete"] is True
@@ -329,7 +361,7 @@ NON_CONTIGUOUS = [
     pytest.param(lambda f: np.stack([f, f + 1], axis=-1)[..., 0], id="interleaved"),
     pytest.param(lambda f: f[::-1][::-1], id="reversed-twice"),
     pytest.param(lambda f: f.astype(">u2"), id="big-endian"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("transform", NON_CONTIGUOUS)
@@ -373,10 +405,14 @@ def test_ndarray_subclass_frames(make_frame: Callable) -> None:
         pytest.param({"pos": {1, 2}}, TypeError, "JSON", id="set"),
         pytest.param([1, 2, 3], TypeError, "mapping", id="not-a-mapping"),
         pytest.param({"frame_number": 3}, ValueError, "reserved", id="reserved-frame"),
-        pytest.param({"position_index": 0}, ValueError, "reserved", id="reserved-position"),
-        pytest.param({"storage_index": [0]}, ValueError, "reserved", id="reserved-storage"),
+        pytest.param(
+            {"position_index": 0}, ValueError, "reserved", id="reserved-position"
+        ),
+        pytest.param(
+            {"storage_index": [0]}, ValueError, "reserved", id="reserved-storage"
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_frame_metadata_uses_no_slot(
     scratch_stream: StreamFactory,
     make_frame: Callable,

@@ -97,12 +97,16 @@ KEYS = [
     pytest.param((0, Ellipsis, 1, 2), id="ellipsis-middle"),
     pytest.param(Ellipsis, id="ellipsis"),
     pytest.param(slice(1, 3), id="t-slice"),
-    pytest.param((slice(None, None, 2), slice(None), slice(None), slice(0, 3, 2)), id="steps"),
+    pytest.param(
+        (slice(None, None, 2), slice(None), slice(None), slice(0, 3, 2)), id="steps"
+    ),
     pytest.param((slice(None, None, -1), slice(None, None, -1)), id="reversed"),
-    pytest.param((slice(-2, None), 1, slice(None), -1, slice(1, -1)), id="negative-bounds"),
+    pytest.param(
+        (slice(-2, None), 1, slice(None), -1, slice(1, -1)), id="negative-bounds"
+    ),
     pytest.param((np.int64(1), np.int32(0)), id="numpy-ints"),
     pytest.param(slice(5, 9), id="empty-slice"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("key", KEYS)

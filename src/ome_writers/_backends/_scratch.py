@@ -216,9 +216,7 @@ class ScratchBackend(Backend):
             self._write_manifest(complete=False)
         except OSError as exc:
             self._close_files()
-            raise WriteError(
-                exc.errno, f"cannot create scratch files in {str(root)!r}: {exc}"
-            ) from exc
+            raise _write_error(exc, "cannot create scratch files in", root) from exc
 
     # ---------------------------------------------------------------- writing
 
@@ -270,11 +268,8 @@ class ScratchBackend(Backend):
             _pwrite_all(self._fds[position], frame, row * self._frame_bytes)
         except OSError as exc:
             self._failed_frame = n
-            raise WriteError(
-                exc.errno,
-                f"cannot write frame {n} to {str(self._paths[position])!r}: "
-                f"{exc.strerror or exc}; frames before it are kept",
-                str(self._paths[position]),
+            raise _write_error(
+                exc, f"cannot write frame {n} to", self._paths[position]
             ) from exc
 
     def _write_metadata(self, n: int, position: int, metadata: FrameMetadata) -> None:
@@ -295,10 +290,8 @@ class ScratchBackend(Backend):
         except OSError as exc:
             os.ftruncate(self._meta_fd, self._meta_size)
             self._failed_frame = n  # its pixels are written: zero them on skip
-            raise WriteError(
-                exc.errno,
-                f"cannot write metadata of frame {n} to "
-                f"{str(self._meta_path)!r}: {exc.strerror or exc}",
+            raise _write_error(
+                exc, f"cannot write metadata of frame {n} to", self._meta_path
             ) from exc
         self._meta_size += len(data)
 
@@ -338,9 +331,7 @@ class ScratchBackend(Backend):
                 try:
                     os.ftruncate(fd, rows * self._frame_bytes)
                 except OSError as exc:
-                    raise WriteError(
-                        exc.errno, f"cannot grow {str(path)!r}: {exc}", str(path)
-                    ) from exc
+                    raise _write_error(exc, "cannot grow", path) from exc
             previous, self._extent_frames = (
                 self._extent_frames,
                 steps * self.router.frames_per_step,
@@ -437,9 +428,7 @@ class ScratchBackend(Backend):
         try:
             files.write_json_atomic(path, payload, durable=durable)
         except OSError as exc:
-            raise WriteError(
-                exc.errno, f"cannot write {str(path)!r}: {exc}", str(path)
-            ) from exc
+            raise _write_error(exc, "cannot write", path) from exc
 
     # ---------------------------------------------------------------- closing
 
@@ -495,3 +484,13 @@ def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
         if step == 0:
             raise OSError(28, "no space left on device (short write)")
         done += step
+
+
+def _write_error(exc: OSError, action: str, path: Path) -> WriteError:
+    """A ``WriteError`` naming the path and the cause; earlier frames are kept."""
+    return WriteError(
+        exc.errno,
+        f"{action} {str(path)!r}: {exc.strerror or exc}; "
+        "everything written before is kept",
+        str(path),
+    )
