@@ -1,0 +1,150 @@
+"""The ``ome-writers`` command, run through its real entry points in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+from ome_writers import open_scratch
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def run(*args: str, entry: str = "module") -> subprocess.CompletedProcess[str]:
+    if entry == "script":
+        exe = shutil.which("ome-writers")
+        assert exe is not None, "the ome-writers console script is not installed"
+        command = [exe, *args]
+    else:
+        command = [sys.executable, "-m", "ome_writers", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("entry", [pytest.param("module"), pytest.param("script")])
+def test_demo_runs_in_memory_by_default(entry):
+    result = run("demo", entry=entry)
+    assert result.returncode == 0, result.stderr
+    assert "wrote 40 frames" in result.stdout
+    assert "memory" in result.stdout
+    assert "t=20 (time), c=2 (channel), y=512 (space), x=512 (space)" in result.stdout
+    # the progress bar reports frames, frames/s and MB/s
+    assert "40/40 frames" in result.stderr
+    assert "frames/s" in result.stderr
+    assert "MB/s" in result.stderr
+
+
+def test_demo_to_disk_then_info(tmp_path):
+    root = tmp_path / "demo_root"
+    result = run("demo", "--root", str(root), "--dims", "t:3,p:2,c:2,y:32,x:48")
+    assert result.returncode == 0, result.stderr
+    assert str(root) in result.stdout
+
+    dataset = open_scratch(root)
+    assert dataset.complete
+    assert dataset.frames_written == 12
+    assert [a.shape for a in dataset.arrays] == [(3, 2, 32, 48)] * 2
+    # synthetic frames have structure: not constant, not all distinct noise
+    frame = np.asarray(dataset.arrays[0][0, 0])
+    assert frame.std() > 0
+    assert len(dataset.frame_metadata) == 12
+    assert all("delta_t" in r for r in dataset.frame_metadata)
+
+    info = run("info", str(root))
+    assert info.returncode == 0, info.stderr
+    assert "complete" in info.stdout
+    assert "frames written: 12 of 12" in info.stdout
+    assert "positions: 2" in info.stdout
+    assert "size on disk" in info.stdout
+
+
+def test_info_describes_an_interrupted_root(tmp_path):
+    root = tmp_path / "root"
+    assert run("demo", "--root", str(root), "--dims", "t:2,y:8,x:8").returncode == 0
+    manifest_path = root / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["complete"] = False
+    manifest_path.write_text(json.dumps(manifest))
+    info = run("info", str(root))
+    assert info.returncode == 0, info.stderr
+    assert "recovered" in info.stdout
+
+
+def test_demo_unbounded_needs_frames(tmp_path):
+    bad = run("demo", "--dims", "t:inf,y:8,x:8")
+    assert bad.returncode == 2
+    ok = run("demo", "--dims", "t:inf,y:8,x:8", "--frames", "5")
+    assert ok.returncode == 0, ok.stderr
+    assert "wrote 5 frames" in ok.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(("demo", "--dims", "q:3,y:8,x:8"), "--dims", id="unknown-axis"),
+        pytest.param(("demo", "--dims", "t3,y:8,x:8"), "--dims", id="no-colon"),
+        pytest.param(("demo", "--dims", "t:x,y:8,x:8"), "whole number", id="count"),
+        pytest.param(("demo", "--dims", "t:-2,y:8,x:8"), "positive", id="negative"),
+        pytest.param(("demo", "--dtype", "uint12"), "--dtype", id="dtype"),
+        pytest.param(("demo", "--format", "bmp"), "--format", id="format"),
+        pytest.param(("demo", "--fps", "fast"), "--fps", id="fps"),
+        pytest.param(("info",), "path", id="info-no-path"),
+        pytest.param(("frobnicate",), "invalid choice", id="command"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2  # argparse adds a usage line
+
+
+@pytest.mark.parametrize(
+    "make_path",
+    [
+        pytest.param(lambda tmp: tmp / "missing", id="missing"),
+        pytest.param(lambda tmp: tmp, id="plain-directory"),
+        pytest.param(
+            lambda tmp: (tmp / "file.txt").write_text("x") and tmp / "file.txt",
+            id="file",
+        ),
+    ],
+)
+def test_info_on_a_non_dataset_exits_2(tmp_path, make_path):
+    path: Path = make_path(tmp_path)
+    result = run("info", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_existing_root_is_refused_with_one_line(tmp_path):
+    root = tmp_path / "root"
+    assert run("demo", "--root", str(root), "--dims", "t:1,y:8,x:8").returncode == 0
+    again = run("demo", "--root", str(root), "--dims", "t:1,y:8,x:8")
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+    assert "Traceback" not in again.stderr
+    replaced = run("demo", "--root", str(root), "--dims", "t:1,y:8,x:8", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+
+
+def test_bench_lists_scenarios():
+    result = run("bench", "--help")
+    assert result.returncode == 0
+    for name in ("overhead", "bandwidth", "disk", "unbounded-memory"):
+        assert name in result.stdout
+
+
+def test_bench_rejects_unknown_scenario():
+    result = run("bench", "nonsense")
+    assert result.returncode == 2
+    assert "unknown scenario" in result.stderr
+    assert "Traceback" not in result.stderr
