@@ -9,6 +9,7 @@ and reported the same way.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 _DEFAULT_DIMS = "t:20,c:2,y:512,x:512"
+#: modules whose ``describe(path) -> list[str] | None`` recognizes other formats
+_DESCRIBERS = ("ome_writers._backends._zarr_common", "ome_writers._backends._tiff")
 
 
 class UsageError(Exception):
@@ -101,7 +104,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--overwrite", action="store_true", help="replace output")
 
     info = sub.add_parser("info", help="describe a written dataset")
-    info.add_argument("path", help="dataset path (a scratch root)")
+    info.add_argument("path", help="dataset path (scratch root, OME-Zarr or OME-TIFF)")
 
     bench = sub.add_parser("bench", help="run the benchmark scenarios")
     bench.add_argument(
@@ -218,6 +221,16 @@ def _info(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.exists():
         raise UsageError(f"{args.path!r} does not exist")
+    if not (path / "manifest.json").exists():
+        for module_name in _DESCRIBERS:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                continue
+            lines = module.describe(path)
+            if lines is not None:
+                print("\n".join(lines))
+                return 0
     dataset = open_scratch(path)
     settings = dataset.settings
     state = "complete" if dataset.complete else "recovered (writer was interrupted)"

@@ -1,0 +1,286 @@
+"""OME-Zarr 0.5 metadata and group layout, as plain dicts.
+
+Pure functions of the settings: no I/O and no engine, so every Zarr backend
+gets the same hierarchy and the tests can check it without writing pixels.
+
+Layouts, chosen from the settings:
+
+- ``image``: no position dimension. ``output_path`` is the multiscales image
+  group; its array is ``0``.
+- ``bioformats2raw``: a position dimension without a plate. The root carries
+  ``bioformats2raw.layout``; position ``p`` is the image group ``<p>/`` (array
+  ``<p>/0``); ``OME/`` lists the series.
+- ``plate``: ``AcquisitionSettings.plate`` is set. The root is the plate group;
+  each position is a field ``<row>/<column>/<field>/`` of its well, fields
+  numbered from 0 in position order. Only rows and wells that hold a position
+  get a group.
+
+Position names are never used as paths (they go into the multiscales
+``name``), so a name such as ``"../x"`` cannot escape ``output_path``. Plate
+row and column names are path components: they must be alphanumeric, as the
+HCS specification requires, or the stream is refused.
+
+The project's own attributes live under the key ``"ome_writers"`` (see
+``NAMESPACE``): on the root group the settings, global metadata and frame
+count; on each image group its ``Position`` and the per-frame metadata.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ome_writers._settings import Channel, Position
+
+if TYPE_CHECKING:
+    from ome_writers._settings import AcquisitionSettings, Dimension
+
+NGFF_VERSION = "0.5"
+NAMESPACE = "ome_writers"
+ARRAY_NAME = "0"
+
+_SAFE_COMPONENT = re.compile(r"[A-Za-z0-9]+")
+_DEFAULT_COLORS = ("00FF00", "FF00FF", "00FFFF", "FFFF00", "FF0000", "0000FF")
+
+#: common spellings -> UDUNITS-2 names allowed by OME-Zarr
+_UNIT_ALIASES = {
+    "um": "micrometer",
+    "µm": "micrometer",
+    "micron": "micrometer",
+    "nm": "nanometer",
+    "mm": "millimeter",
+    "cm": "centimeter",
+    "m": "meter",
+    "pm": "picometer",
+    "s": "second",
+    "sec": "second",
+    "ms": "millisecond",
+    "us": "microsecond",
+    "µs": "microsecond",
+    "ns": "nanosecond",
+    "min": "minute",
+    "h": "hour",
+}
+_SPACE_UNITS = frozenset(
+    {"angstrom", "attometer", "centimeter", "decimeter", "exameter", "femtometer"}
+    | {"foot", "gigameter", "hectometer", "inch", "kilometer", "megameter", "meter"}
+    | {"micrometer", "mile", "millimeter", "nanometer", "parsec", "petameter"}
+    | {"picometer", "terameter", "yard", "yoctometer", "yottameter", "zeptometer"}
+    | {"zettameter"}
+)
+_TIME_UNITS = frozenset(
+    {"attosecond", "centisecond", "day", "decisecond", "exasecond", "femtosecond"}
+    | {"gigasecond", "hectosecond", "hour", "kilosecond", "megasecond", "microsecond"}
+    | {"millisecond", "minute", "nanosecond", "petasecond", "picosecond", "second"}
+    | {"terasecond", "yoctosecond", "yottasecond", "zeptosecond", "zettasecond"}
+)
+
+
+@dataclass(frozen=True)
+class ImageNode:
+    """One position's multiscales image group."""
+
+    path: str
+    name: str
+    position: Position
+
+    @property
+    def array_path(self) -> str:
+        """Path of the full-resolution array, relative to the root."""
+        return f"{self.path}/{ARRAY_NAME}" if self.path else ARRAY_NAME
+
+
+@dataclass(frozen=True)
+class ZarrLayout:
+    """The group hierarchy of one output.
+
+    ``groups`` maps every non-image group (relative path, ``""`` for the root)
+    to its ``ome`` attributes, or to None for a plain group.
+    """
+
+    kind: Literal["image", "bioformats2raw", "plate"]
+    images: tuple[ImageNode, ...]
+    groups: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+
+def check_path_component(value: str, what: str) -> str:
+    """``value`` if it is a safe path component, else ``ValueError``."""
+    if not _SAFE_COMPONENT.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} cannot be used as a Zarr group name: it must be "
+            "non-empty and alphanumeric (no '/', '..', spaces or dots); rename it"
+        )
+    return value
+
+
+def build_layout(settings: AcquisitionSettings) -> ZarrLayout:
+    """The hierarchy for ``settings``; raises ``ValueError`` for unsafe names."""
+    positions = settings.positions
+    if settings.plate is not None:
+        return _plate_layout(settings)
+    if not settings.position_dimension_names:
+        return ZarrLayout("image", (ImageNode("", positions[0].name, positions[0]),))
+    images = tuple(ImageNode(str(p), pos.name, pos) for p, pos in enumerate(positions))
+    series = [node.path for node in images]
+    groups: dict[str, dict[str, Any] | None] = {
+        "": {"version": NGFF_VERSION, "bioformats2raw.layout": 3},
+        "OME": {"version": NGFF_VERSION, "series": series},
+    }
+    return ZarrLayout("bioformats2raw", images, groups)
+
+
+def _plate_layout(settings: AcquisitionSettings) -> ZarrLayout:
+    plate = settings.plate
+    assert plate is not None
+    rows = [check_path_component(r, "plate row name") for r in plate.row_names]
+    columns = [check_path_component(c, "plate column name") for c in plate.column_names]
+    fields: dict[tuple[str, str], list[int]] = {}
+    images: list[ImageNode] = []
+    for p, pos in enumerate(settings.positions):
+        if pos.plate_row is None or pos.plate_column is None:
+            raise ValueError(
+                f"position {pos.name!r} has no plate_row/plate_column, but the "
+                "acquisition has a plate: give every position its well, or drop "
+                "AcquisitionSettings.plate"
+            )
+        well = fields.setdefault((pos.plate_row, pos.plate_column), [])
+        images.append(
+            ImageNode(f"{pos.plate_row}/{pos.plate_column}/{len(well)}", pos.name, pos)
+        )
+        well.append(p)
+    wells = sorted(fields, key=lambda rc: (rows.index(rc[0]), columns.index(rc[1])))
+    max_fields = max(len(v) for v in fields.values())
+    plate_meta: dict[str, Any] = {
+        "version": NGFF_VERSION,
+        "rows": [{"name": r} for r in rows],
+        "columns": [{"name": c} for c in columns],
+        "wells": [
+            {"path": f"{r}/{c}", "rowIndex": rows.index(r), "columnIndex": columns.index(c)}
+            for r, c in wells
+        ],
+        "acquisitions": [{"id": 0, "maximumfieldcount": max_fields}],
+        "field_count": max_fields,
+    }
+    if plate.name:
+        plate_meta["name"] = plate.name
+    groups: dict[str, dict[str, Any] | None] = {
+        "": {"version": NGFF_VERSION, "plate": plate_meta}
+    }
+    for r, c in wells:
+        groups.setdefault(r, None)
+        groups[f"{r}/{c}"] = {
+            "version": NGFF_VERSION,
+            "well": {
+                "images": [
+                    {"path": str(i), "acquisition": 0}
+                    for i in range(len(fields[(r, c)]))
+                ]
+            },
+        }
+    return ZarrLayout("plate", tuple(images), groups)
+
+
+# ---------------------------------------------------------------- image groups
+
+
+def storage_dimensions(settings: AcquisitionSettings) -> list[Dimension]:
+    """The array's dimensions in storage order, frame dimensions last."""
+    by_name = {d.name: d for d in settings.dimensions}
+    names = [*settings.storage_dimension_names]
+    return [by_name[n] for n in names] + list(settings.frame_dimensions)
+
+
+def ome_unit(dim: Dimension) -> str | None:
+    """The UDUNITS-2 unit for ``dim``, or None when it has none OME-Zarr allows."""
+    if dim.unit is None:
+        return None
+    unit = _UNIT_ALIASES.get(dim.unit, dim.unit.lower())
+    if dim.type == "space" and unit in _SPACE_UNITS:
+        return unit
+    if dim.type == "time" and unit in _TIME_UNITS:
+        return unit
+    return None
+
+
+def axes_metadata(dims: list[Dimension]) -> list[dict[str, Any]]:
+    """OME ``axes`` for the storage dimensions."""
+    out = []
+    for d in dims:
+        axis: dict[str, Any] = {"name": d.name}
+        if d.type in ("space", "time", "channel"):
+            axis["type"] = d.type
+        unit = ome_unit(d)
+        if unit is not None:
+            axis["unit"] = unit
+        out.append(axis)
+    return out
+
+
+def image_metadata(settings: AcquisitionSettings, node: ImageNode) -> dict[str, Any]:
+    """The ``ome`` attributes of one image group."""
+    dims = storage_dimensions(settings)
+    transforms: list[dict[str, Any]] = [
+        {"type": "scale", "scale": [float(d.scale or 1.0) for d in dims]}
+    ]
+    if any(d.translation is not None for d in dims):
+        transforms.append(
+            {
+                "type": "translation",
+                "translation": [float(d.translation or 0.0) for d in dims],
+            }
+        )
+    meta: dict[str, Any] = {
+        "version": NGFF_VERSION,
+        "multiscales": [
+            {
+                "name": node.name,
+                "axes": axes_metadata(dims),
+                "datasets": [
+                    {"path": ARRAY_NAME, "coordinateTransformations": transforms}
+                ],
+            }
+        ],
+    }
+    channels = [d for d in dims if d.type == "channel"]
+    if channels:
+        meta["omero"] = omero_metadata(channels[0], settings.dtype)
+    return meta
+
+
+def omero_metadata(dim: Dimension, dtype: str) -> dict[str, Any]:
+    """``omero`` rendering settings from a channel dimension's coords."""
+    np_dtype = np.dtype(dtype)
+    if np_dtype.kind in "iu":
+        info = np.iinfo(np_dtype)
+        low, high = float(info.min), float(info.max)
+    else:
+        low, high = 0.0, 1.0
+    coords = dim.coords or [Channel(name=str(i)) for i in range(dim.count or 0)]
+    channels = []
+    for i, coord in enumerate(coords):
+        channel = coord if isinstance(coord, Channel) else Channel(name=str(coord))
+        channels.append(
+            {
+                "label": channel.name,
+                "color": (channel.color or _DEFAULT_COLORS[i % len(_DEFAULT_COLORS)])[
+                    :6
+                ],
+                "active": True,
+                "coefficient": 1.0,
+                "family": "linear",
+                "inverted": False,
+                "window": {"start": low, "end": high, "min": low, "max": high},
+            }
+        )
+    return {
+        "channels": channels,
+        "rdefs": {"defaultT": 0, "defaultZ": 0, "model": "color"},
+    }
+
+
+def group_document(attributes: dict[str, Any]) -> dict[str, Any]:
+    """A Zarr v3 group ``zarr.json`` with ``attributes``."""
+    return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
