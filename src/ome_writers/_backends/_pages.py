@@ -92,10 +92,12 @@ class Prefaulter:
     most ``2 * lookahead_rows`` ahead of the writer.
     """
 
-    def __init__(self, arrays: list[np.ndarray], lookahead_rows: int) -> None:
+    def __init__(
+        self, arrays: list[np.ndarray], lookahead_rows: int, first_row: int = 0
+    ) -> None:
         self._arrays = arrays
         self._lookahead = max(1, lookahead_rows)
-        self._done = [0] * len(arrays)
+        self._done = [first_row] * len(arrays)
         self._targets = [0] * len(arrays)
         self.triggers = [0] * len(arrays)
         self._wake = threading.Event()
@@ -104,7 +106,7 @@ class Prefaulter:
             target=self._run, name="ome-writers-prefault", daemon=True
         )
         for p in range(len(arrays)):
-            self.advance(p, 0)
+            self.advance(p, first_row)
         self._thread.start()
 
     def advance(self, position: int, row: int) -> None:

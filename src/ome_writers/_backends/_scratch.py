@@ -39,7 +39,7 @@ import numpy as np
 
 from ome_writers._backends import _scratch_files as files
 from ome_writers._backends._base import Backend, FrameMetadata
-from ome_writers._backends._pages import Prefaulter, reserve_array
+from ome_writers._backends._pages import Prefaulter, populate, reserve_array
 from ome_writers._errors import WriteError
 from ome_writers._formats import ScratchFormat
 from ome_writers._util import user_stacklevel
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ome_writers._settings import AcquisitionSettings
 
 _PREFAULT_MIN_BYTES = 16 * 1024**2
+_PREFAULT_AT_CREATE_BYTES = 2 * 1024**3
 _PREFAULT_LOOKAHEAD_BYTES = 16 * 1024**2
 _UNBOUNDED_ROWS = 1 << 62
 
@@ -120,11 +121,11 @@ class ScratchBackend(Backend):
         if self.router.is_unbounded:
             step_bytes = self._npos * self._rows_per_step * self._frame_bytes
             steps = self._format.max_memory_bytes // step_bytes
-            self._open_memory(steps * self._rows_per_step)
+            self._open_memory(steps * self._rows_per_step, populate_now=False)
             return
         needed = self._npos * self._bounded_rows() * self._frame_bytes
         if needed <= self._format.max_memory_bytes:
-            self._open_memory(self._bounded_rows())
+            self._open_memory(self._bounded_rows(), populate_now=True)
         elif self._format.spill_to_disk:
             self._open_disk(self._make_temporary_root(needed), self._bounded_rows())
         else:
@@ -180,13 +181,27 @@ class ScratchBackend(Backend):
         )
         return root
 
-    def _open_memory(self, rows: int) -> None:
+    def _open_memory(self, rows: int, *, populate_now: bool) -> None:
+        """Reserve ``rows`` per position; pre-fault what is cheap now, the rest later.
+
+        A bounded stream will fill its rows, so up to ``_PREFAULT_AT_CREATE_BYTES``
+        of them are populated right away (about 0.1 s per GiB), keeping page
+        faults out of the append loop; beyond that, and for unbounded streams
+        (whose rows may never be used), a thread keeps a few frames ahead.
+        """
         self._capacity_rows = rows
         shape = (rows, *self._frame_shape)
         self._buffers = [reserve_array(shape, self._dtype) for _ in range(self._npos)]
-        if rows * self._frame_bytes * self._npos >= _PREFAULT_MIN_BYTES:
+        ready = 0
+        if populate_now and rows:
+            per_position = _PREFAULT_AT_CREATE_BYTES // (self._npos * self._frame_bytes)
+            ready = min(rows, per_position)
+            if not all(populate(buffer, 0, ready) for buffer in self._buffers):
+                ready = 0
+        remaining = (rows - ready) * self._frame_bytes * self._npos
+        if remaining >= _PREFAULT_MIN_BYTES:
             lookahead = max(2, _PREFAULT_LOOKAHEAD_BYTES // self._frame_bytes)
-            self._prefaulter = Prefaulter(self._buffers, lookahead)
+            self._prefaulter = Prefaulter(self._buffers, lookahead, first_row=ready)
             self._triggers = self._prefaulter.triggers
 
     def _open_disk(
