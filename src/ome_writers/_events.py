@@ -141,7 +141,7 @@ class EventDispatcher:
             for callback in list(self._callbacks[name]):
                 try:
                     callback(update)
-                except Exception:
+                except BaseException:  # even SystemExit: the thread must live on
                     logger.exception(
                         "ome_writers %s callback %r failed on frame %d",
                         name,

@@ -125,9 +125,16 @@ class OmeZarrFormat(_Format):
             return root_path.rstrip("/")
         return root_path + self.suffix
 
+    #: codecs each engine can write (Zarr v3 ``blosc`` with zstd or lz4, ``zstd``)
+    backend_compressions: ClassVar[dict[str, tuple[str | None, ...]]] = {
+        "tensorstore": (None, "blosc-zstd", "blosc-lz4", "zstd"),
+        "acquire-zarr": (None, "blosc-zstd", "blosc-lz4", "zstd"),
+        "zarr-python": (None, "blosc-zstd", "blosc-lz4", "zstd"),
+    }
+
     def supported_compressions(self) -> tuple[str | None, ...]:
         """Codecs the selected backend can write."""
-        return (None, "blosc-zstd", "blosc-lz4", "zstd")
+        return self.backend_compressions.get(self.backend, (None,))
 
     def ome_storage_order(self, dimensions: Sequence[Dimension]) -> list[str]:
         """(t, c, [other], z, y, x), as OME-Zarr requires.
@@ -144,12 +151,30 @@ class OmeZarrFormat(_Format):
 
 
 class OmeTiffFormat(_Format):
-    """OME-TIFF, written with tifffile.
+    """OME-TIFF, written with tifffile; OME-XML from ome-types.
+
+    Each frame becomes one TIFF page (IFD) as it arrives. ``DimensionOrder``
+    follows the storage order, which for ``storage_order="ome"`` is the
+    acquisition order: OME-TIFF allows every permutation of T, C and Z.
 
     Parameters
     ----------
     suffix
         Appended to ``root_path`` unless it already ends in ``.ome.tif(f)``.
+    position_layout
+        How positions are laid out. ``"series"`` (default): one file at
+        ``output_path`` holding every position as an OME Image (a tifffile
+        series), plate metadata included; one file is easiest to move and
+        open. ``"files"``: one file per position, named
+        ``<stem>_<position name>.ome.tiff`` (characters other than letters,
+        digits, ``-`` and ``_`` replaced by ``_``) beside a
+        ``<stem>.companion.ome`` that describes all of them (plate
+        included); ``output_path`` is then the companion file. Each position
+        file also embeds a complete OME-XML of its own position, so it opens
+        on its own.
+    bigtiff
+        Write BigTIFF (64-bit offsets). None (default): when a file can
+        exceed 4 GB, and always for unbounded streams.
     """
 
     compressions: ClassVar[tuple[str | None, ...]] = (None, "lzw", "zlib", "zstd")
@@ -157,12 +182,44 @@ class OmeTiffFormat(_Format):
     name: Literal["ome-tiff"] = "ome-tiff"
     backend: Literal["tifffile"] = "tifffile"
     suffix: str = ".ome.tiff"
+    position_layout: Literal["series", "files"] = "series"
+    bigtiff: bool | None = None
 
-    def get_output_path(self, root_path: str) -> str:
-        """``root_path``, with ``suffix`` added unless it ends in ``.ome.tif(f)``."""
+    def supported_compressions(self) -> tuple[str | None, ...]:
+        """None and zlib always; lzw and zstd when ``imagecodecs`` is installed."""
+        import importlib.util
+
+        if importlib.util.find_spec("imagecodecs") is None:
+            return (None, "zlib")
+        return self.compressions
+
+    def ome_storage_order(self, dimensions: Sequence[Dimension]) -> list[str]:
+        """The acquisition order (an unbounded dimension is first already).
+
+        Every permutation of T, C and Z is a valid ``DimensionOrder``, so no
+        dimension has to move; frames are then also written in storage order.
+        """
+        return [d.name for d in dimensions if d.type != "position"]
+
+    def tiff_path(self, root_path: str) -> str:
+        """``root_path`` with ``suffix`` unless it ends in ``.ome.tif(f)``."""
         if not root_path or root_path.lower().endswith((".ome.tif", ".ome.tiff")):
             return root_path
         return root_path + self.suffix
+
+    def split_tiff_path(self, root_path: str) -> tuple[str, str]:
+        """(path without its ``.ome.tif(f)`` suffix, that suffix)."""
+        path = self.tiff_path(root_path)
+        lowered = path.lower()
+        cut = len(path) - (9 if lowered.endswith(".ome.tiff") else 8)
+        return path[:cut], path[cut:]
+
+    def get_output_path(self, root_path: str) -> str:
+        """The TIFF file (``"series"``) or the companion file (``"files"``)."""
+        if not root_path or self.position_layout == "series":
+            return self.tiff_path(root_path)
+        stem, _suffix = self.split_tiff_path(root_path)
+        return stem + ".companion.ome"
 
 
 FormatModel = Annotated[

@@ -70,7 +70,10 @@ _SPACE_UNITS = frozenset(
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+    # NaN/inf would be written as non-standard JSON and NaN never compares equal
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, frozen=True, allow_inf_nan=False
+    )
 
 
 class StandardAxis(str, enum.Enum):
@@ -482,7 +485,7 @@ class AcquisitionSettings(_Model):
             return
         expected = [d.name for d in self.index_dimensions if d.type != "position"]
         given = [n for n in order if n not in self.position_dimension_names]
-        if sorted(given) != sorted(expected) or len(given) != len(set(given)):
+        if sorted(given) != sorted(expected) or len(order) != len(set(order)):
             raise ValueError(
                 f"storage_order {order!r} must list each non-frame dimension "
                 f"exactly once: {expected!r} (the position dimension may be "

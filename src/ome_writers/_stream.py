@@ -158,25 +158,28 @@ class OMEStream:
             or frame.shape != self._frame_shape
         ):
             frame = self._coerce_frame(frame)
+        # encoded before taking the lock, so other appending threads don't wait
+        metadata = None if frame_metadata is None else self._encode(frame_metadata)
         lock = self._lock
         lock.acquire()
         try:
             n = self._frames_written
-            if n < self._direct_stop and frame_metadata is None:
+            if n < self._direct_stop and metadata is None:
                 self._direct[n] = frame
             else:
-                self._append_slow(n, frame, frame_metadata)
+                self._append_slow(n, frame, metadata)
             self._frames_written = n + 1
+            # queued under the lock: updates arrive in frame order, and none
+            # is queued after close() has started draining
+            if self._listening:
+                self._events.push(n)
         finally:
             lock.release()
-        if self._listening:
-            self._events.push(n)
 
     def _append_slow(
-        self, n: int, frame: np.ndarray, frame_metadata: Mapping[str, Any] | None
+        self, n: int, frame: np.ndarray, metadata: FrameMetadata | None
     ) -> None:
         """Everything but a plain in-memory copy; called with the lock held."""
-        metadata = None if frame_metadata is None else self._encode(frame_metadata)
         if n >= self._limit:
             self._refuse_past_end()
         self._write(n, frame, metadata)
@@ -204,9 +207,9 @@ class OMEStream:
             self._backend.skip(n, int(frames))
             self._frames_written = n + int(frames)
             self._refresh_direct()
-        if self._listening:
-            for i in range(n, n + int(frames)):
-                self._events.push(i)
+            if self._listening:
+                for i in range(n, n + int(frames)):
+                    self._events.push(i)
 
     def _refuse_past_end(self, frames: int = 1) -> None:
         self._check_open()
@@ -372,11 +375,13 @@ class OMEStream:
             self._closed = True
             self._write = _closed_write
             self._direct, self._direct_stop = _NO_DIRECT, 0
-            try:
-                self._events.stop()
-            finally:
+        try:
+            # without the lock: a callback still running may call stream methods
+            self._events.stop()
+        finally:
+            with self._lock:
                 self._backend.close(self._frames_written)
-            self._finalizer.detach()
+        self._finalizer.detach()
 
     def __enter__(self) -> OMEStream:
         return self
@@ -404,19 +409,25 @@ def _closed_write(*args: Any) -> None:
 
 
 def _finalize_unclosed(state: dict[str, Any]) -> None:
-    if state["_closed"]:
-        return
-    warnings.warn(
-        "an OMEStream was garbage-collected without close(); closing it now. "
-        "Use 'with create_stream(...) as stream:' or call stream.close().",
-        ResourceWarning,
-        stacklevel=2,
-    )
     with state["_lock"]:
+        if state["_closed"]:
+            return
         state["_closed"] = True
         state["_write"] = _closed_write
         state["_direct_stop"] = 0
+    try:
+        state["_events"].stop()
+    finally:
         try:
-            state["_events"].stop()
+            with state["_lock"]:
+                state["_backend"].close(state["_frames_written"])
         finally:
-            state["_backend"].close(state["_frames_written"])
+            # warned after closing: a filter that turns the warning into an
+            # error must not leave the output unfinished
+            warnings.warn(
+                "an OMEStream was garbage-collected without close(); it was "
+                "closed now. Use 'with create_stream(...) as stream:' or call "
+                "stream.close().",
+                ResourceWarning,
+                stacklevel=2,
+            )

@@ -181,7 +181,10 @@ class StreamView:
     def _check_written(
         self, selections: list[int | slice], frames_written: int
     ) -> None:
-        last = [max(_as_range(s), default=0) for s in selections]
+        ranges = [_as_range(s) for s in selections]
+        if not all(ranges):  # an empty selection reads nothing
+            return
+        last = [max(r) for r in ranges]
         frame_number = 0
         for index, count in zip(last, self._router.counts):
             frame_number = frame_number * (count or 1) + index
@@ -202,6 +205,8 @@ def _as_slice(sel: int | slice) -> slice:
     """An int as a length-1 slice (keeps the axis); a normalized slice as-is."""
     if isinstance(sel, int):
         return slice(sel, sel + 1)
+    if sel.start < 0:  # slice.indices gives start -1 only for an empty, reversed one
+        return slice(0, 0, sel.step)
     return slice(sel.start, None if sel.stop < 0 else sel.stop, sel.step)
 
 

@@ -205,7 +205,11 @@ class ScratchBackend(Backend):
             self._triggers = self._prefaulter.triggers
 
     def _open_disk(
-        self, root: Path, rows: int, copy_from: list[np.ndarray] | None = None
+        self,
+        root: Path,
+        rows: int,
+        copy_from: list[np.ndarray] | None = None,
+        metadata: bytes = b"",
     ) -> None:
         self._root = root
         self._paths = [root / files.data_file_name(p) for p in range(self._npos)]
@@ -222,6 +226,10 @@ class ScratchBackend(Backend):
                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
                 0o644,
             )
+            view = memoryview(metadata)
+            while view:
+                view = view[os.write(self._meta_fd, view) :]
+            self._meta_size = len(metadata)
             self._progress_fd = os.open(
                 root / files.PROGRESS, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644
             )
@@ -230,7 +238,11 @@ class ScratchBackend(Backend):
             self._on_disk = True
             self._write_manifest(complete=False)
         except OSError as exc:
+            self._on_disk = False  # the data stays where it was (memory, on a spill)
+            self._readers = [None] * self._npos
             self._close_files()
+            if isinstance(exc, WriteError):  # the manifest's, naming its path
+                raise
             raise _write_error(exc, "cannot create scratch files in", root) from exc
 
     # ---------------------------------------------------------------- writing
@@ -368,12 +380,13 @@ class ScratchBackend(Backend):
             self._prefaulter.stop()
             self._prefaulter = None
             self._triggers = [_UNBOUNDED_ROWS] * self._npos
-        lines, self._meta_lines = self._meta_lines, []
-        self._open_disk(root, rows, copy_from=self._buffers)
-        if lines:
-            data = "".join(lines).encode("utf-8")
-            os.write(self._meta_fd, data)  # type: ignore[arg-type]
-            self._meta_size = len(data)
+        metadata = "".join(self._meta_lines).encode("utf-8")
+        try:
+            self._open_disk(root, rows, copy_from=self._buffers, metadata=metadata)
+        except WriteError:
+            shutil.rmtree(root, ignore_errors=True)  # a later frame tries again
+            raise
+        self._meta_lines = []
         assert self._progress is not None
         struct.pack_into("<Q", self._progress, 0, self._frames_done)
         self._buffers = []
@@ -456,6 +469,10 @@ class ScratchBackend(Backend):
         if not self._on_disk:
             return
         self._frames_done = frames_written
+        if self._is_temporary and not (self._root and self._root.is_dir()):
+            # removed by the exit handler before this stream was finalized
+            self._close_files()
+            return
         durable = self._format.fsync != "never" and not self._is_temporary
         try:
             assert self._progress is not None

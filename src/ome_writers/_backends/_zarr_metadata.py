@@ -158,7 +158,11 @@ def _plate_layout(settings: AcquisitionSettings) -> ZarrLayout:
         "rows": [{"name": r} for r in rows],
         "columns": [{"name": c} for c in columns],
         "wells": [
-            {"path": f"{r}/{c}", "rowIndex": rows.index(r), "columnIndex": columns.index(c)}
+            {
+                "path": f"{r}/{c}",
+                "rowIndex": rows.index(r),
+                "columnIndex": columns.index(c),
+            }
             for r, c in wells
         ],
         "acquisitions": [{"id": 0, "maximumfieldcount": max_fields}],

@@ -1,0 +1,617 @@
+"""The OME-TIFF backend: tifffile pages, OME-XML from ome-types.
+
+Writing. Every frame (or skipped frame, as zeros) is one page, written
+synchronously by tifffile through an ``OrderedFile`` (see ``_tiff_io``), so
+when ``write`` returns the pixels are in the OS and tifffile holds no
+reference to the caller's buffer. Pages land in each file in acquisition
+order; ``TiffData`` elements map them to planes (see ``_tiff_metadata``), so
+any storage order and interleaved positions need no buffering or seeking.
+
+Crash safety. The first page of a file carries an OME-XML that already
+declares every plane of the acquisition (for an unbounded stream: a capacity
+that doubles as the stream grows, the XML being replaced each time), and the
+IFD chain is valid after every page. A killed process thus leaves files that
+tifffile opens with every page written before the kill in its OME series;
+planes never written read as zeros. What only the final XML has: per-plane
+metadata (``DeltaT``, ``ExposureTime``, ``PositionX/Y/Z``, per-frame
+MapAnnotations), global metadata set after a file's first page, the exact
+extent of an unbounded dimension, and ``complete=true`` in the writer's
+MapAnnotation.
+
+Replacing the description appends the new XML and then switches the tag to
+it in one ``pwrite``; the previous XML stays behind as dead bytes (a few KB
+per replacement, about log2(steps) replacements for an unbounded stream).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, cast
+
+import numpy as np
+import tifffile
+
+from ome_writers._backends._base import Backend, FrameMetadata
+from ome_writers._backends._tiff_io import (
+    DescriptionSlot,
+    OrderedFile,
+    PageIndex,
+    TiffLayout,
+)
+from ome_writers._backends._tiff_metadata import (
+    WRITER_NAMESPACE,
+    DocumentState,
+    OmeDocument,
+    PlaneRecord,
+)
+from ome_writers._errors import WriteError
+from ome_writers._formats import OmeTiffFormat
+from ome_writers._version import __version__
+
+if TYPE_CHECKING:
+    from ome_writers._router import FrameRouter
+    from ome_writers._settings import AcquisitionSettings
+
+_CLASSIC_LIMIT_BYTES = 2**32 - 2**26  # keep a 64 MB margin below 4 GB
+_PAGE_OVERHEAD_BYTES = 4096
+_NO_LIMIT = 1 << 62
+_COMPRESSION_ARGS: dict[str | None, Any] = {
+    None: None,
+    "zlib": "zlib",
+    "lzw": "lzw",
+    "zstd": "zstd",
+}
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def safe_file_part(name: str) -> str:
+    """A position name reduced to characters that cannot leave a directory.
+
+    >>> safe_file_part("../A1 field #2")
+    'A1_field_2'
+    """
+    part = _UNSAFE_NAME.sub("_", name).strip("_")[:80]
+    return part or "position"
+
+
+def position_file_names(stem: str, suffix: str, names: list[str]) -> list[str]:
+    """One unique file name per position: ``<stem>_<safe name><suffix>``.
+
+    Names that collide once made safe (or differ only in case) get the
+    position index appended.
+    """
+    parts = [safe_file_part(n) for n in names]
+    lowered = [p.lower() for p in parts]
+    out = []
+    for i, part in enumerate(parts):
+        if lowered.count(lowered[i]) > 1:
+            part = f"{part}-{i}"
+        out.append(f"{stem}_{part}{suffix}")
+    return out
+
+
+class _TiffFile:
+    """One TIFF file being written: handle, tifffile writer, page index."""
+
+    def __init__(self, path: Path, layout: TiffLayout, index: PageIndex) -> None:
+        self.path = path
+        self.layout = layout
+        self.index = index
+        self.handle: OrderedFile | None = None
+        self.writer: tifffile.TiffWriter | None = None
+        self.description: DescriptionSlot | None = None
+        self.pages = 0
+
+    def create(self) -> None:
+        self.handle = OrderedFile(str(self.path))
+        self.writer = tifffile.TiffWriter(
+            cast("IO[bytes]", self.handle),
+            bigtiff=self.layout.bigtiff,
+            byteorder="<",
+            ome=False,
+        )
+        self.handle.commit()  # the header: from now on the chain only grows
+
+    def close(self) -> None:
+        handle, self.handle, self.writer = self.handle, None, None
+        if handle is not None:
+            handle.close()
+
+
+class TiffBackend(Backend):
+    """Writer of OME-TIFF files; see the module notes."""
+
+    def __init__(self, settings: AcquisitionSettings, router: FrameRouter) -> None:
+        super().__init__(settings, router)
+        fmt = settings.format
+        assert isinstance(fmt, OmeTiffFormat)
+        self._format = fmt
+        self._dtype = np.dtype(settings.dtype)
+        self._frame_shape = settings.frame_shape
+        self._frame_bytes = math.prod(self._frame_shape) * self._dtype.itemsize
+        self._compression = _COMPRESSION_ARGS[settings.compression]
+        self._per_position_file = fmt.position_layout == "files"
+        npos = router.num_positions
+        stem, suffix = fmt.split_tiff_path(settings.root_path)
+        directory = Path(stem).parent
+        if self._per_position_file:
+            names = position_file_names(
+                Path(stem).name, suffix, [p.name for p in settings.positions]
+            )
+            self._paths = [directory / n for n in names]
+            self._companion: Path | None = Path(fmt.get_output_path(settings.root_path))
+        else:
+            self._paths = [Path(fmt.tiff_path(settings.root_path))]
+            self._companion = None
+        self._directory = directory
+        self._document = OmeDocument(
+            settings,
+            router,
+            [p.name for p in self._paths],
+            per_position_file=self._per_position_file,
+        )
+        self._layout = TiffLayout(self._use_bigtiff())
+        self._files = [
+            _TiffFile(
+                path,
+                self._layout,
+                PageIndex(self._frame_shape, self._dtype, self._layout),
+            )
+            for path in self._paths
+        ]
+        self._num_files = len(self._files)
+        self._npos = npos
+        # frame number -> (file, IFD): acquisition strides with and without
+        # the position axis
+        counts = [int(c or 1) for c in router.counts]
+        pax = router.position_axis
+        self._local_strides = [0] * len(counts)
+        stride = 1
+        for axis in reversed(range(len(counts))):
+            if self._per_position_file and axis == pax:
+                continue
+            self._local_strides[axis] = stride
+            stride *= counts[axis]
+        # the extent of an unbounded first axis declared in the OME-XML
+        self._state = DocumentState(
+            declared_steps=1, ifd_limits=[_NO_LIMIT] * self._num_files
+        )
+        self._last_xml = b""
+        self._closed = False
+
+    # ---------------------------------------------------------------- opening
+
+    def _use_bigtiff(self) -> bool:
+        if self._format.bigtiff is not None:
+            return self._format.bigtiff
+        if self.router.num_frames is None:
+            return True
+        planes = self.router.num_frames
+        if self._per_position_file:
+            planes //= self.router.num_positions
+        estimate = planes * (self._frame_bytes * 1.01 + _PAGE_OVERHEAD_BYTES)
+        estimate += planes * 512 + 2**20  # OME-XML
+        return estimate >= _CLASSIC_LIMIT_BYTES
+
+    def open(self) -> None:
+        """Refuse existing output unless ``overwrite``; then create the files."""
+        targets = [*self._paths]
+        if self._companion is not None:
+            targets.append(self._companion)
+        for path in targets:
+            if path.resolve().parent != self._directory.resolve():
+                raise ValueError(
+                    f"file {str(path)!r} would be written outside the output "
+                    f"directory {str(self._directory)!r}; rename the position"
+                )
+            self._check_target(path)
+        self._directory.mkdir(parents=True, exist_ok=True)
+        for f in self._files:
+            try:
+                f.create()
+            except OSError as exc:
+                raise WriteError(
+                    exc.errno, f"cannot create {str(f.path)!r}: {exc}", str(f.path)
+                ) from exc
+        if self._companion is not None:
+            self._write_companion()
+
+    def _check_target(self, path: Path) -> None:
+        if not (path.exists() or path.is_symlink()):
+            return
+        if not self.settings.overwrite:
+            raise FileExistsError(
+                f"{str(path)!r} already exists; choose a new root_path or pass "
+                "overwrite=True to replace the files this format writes"
+            )
+        if path.is_dir() or not _looks_like_ours(path):
+            raise FileExistsError(
+                f"{str(path)!r} exists and is not an OME-TIFF file or companion "
+                "(not a TIFF/XML file); refusing to replace it even with "
+                "overwrite=True: choose another root_path"
+            )
+
+    def abort(self) -> None:
+        """Close whatever was opened before ``open()`` failed."""
+        for f in self._files:
+            f.close()
+
+    # ---------------------------------------------------------------- writing
+
+    def locate_page(self, frame_number: int) -> tuple[int, int, int]:
+        """(position, file index, IFD in that file) of a frame."""
+        index = self.router.acq_index(frame_number)
+        pax = self.router.position_axis
+        position = 0 if pax is None else index[pax]
+        ifd = sum(i * s for i, s in zip(index, self._local_strides))
+        return position, (position if self._per_position_file else 0), ifd
+
+    def write(
+        self, frame_number: int, frame: np.ndarray, metadata: FrameMetadata | None
+    ) -> None:
+        """Write one page; keep its metadata for the final OME-XML."""
+        position, file_index, ifd = self.locate_page(frame_number)
+        self._grow(frame_number)
+        f = self._files[file_index]
+        if f.pages != ifd:
+            raise WriteError(
+                f"frame {frame_number} belongs at page {ifd} of {str(f.path)!r}, "
+                f"which has {f.pages} pages after an earlier failed write; "
+                "the file cannot take more frames"
+            )
+        self._write_page(f, frame, is_zero=False)
+        if metadata is not None and metadata.values:
+            _, storage_index = self.router.locate(frame_number)
+            self._state.planes.append(
+                PlaneRecord(position, storage_index, dict(metadata.values))
+            )
+
+    def skip(self, first_frame: int, count: int) -> None:
+        """Write zero pages, so that page numbers stay those of the frames."""
+        zeros = np.zeros(self._frame_shape, self._dtype)
+        for n in range(first_frame, first_frame + count):
+            _position, file_index, ifd = self.locate_page(n)
+            self._grow(n)
+            f = self._files[file_index]
+            if f.pages > ifd:
+                continue  # written by an earlier attempt of this skip
+            self._write_page(f, zeros, is_zero=True)
+
+    def _write_page(self, f: _TiffFile, frame: np.ndarray, *, is_zero: bool) -> None:
+        handle, writer = f.handle, f.writer
+        if handle is None or writer is None:
+            raise WriteError(f"{str(f.path)!r} is closed")
+        first = f.pages == 0
+        start = handle.size
+        try:
+            writer.write(
+                frame,
+                photometric="minisblack",
+                compression=self._compression,
+                description=self._file_xml(f) if first else None,
+                metadata=None,
+                software=f"ome_writers {__version__}",
+            )
+            handle.commit()
+        except OSError as exc:
+            handle.rollback()
+            raise WriteError(
+                exc.errno,
+                f"cannot write page {f.pages} to {str(f.path)!r}: "
+                f"{exc.strerror or exc}; pages before it are kept",
+                str(f.path),
+            ) from exc
+        except BaseException:
+            handle.rollback()
+            raise
+        f.index.record(handle.fileno(), start + start % 2, is_zero=is_zero)
+        f.pages += 1
+        if first:
+            f.description = DescriptionSlot(handle, self._layout)
+            f.description.current = self._last_xml
+
+    def _file_xml(self, f: _TiffFile) -> bytes:
+        file_index = self._files.index(f)
+        xml = self._document.file_xml(file_index, self._state)
+        self._last_xml = xml
+        return xml
+
+    def _grow(self, frame_number: int) -> None:
+        """Double the declared extent of an unbounded stream when it is reached."""
+        if not self.router.is_unbounded:
+            return
+        step = frame_number // self.router.frames_per_step
+        if step < self._state.declared_steps:
+            return
+        self._state.declared_steps = max(2 * self._state.declared_steps, step + 1)
+        self._rewrite_descriptions()
+
+    def _rewrite_descriptions(self) -> None:
+        for i, f in enumerate(self._files):
+            if f.description is not None:
+                f.description.replace(self._document.file_xml(i, self._state))
+        if self._companion is not None:
+            self._write_companion()
+
+    def _write_companion(self) -> None:
+        assert self._companion is not None
+        data = self._document.companion_xml(self._state)
+        tmp = self._companion.with_name(self._companion.name + ".tmp")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, self._companion)
+        except OSError as exc:
+            raise WriteError(
+                exc.errno,
+                f"cannot write {str(self._companion)!r}: {exc}",
+                str(self._companion),
+            ) from exc
+
+    # ---------------------------------------------------------------- metadata
+
+    def set_global_metadata(self, metadata: dict[str, Any]) -> None:
+        """Keep the namespaces; files whose first page is not written yet get them.
+
+        Files already started get them in the final OME-XML (and at the next
+        growth of an unbounded stream).
+        """
+        self._state.global_metadata = dict(metadata)
+
+    # ---------------------------------------------------------------- reading
+
+    def position_data(self, position_index: int, frames_written: int) -> Any:
+        """A lazy, read-only array of one position in storage order."""
+        index_shape = self.router.storage_shape(frames_written)
+        return _PositionReader(self, position_index, index_shape)
+
+    def read_planes(
+        self, position_index: int, index_shape: tuple[int, ...], flat: np.ndarray
+    ) -> list[np.ndarray]:
+        """Pixels of planes ``flat`` (storage C order) of one position."""
+        file_index = position_index if self._per_position_file else 0
+        f = self._files[file_index]
+        extent = index_shape[0] if index_shape else 1
+        ifds = self._document.ifds(position_index, extent)
+        available = len(f.index)
+        wanted = [int(ifds[i]) for i in flat.tolist()]
+        out: list[np.ndarray] = []
+        if not any(ifd < available for ifd in wanted):
+            return [np.zeros(self._frame_shape, self._dtype) for _ in wanted]
+        fd = os.open(f.path, os.O_RDONLY)
+        try:
+            for ifd in wanted:
+                if ifd < available:
+                    out.append(f.index.read(fd, ifd))
+                else:
+                    out.append(np.zeros(self._frame_shape, self._dtype))
+        finally:
+            os.close(fd)
+        return out
+
+    # ---------------------------------------------------------------- closing
+
+    def close(self, frames_written: int) -> None:
+        """Write the final OME-XML into every file, then close them."""
+        if self._closed:
+            return
+        self._closed = True
+        state = self._state
+        try:
+            for f in self._files:
+                if f.pages == 0:  # no frame reached this file: one zero plane
+                    self._write_page(
+                        f, np.zeros(self._frame_shape, self._dtype), is_zero=True
+                    )
+            if self.router.is_unbounded:
+                state.declared_steps = max(self.router.steps_started(frames_written), 1)
+            state.ifd_limits = [f.pages for f in self._files]
+            state.frames_written = frames_written
+            state.complete = True
+            self._rewrite_descriptions()
+        finally:
+            for f in self._files:
+                f.close()
+
+    @property
+    def paths(self) -> list[Path]:
+        """The TIFF files, then the companion file if any."""
+        return [*self._paths, *([self._companion] if self._companion else [])]
+
+
+class _PositionReader:
+    """Lazy array over one position; ``__getitem__`` reads only what it needs."""
+
+    def __init__(
+        self, backend: TiffBackend, position_index: int, steps: tuple[int, ...]
+    ) -> None:
+        self._backend = backend
+        self._position_index = position_index
+        self._index_shape = steps
+        self.dtype = backend._dtype
+        self.shape = steps + backend._frame_shape
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return np.asarray(self[...], dtype=dtype)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        nidx = len(self._index_shape)
+        index_key, frame_key = _split_key(key, self.ndim, nidx)
+        flat = np.arange(math.prod(self._index_shape), dtype=np.int64).reshape(
+            self._index_shape
+        )[index_key]
+        planes = self._backend.read_planes(
+            self._position_index, self._index_shape, flat.reshape(-1)
+        )
+        probe = np.zeros(self._backend._frame_shape, self.dtype)[frame_key]
+        out = np.empty(flat.shape + probe.shape, self.dtype)
+        flat_out = out.reshape((-1, *probe.shape))
+        for i, plane in enumerate(planes):
+            flat_out[i] = plane[frame_key]
+        return out
+
+
+def _split_key(
+    key: Any, ndim: int, nidx: int
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(k is Ellipsis for k in key):
+        i = next(i for i, k in enumerate(key) if k is Ellipsis)
+        key = key[:i] + (slice(None),) * (ndim - len(key) + 1) + key[i + 1 :]
+    if len(key) > ndim:
+        raise IndexError(f"too many indices: {len(key)} for {ndim} axes")
+    for k in key:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer, slice)):
+            raise TypeError(f"indices must be ints, slices or '...', not {k!r}")
+    key = key + (slice(None),) * (ndim - len(key))
+    return key[:nidx], key[nidx:]
+
+
+def _looks_like_ours(path: Path) -> bool:
+    """A TIFF, an XML file, or an empty file (a run killed before its header)."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    return (
+        head == b""
+        or head[:4]
+        in (
+            b"II*\x00",
+            b"MM\x00*",
+            b"II+\x00",
+            b"MM\x00+",
+        )
+        or head.lstrip().startswith(b"<")
+    )
+
+
+# ---------------------------------------------------------------- describing
+
+
+def describe(path: Path) -> list[str] | None:
+    """Human-readable lines describing an OME-TIFF output, or None if it is not one.
+
+    ``path`` is an OME-TIFF file or a ``.companion.ome`` file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    if path.name.lower().endswith(".companion.ome"):
+        return _describe_companion(path)
+    try:
+        with tifffile.TiffFile(path) as tf:
+            if not tf.is_ome or tf.ome_metadata is None:
+                return None
+            xml = tf.ome_metadata
+            kind = "BigTIFF" if tf.is_bigtiff else "classic TIFF"
+            pages = len(tf.pages)
+            code = tifffile.COMPRESSION(tf.pages.first.compression)
+            series = [(s.name, tuple(s.shape), s.axes, str(s.dtype)) for s in tf.series]
+    except (tifffile.TiffFileError, OSError, ValueError):
+        return None
+    from ome_types import from_xml
+
+    ome = from_xml(xml, validate=False)
+    writer = _writer_entries(ome)
+    lines = [f"{path}: OME-TIFF ({kind}), {_state_text(writer, pages)}"]
+    lines += _image_lines(ome)
+    lines.append(f"  series (as tifffile reads them): {len(series)}")
+    for name, shape, axes, dtype in series:
+        lines.append(f"    {name}: shape {shape} axes {axes} dtype {dtype}")
+    lines.append(f"  pages (planes written): {pages}")
+    lines.append(
+        f"  compression: {_COMPRESSION_NAMES.get(code.value, code.name.lower())}"
+    )
+    lines.append(f"  size on disk: {_size_text(path.stat().st_size)}")
+    return lines
+
+
+def _describe_companion(path: Path) -> list[str] | None:
+    from ome_types import from_xml
+
+    try:
+        ome = from_xml(path.read_text("utf-8"), validate=False)
+    except Exception:  # not OME-XML at all: not ours to describe
+        return None
+    files = sorted(
+        {
+            td.uuid.file_name
+            for image in ome.images
+            for td in image.pixels.tiff_data_blocks
+            if td.uuid is not None and td.uuid.file_name
+        }
+    )
+    pages = 0
+    size = path.stat().st_size
+    for name in files:
+        tiff = path.parent / name
+        if tiff.is_file():
+            size += tiff.stat().st_size
+            try:
+                with tifffile.TiffFile(tiff) as tf:
+                    pages += len(tf.pages)
+            except (tifffile.TiffFileError, OSError, ValueError):
+                pass
+    writer = _writer_entries(ome)
+    lines = [f"{path}: OME-TIFF companion, {_state_text(writer, pages)}"]
+    lines += _image_lines(ome)
+    lines.append(f"  files: {len(files)}")
+    lines += [f"    {name}" for name in files]
+    lines.append(f"  pages (planes written): {pages}")
+    lines.append(f"  compression: {writer.get('compression', 'unknown')}")
+    if ome.plates:
+        plate = ome.plates[0]
+        lines.append(
+            f"  plate: {plate.name or plate.id}, {len(plate.wells)} well(s) with images"
+        )
+    lines.append(f"  size on disk: {_size_text(size)}")
+    return lines
+
+
+_COMPRESSION_NAMES = {1: "none", 5: "lzw", 8: "zlib", 50000: "zstd"}
+
+
+def _size_text(nbytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes} B"
+
+
+def _writer_entries(ome: Any) -> dict[str, str]:
+    sa = ome.structured_annotations
+    for ann in [] if sa is None else sa.map_annotations:
+        if ann.namespace == WRITER_NAMESPACE:
+            return {m.k: m.value for m in ann.value.ms if m.k is not None}
+    return {}
+
+
+def _state_text(writer: dict[str, str], pages: int) -> str:
+    if not writer:
+        return "not written by ome_writers"
+    if writer.get("complete") == "true":
+        return f"complete ({writer.get('frames_written', '?')} frames)"
+    return (
+        f"interrupted: {pages} page(s) on disk, per-plane metadata and the final "
+        "extent were not written"
+    )
+
+
+def _image_lines(ome: Any) -> list[str]:
+    lines = []
+    if ome.images:
+        px = ome.images[0].pixels
+        lines.append(f"  dtype: {px.type.value}")
+        lines.append(f"  dimension order: {px.dimension_order.value}")
+    lines.append(f"  positions (images): {len(ome.images)}")
+    for image in ome.images:
+        px = image.pixels
+        sizes = f"T={px.size_t} C={px.size_c} Z={px.size_z} Y={px.size_y} X={px.size_x}"
+        lines.append(f"    {image.name or image.id}: {sizes}")
+    return lines

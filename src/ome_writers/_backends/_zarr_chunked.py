@@ -1,0 +1,434 @@
+"""Engines that write regions (tensorstore, zarr-python): buffering and reading.
+
+Frames arrive one at a time, but a chunk or shard may span several frames
+(e.g. a z chunk of 16). Writing each frame into it would rewrite the whole
+chunk (or shard) once per frame, so frames are copied into a per-block buffer
+(a block being one shard, or one chunk without sharding, over the non-frame
+axes, and the full frame over Y/X) and the block is handed to the engine once
+it is complete. The copy is also what lets the caller reuse its frame buffer
+at once, so no other copy is made. When a block is one frame, it is copied
+and handed over directly.
+
+Memory is bounded: past ``MAX_BUFFER_BYTES`` of open blocks, the oldest block
+is written frame by frame (correct, just slower: the engine reads and rewrites
+its chunk), and its later frames are written one by one. Handed-over writes
+run in the engine's own threads; past ``MAX_INFLIGHT_BYTES`` in flight,
+``write`` waits for the oldest.
+
+Errors of background writes are kept and raised (as ``WriteError`` naming the
+array and the cause) from the next ``write``, ``skip`` or ``close``; after one,
+every later write fails the same way.
+
+Live reads (``position_data``) wait for writes in flight, read the engine's
+array, and overlay the blocks still buffered.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from ome_writers._backends._zarr_common import ZarrBackendBase, write_error
+from ome_writers._errors import WriteError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ome_writers._backends._base import FrameMetadata
+    from ome_writers._router import FrameRouter
+    from ome_writers._settings import AcquisitionSettings
+
+MAX_BUFFER_BYTES = 512 * 1024**2
+MAX_INFLIGHT_BYTES = 256 * 1024**2
+
+_logger = logging.getLogger(__name__)
+
+Index = tuple[int, ...]
+
+
+class WriteHandle(Protocol):
+    """What an engine returns for a started write."""
+
+    def done(self) -> bool:
+        """True once the write has finished (or failed)."""
+        ...
+
+    def result(self) -> Any:
+        """Wait for the write; raise its error."""
+        ...
+
+
+class _Block:
+    __slots__ = ("data", "expected", "filled", "mask", "origin")
+
+    def __init__(self, origin: Index, data: np.ndarray, expected: int) -> None:
+        self.origin = origin
+        self.data = data
+        self.mask = np.zeros(data.shape[:-2], bool)
+        self.filled = 0
+        self.expected = expected
+
+
+class BlockBuffer:
+    """Collects frames into blocks and hands each complete block to ``flush``.
+
+    Parameters
+    ----------
+    block
+        Block shape over the non-frame storage axes.
+    counts
+        Storage shape over the same axes; the first may be None (unbounded).
+    flush
+        ``flush(position, origin, data)``: write ``data`` (non-frame axes then
+        the frame) at ``origin``; the buffer gives up ``data``.
+    """
+
+    def __init__(
+        self,
+        block: Index,
+        counts: tuple[int | None, ...],
+        frame_shape: tuple[int, int],
+        dtype: np.dtype,
+        flush: Callable[[int, Index, np.ndarray], None],
+        max_bytes: int = MAX_BUFFER_BYTES,
+    ) -> None:
+        self._block = block
+        self._counts = counts
+        self._frame_shape = frame_shape
+        self._dtype = dtype
+        self._flush = flush
+        self._max_bytes = max_bytes
+        self._single = all(b == 1 for b in block)
+        self._blocks: dict[tuple[int, Index], _Block] = {}
+        self._spilled: set[tuple[int, Index]] = set()
+        self._bytes = 0
+        self.lock = threading.Lock()
+
+    def put(self, position: int, index: Index, frame: np.ndarray | None) -> None:
+        """Add one frame (None: a skipped frame, zeros)."""
+        if self._single:
+            if frame is not None:
+                data = np.array(frame, dtype=self._dtype, order="C", copy=True)
+                self._flush(
+                    position, index, data.reshape((1,) * len(index) + data.shape)
+                )
+            return
+        key = (position, tuple(i // b for i, b in zip(index, self._block)))
+        if key in self._spilled:
+            if frame is not None:
+                data = np.array(frame, dtype=self._dtype, order="C", copy=True)
+                self._flush(
+                    position, index, data.reshape((1,) * len(index) + data.shape)
+                )
+            return
+        block = self._blocks.get(key)
+        if block is None:
+            block = self._new_block(key)
+        local = tuple(i - o for i, o in zip(index, block.origin))
+        if frame is not None:
+            with self.lock:
+                block.data[local] = frame
+        block.mask[local] = True
+        block.filled += 1
+        if block.filled >= block.expected:
+            with self.lock:
+                del self._blocks[key]
+                self._bytes -= block.data.nbytes
+            self._flush(position, block.origin, block.data)
+
+    def _new_block(self, key: tuple[int, Index]) -> _Block:
+        origin = tuple(k * b for k, b in zip(key[1], self._block))
+        extent = tuple(
+            b if c is None else min(b, c - o)
+            for b, c, o in zip(self._block, self._counts, origin)
+        )
+        nbytes = math.prod(extent + self._frame_shape) * self._dtype.itemsize
+        while self._blocks and self._bytes + nbytes > self._max_bytes:
+            self._spill_oldest()
+        block = _Block(origin, np.zeros(extent + self._frame_shape, self._dtype), 0)
+        block.expected = math.prod(extent)
+        with self.lock:
+            self._blocks[key] = block
+            self._bytes += nbytes
+        return block
+
+    def _spill_oldest(self) -> None:
+        key = next(iter(self._blocks))
+        with self.lock:
+            block = self._blocks.pop(key)
+            self._bytes -= block.data.nbytes
+        self._spilled.add(key)
+        ones = (1,) * len(block.origin)
+        for local in zip(*np.nonzero(block.mask)):
+            index = tuple(int(o + i) for o, i in zip(block.origin, local))
+            self._flush(
+                key[0], index, block.data[local].reshape(ones + self._frame_shape)
+            )
+
+    def flush_all(self, extent0: int | None) -> None:
+        """Write every open block, cut to ``extent0`` along the first axis."""
+        while self._blocks:
+            key = next(iter(self._blocks))
+            with self.lock:
+                block = self._blocks.pop(key)
+                self._bytes -= block.data.nbytes
+            data = block.data
+            if extent0 is not None:
+                data = data[: max(extent0 - block.origin[0], 0)]
+            if data.size:
+                self._flush(key[0], block.origin, data)
+
+    def snapshot(
+        self, position: int, selections: list[np.ndarray]
+    ) -> list[tuple[tuple[np.ndarray, ...], np.ndarray]]:
+        """Buffered pixels inside ``selections``: (output indices, values) pairs."""
+        out = []
+        nidx = len(selections) - 2
+        with self.lock:
+            for (p, _), block in self._blocks.items():
+                if p != position:
+                    continue
+                dst, src = [], []
+                for axis, sel in enumerate(selections):
+                    if axis < nidx:
+                        low = block.origin[axis]
+                        high = low + block.data.shape[axis]
+                        hit = np.nonzero((sel >= low) & (sel < high))[0]
+                        dst.append(hit)
+                        src.append(sel[hit] - low)
+                    else:
+                        dst.append(np.arange(len(sel)))
+                        src.append(sel)
+                if all(len(d) for d in dst):
+                    out.append((np.ix_(*dst), block.data[np.ix_(*src)]))
+        return out
+
+
+class LiveArray:
+    """Read-only array-like over one position: the engine's array plus buffers."""
+
+    def __init__(
+        self, backend: ChunkedZarrBackend, position: int, shape: tuple[int, ...]
+    ) -> None:
+        self._backend = backend
+        self._position = position
+        self.shape = shape
+        self.dtype = backend.dtype
+        self.ndim = len(shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        if any(k is Ellipsis for k in key):
+            i = key.index(Ellipsis)
+            key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1 :]
+        if len(key) > self.ndim:
+            raise IndexError(f"too many indices: {len(key)} for {self.ndim} axes")
+        key = key + (slice(None),) * (self.ndim - len(key))
+        selections = []
+        squeeze = []
+        for axis, (k, n) in enumerate(zip(key, self.shape)):
+            if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+                if not -n <= int(k) < n:
+                    raise IndexError(
+                        f"index {k} is out of bounds for axis {axis} with size {n}"
+                    )
+                selections.append(np.array([int(k) % n]))
+                squeeze.append(axis)
+            elif isinstance(k, slice):
+                selections.append(np.arange(n)[k])
+            else:
+                raise TypeError(f"indices must be ints, slices or '...', not {k!r}")
+        out = self._backend.read_selection(self._position, selections)
+        return out.squeeze(axis=tuple(squeeze)) if squeeze else out
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return np.asarray(self[...], dtype=dtype)
+
+
+class ChunkedZarrBackend(ZarrBackendBase):
+    """Block buffering, growth and live reads for region-writing engines.
+
+    Engines implement ``_create_arrays``, ``_start_write`` (returns a
+    ``WriteHandle``; the data is the engine's from then on), ``_resize``
+    (synchronous; updates the array's ``zarr.json``), ``_read`` (sees every
+    finished write) and ``_finish`` (called once all writes have finished).
+    """
+
+    def __init__(self, settings: AcquisitionSettings, router: FrameRouter) -> None:
+        super().__init__(settings, router)
+        nidx = len(self.geometry.shape) - 2
+        counts = tuple(
+            None if router.is_unbounded and axis == 0 else c
+            for axis, c in enumerate(self.geometry.shape[:nidx])
+        )
+        self.buffer = BlockBuffer(
+            self.geometry.block[:nidx],
+            counts,
+            self.frame_shape,
+            self.dtype,
+            self._submit,
+        )
+        self._extent0 = 0
+        self._inflight: collections.deque[tuple[WriteHandle, int, int]] = (
+            collections.deque()
+        )
+        self._inflight_bytes = 0
+        self._inflight_lock = threading.Lock()
+        self._failure: WriteError | None = None
+
+    # ---------------------------------------------------------- engine hooks
+
+    def _create_arrays(self) -> None:
+        raise NotImplementedError
+
+    def _start_write(
+        self, position: int, origin: Index, data: np.ndarray
+    ) -> WriteHandle:
+        raise NotImplementedError
+
+    def _resize(self, extent0: int) -> None:
+        raise NotImplementedError
+
+    def _read(self, position: int, region: tuple[slice, ...]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        """Release the engine once every write has finished; default nothing."""
+
+    # --------------------------------------------------------------- writing
+
+    def _open_engine(self) -> None:
+        self._create_arrays()
+
+    def write(
+        self, frame_number: int, frame: np.ndarray, metadata: FrameMetadata | None
+    ) -> None:
+        """Buffer or hand over one frame (see the module notes)."""
+        self._raise_failure()
+        self._reap(wait=False)
+        position, index = self.router.locate(frame_number)
+        if index and index[0] >= self._extent0 and self.router.is_unbounded:
+            self._grow(index[0] + 1)
+        self.buffer.put(position, index, frame)
+        self.record_frame(frame_number, metadata)
+
+    def skip(self, first_frame: int, count: int) -> None:
+        """Skipped frames are zeros in their block (or never written)."""
+        self._raise_failure()
+        for n in range(first_frame, first_frame + count):
+            position, index = self.router.locate(n)
+            if index and index[0] >= self._extent0 and self.router.is_unbounded:
+                self._grow(index[0] + 1)
+            self.buffer.put(position, index, None)
+
+    def _grow(self, extent0: int) -> None:
+        try:
+            self._resize(extent0)
+        except WriteError:
+            raise
+        except Exception as exc:
+            raise write_error(
+                self.array_paths[0].parent, "resize arrays in", exc
+            ) from exc
+        self._extent0 = extent0
+
+    def _submit(self, position: int, origin: Index, data: np.ndarray) -> None:
+        try:
+            handle = self._start_write(position, origin, data)
+        except Exception as exc:
+            self._fail(position, exc)
+            self._raise_failure()
+            return
+        with self._inflight_lock:
+            self._inflight.append((handle, data.nbytes, position))
+            self._inflight_bytes += data.nbytes
+        if self._inflight_bytes > MAX_INFLIGHT_BYTES:
+            self._reap(wait=True)
+
+    def _reap(self, *, wait: bool, until_empty: bool = False) -> None:
+        """Collect finished writes; with ``wait``, block until under the limit."""
+        while True:
+            with self._inflight_lock:
+                if not self._inflight:
+                    return
+                handle, nbytes, position = self._inflight[0]
+            if not handle.done() and not wait:
+                return
+            try:
+                handle.result()
+            except Exception as exc:
+                self._fail(position, exc)
+            with self._inflight_lock:
+                self._inflight.popleft()
+                self._inflight_bytes -= nbytes
+                if not until_empty and self._inflight_bytes <= MAX_INFLIGHT_BYTES:
+                    wait = False
+
+    def _fail(self, position: int, exc: BaseException) -> None:
+        if self._failure is None:
+            failure = write_error(self.array_paths[position], "write to", exc)
+            failure.__cause__ = exc
+            self._failure = failure
+
+    def _raise_failure(self) -> None:
+        failure = self._failure
+        if failure is not None:
+            error = WriteError(*failure.args)
+            error.filename = failure.filename
+            raise error from failure.__cause__
+
+    # --------------------------------------------------------------- reading
+
+    def position_data(self, position_index: int, frames_written: int) -> LiveArray:
+        """Live array-like of one position (buffered frames included)."""
+        return LiveArray(self, position_index, self.logical_shape(frames_written))
+
+    def read_selection(self, position: int, selections: list[np.ndarray]) -> np.ndarray:
+        """Pixels at the outer product of ``selections`` (one index array per axis)."""
+        out_shape = tuple(len(s) for s in selections)
+        pending = self.buffer.snapshot(position, selections)
+        if not all(out_shape):
+            return np.zeros(out_shape, self.dtype)
+        with self._inflight_lock:
+            handles = [h for h, _, _ in self._inflight]
+        for handle in handles:
+            try:
+                handle.result()
+            except Exception as exc:  # raised to the writer by its next call
+                self._fail(position, exc)
+        lows = [int(s.min()) for s in selections]
+        region = tuple(slice(low, int(s.max()) + 1) for low, s in zip(lows, selections))
+        data = np.asarray(self._read(position, region))
+        out = np.array(data[np.ix_(*(s - low for s, low in zip(selections, lows)))])
+        for where, values in pending:
+            out[where] = values
+        return out
+
+    # --------------------------------------------------------------- closing
+
+    def _close_engine(self, frames_written: int) -> None:
+        extent0 = self._extent0 if self.router.is_unbounded else None
+        try:
+            self.buffer.flush_all(extent0)
+        finally:
+            self._reap(wait=True, until_empty=True)
+            try:
+                self._finish()
+            except Exception as exc:
+                self._fail(0, exc)
+        self._raise_failure()
+
+    def _abort_engine(self) -> None:
+        try:
+            self._reap(wait=True, until_empty=True)
+        except Exception:  # pragma: no cover - nothing was written yet
+            _logger.exception("while aborting an OME-Zarr backend")

@@ -1,0 +1,456 @@
+"""What every OME-Zarr backend shares: the output directory, groups and metadata.
+
+An engine (tensorstore, acquire-zarr, zarr-python) only creates and fills the
+arrays. This layer decides everything else, so the outputs of all engines have
+the same hierarchy and attributes:
+
+- ``open()`` refuses unsafe names and existing output *before* touching the
+  disk (``overwrite=True`` replaces only a directory holding ``zarr.json``),
+  then creates the arrays through the engine and writes every group.
+- Group ``zarr.json`` files are written by this layer, atomically (temporary
+  file and rename), at open, on ``set_global_metadata`` and at close. The close
+  write comes *after* the engine has closed, because acquire-zarr resets
+  parent group attributes when it closes.
+- Per-frame metadata is kept in memory and written at close, to the image
+  group of the frame's position under ``attributes["ome_writers"]
+  ["frame_metadata"]``: one record per frame with ``frame_number``,
+  ``storage_index`` and the keys given to ``append``. Global metadata goes to
+  the root group under ``attributes["ome_writers"]["global_metadata"]``, with
+  the settings (``"settings"``), ``"frames_written"`` and ``"complete"``.
+- ``describe(path)`` summarises any OME-Zarr 0.5 output from its JSON alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ome_writers._backends._base import Backend, FrameMetadata
+from ome_writers._backends._zarr_metadata import (
+    NAMESPACE,
+    ZarrLayout,
+    build_layout,
+    group_document,
+    image_metadata,
+    storage_dimensions,
+)
+from ome_writers._errors import WriteError
+from ome_writers._version import __version__
+
+if TYPE_CHECKING:
+    from ome_writers._router import FrameRouter
+    from ome_writers._settings import AcquisitionSettings
+
+#: compression name -> Zarr v3 codec (the JSON form tensorstore and zarr use)
+_BLOSC_LEVEL = {"blosc-zstd": 1, "blosc-lz4": 5}
+_ZSTD_LEVEL = 1
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChunkGeometry:
+    """Array shape, inner chunk shape and shard shape, in storage order.
+
+    ``shape[0]`` is 0 for an unbounded first axis. ``shards`` is None when the
+    array is not sharded. ``block`` is the region written at once: a shard, or
+    a chunk without sharding.
+    """
+
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    shards: tuple[int, ...] | None
+
+    @property
+    def block(self) -> tuple[int, ...]:
+        """The unit of writing: the shard shape, else the chunk shape."""
+        return self.shards if self.shards is not None else self.chunks
+
+
+def chunk_geometry(settings: AcquisitionSettings) -> ChunkGeometry:
+    """Chunks from ``Dimension.chunk_size`` (default 1, full frame for Y/X)."""
+    dims = storage_dimensions(settings)
+    shape, chunks, shards = [], [], []
+    for i, d in enumerate(dims):
+        count = d.count or 0
+        default = count if i >= len(dims) - 2 else 1
+        chunk = d.chunk_size or default
+        if count:
+            chunk = min(chunk, count)
+        shape.append(count)
+        chunks.append(max(chunk, 1))
+        shards.append(chunks[-1] * (d.shard_size_chunks or 1))
+    is_sharded = any(d.shard_size_chunks for d in dims)
+    return ChunkGeometry(
+        tuple(shape), tuple(chunks), tuple(shards) if is_sharded else None
+    )
+
+
+def compression_codec(name: str | None, itemsize: int) -> dict[str, Any] | None:
+    """The Zarr v3 codec for a compression name, or None for uncompressed."""
+    if name is None:
+        return None
+    if name in _BLOSC_LEVEL:
+        return {
+            "name": "blosc",
+            "configuration": {
+                "cname": name.removeprefix("blosc-"),
+                "clevel": _BLOSC_LEVEL[name],
+                "shuffle": "shuffle",
+                "typesize": itemsize,
+                "blocksize": 0,
+            },
+        }
+    if name == "zstd":
+        return {
+            "name": "zstd",
+            "configuration": {"level": _ZSTD_LEVEL, "checksum": False},
+        }
+    raise ValueError(
+        f"compression {name!r} is not an OME-Zarr codec; use one of "
+        f"{[None, *_BLOSC_LEVEL, 'zstd']!r}"
+    )
+
+
+# ------------------------------------------------------------------- files
+
+
+def prepare_output(root: Path, *, overwrite: bool) -> None:
+    """Refuse or clear an existing ``root``; changes the disk only when allowed."""
+    if not (root.exists() or root.is_symlink()):
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"output {str(root)!r} already exists; choose a new root_path or pass "
+            "overwrite=True to replace an earlier Zarr output"
+        )
+    if root.is_symlink() or not root.is_dir() or not (root / "zarr.json").is_file():
+        raise FileExistsError(
+            f"output {str(root)!r} exists but is not a Zarr hierarchy (a directory "
+            "holding zarr.json); refusing to delete it even with overwrite=True: "
+            "choose another root_path"
+        )
+    shutil.rmtree(root)
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write ``document`` to ``path`` atomically; ``WriteError`` on failure."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".zarr.json.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(document, fh, indent=2, allow_nan=False)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise WriteError(
+            exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}", str(path)
+        ) from exc
+
+
+def write_error(path: Path, action: str, exc: BaseException) -> WriteError:
+    """A ``WriteError`` naming the path and the engine's error."""
+    message = f"cannot {action} {str(path)!r}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return WriteError(exc.errno, message, str(path))
+    error = WriteError(message)
+    error.filename = str(path)
+    return error
+
+
+# ------------------------------------------------------------------ backend
+
+
+class ZarrBackendBase(Backend):
+    """The engine-independent part of every OME-Zarr backend.
+
+    Subclasses implement ``_open_engine`` (create one array per position at
+    ``array_paths``), ``_close_engine`` and ``_abort_engine``, plus the
+    frame-level methods of ``Backend``.
+    """
+
+    def __init__(self, settings: AcquisitionSettings, router: FrameRouter) -> None:
+        super().__init__(settings, router)
+        self.root = Path(settings.output_path)
+        self.dtype = np.dtype(settings.dtype)
+        self.frame_shape = settings.frame_shape
+        self.geometry = chunk_geometry(settings)
+        self.dimension_names = [d.name for d in storage_dimensions(settings)]
+        self.layout: ZarrLayout | None = None
+        self.array_paths: list[Path] = []
+        self._frame_records: list[list[dict[str, Any]]] = [
+            [] for _ in range(router.num_positions)
+        ]
+        self._global_metadata: dict[str, Any] = {}
+        self._metadata_lock = threading.Lock()
+        self._created_root = False
+        self._frames_written = 0
+        self._complete = False
+
+    # ------------------------------------------------------------- engine hooks
+
+    def _open_engine(self) -> None:
+        raise NotImplementedError
+
+    def _close_engine(self, frames_written: int) -> None:
+        raise NotImplementedError
+
+    def _abort_engine(self) -> None:
+        """Release engine resources after a failed open; default nothing."""
+
+    # ------------------------------------------------------------------ opening
+
+    def open(self) -> None:
+        """Check names and the output path, then create arrays and groups."""
+        layout = build_layout(self.settings)
+        prepare_output(self.root, overwrite=self.settings.overwrite)
+        try:
+            self.root.mkdir(parents=True)
+        except OSError as exc:
+            raise write_error(self.root, "create", exc) from exc
+        self._created_root = True
+        self.layout = layout
+        self.array_paths = [self.root / node.array_path for node in layout.images]
+        self._open_engine()
+        self.write_groups()
+
+    def abort(self) -> None:
+        """Release the engine and remove what ``open`` created."""
+        try:
+            self._abort_engine()
+        finally:
+            if self._created_root:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+    # ----------------------------------------------------------------- metadata
+
+    def record_frame(self, frame_number: int, metadata: FrameMetadata | None) -> None:
+        """Keep a frame's metadata for its image group (written at close)."""
+        if metadata is None:
+            return
+        position, storage_index = self.router.locate(frame_number)
+        record = {"frame_number": frame_number, "storage_index": list(storage_index)}
+        record.update(metadata.values)
+        with self._metadata_lock:
+            self._frame_records[position].append(record)
+
+    def set_global_metadata(self, metadata: dict[str, Any]) -> None:
+        """Keep the namespaces and rewrite the root group now."""
+        self._global_metadata = metadata
+        self.write_root_group()
+
+    def _root_namespace(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "settings": self.settings.model_dump(mode="json"),
+            "global_metadata": self._global_metadata,
+            "frames_written": self._frames_written,
+            "complete": self._complete,
+        }
+
+    def _image_attributes(self, position: int) -> dict[str, Any]:
+        assert self.layout is not None
+        node = self.layout.images[position]
+        own: dict[str, Any] = {"position": node.position.model_dump(mode="json")}
+        with self._metadata_lock:
+            records = list(self._frame_records[position])
+        if records:
+            own["frame_metadata"] = records
+        if node.path == "":
+            own.update(self._root_namespace())
+        return {"ome": image_metadata(self.settings, node), NAMESPACE: own}
+
+    def write_root_group(self) -> None:
+        """Rewrite only the root ``zarr.json``."""
+        assert self.layout is not None
+        if self.layout.kind == "image":
+            attributes = self._image_attributes(0)
+        else:
+            attributes = {
+                "ome": self.layout.groups[""],
+                NAMESPACE: self._root_namespace(),
+            }
+        write_json(self.root / "zarr.json", group_document(attributes))
+
+    def write_groups(self) -> None:
+        """Write every group ``zarr.json`` (images, root, rows, wells, ``OME``)."""
+        assert self.layout is not None
+        for path, ome in self.layout.groups.items():
+            if path:
+                attributes = {} if ome is None else {"ome": ome}
+                write_json(self.root / path / "zarr.json", group_document(attributes))
+        for position, node in enumerate(self.layout.images):
+            if node.path:
+                write_json(
+                    self.root / node.path / "zarr.json",
+                    group_document(self._image_attributes(position)),
+                )
+        self.write_root_group()
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self, frames_written: int) -> None:
+        """Finish the engine, then write the final metadata of every group."""
+        self._frames_written = frames_written
+        try:
+            self._close_engine(frames_written)
+        except BaseException:
+            try:
+                self.write_groups()  # keep what was written describable
+            except Exception:
+                _logger.exception("while writing metadata after a failed close")
+            raise
+        self._complete = True
+        self.write_groups()
+
+    def logical_shape(self, frames_written: int) -> tuple[int, ...]:
+        """Storage-order shape of each position after ``frames_written`` frames."""
+        return self.router.storage_shape(frames_written) + self.frame_shape
+
+
+# ----------------------------------------------------------------- describe
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _image_paths(root: Path, ome: dict[str, Any]) -> list[str] | None:
+    if "multiscales" in ome:
+        return [""]
+    if "bioformats2raw.layout" in ome:
+        series = (_read_json(root / "OME" / "zarr.json") or {}).get("attributes", {})
+        names = series.get("ome", {}).get("series")
+        if isinstance(names, list):
+            return [str(n) for n in names]
+        return sorted((p.name for p in root.iterdir() if p.name.isdigit()), key=int)
+    if "plate" in ome:
+        out = []
+        for well in ome["plate"].get("wells", []):
+            doc = _read_json(root / well["path"] / "zarr.json") or {}
+            images = doc.get("attributes", {}).get("ome", {}).get("well", {})
+            out += [f"{well['path']}/{i['path']}" for i in images.get("images", [])]
+        return out
+    return None
+
+
+def _codec_names(codecs: list[dict[str, Any]]) -> tuple[str, tuple[int, ...] | None]:
+    """(compression name, inner chunk shape if sharded)."""
+    inner: tuple[int, ...] | None = None
+    names = []
+    for codec in codecs:
+        config = codec.get("configuration", {})
+        if codec.get("name") == "sharding_indexed":
+            inner = tuple(config.get("chunk_shape", ()))
+            sub, _ = _codec_names(config.get("codecs", []))
+            names.append(sub)
+        elif codec.get("name") == "blosc":
+            names.append(f"blosc-{config.get('cname')}")
+        elif codec.get("name") not in ("bytes", "crc32c", "transpose"):
+            names.append(str(codec.get("name")))
+    named = [n for n in names if n != "none"]
+    return (", ".join(named) if named else "none"), inner
+
+
+def _disk_bytes(root: Path) -> int:
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
+def describe(path: Path) -> list[str] | None:
+    """Human-readable lines about an OME-Zarr output, or None if it is not one.
+
+    Only the JSON documents are read, so no Zarr engine is needed.
+    """
+    root_doc = _read_json(Path(path) / "zarr.json")
+    if root_doc is None or root_doc.get("node_type") != "group":
+        return None
+    attributes = root_doc.get("attributes") or {}
+    ome = attributes.get("ome")
+    if not isinstance(ome, dict):
+        return None
+    root = Path(path)
+    image_paths = _image_paths(root, ome)
+    if image_paths is None:
+        return None
+    kind = (
+        "HCS plate"
+        if "plate" in ome
+        else "bioformats2raw collection"
+        if "bioformats2raw.layout" in ome
+        else "image"
+    )
+    own = attributes.get(NAMESPACE, {})
+    state = ""
+    if own:
+        state = ", complete" if own.get("complete") else ", incomplete (not closed)"
+    lines = [f"{root}: OME-Zarr {ome.get('version', '?')} {kind}{state}"]
+    first = True
+    positions = []
+    for image_path in image_paths:
+        image_doc = _read_json(root / image_path / "zarr.json") or {}
+        image_ome = image_doc.get("attributes", {}).get("ome", {})
+        multiscale = (image_ome.get("multiscales") or [{}])[0]
+        datasets = multiscale.get("datasets") or [{"path": "0"}]
+        array_doc = _read_json(root / image_path / datasets[0]["path"] / "zarr.json")
+        if array_doc is None:
+            positions.append(f"    {image_path or '.'}: no array written yet")
+            continue
+        shape = tuple(array_doc.get("shape", ()))
+        name = multiscale.get("name", "")
+        positions.append(f"    {image_path or '.'} ({name}): shape {shape}")
+        if first:
+            first = False
+            axes = [
+                f"{a['name']}" + (f" ({a['unit']})" if a.get("unit") else "")
+                for a in multiscale.get("axes", [])
+            ]
+            grid = array_doc.get("chunk_grid", {}).get("configuration", {})
+            outer = tuple(grid.get("chunk_shape", ()))
+            compression, inner = _codec_names(array_doc.get("codecs", []))
+            lines.append(f"  dimensions: {', '.join(axes)}")
+            lines.append(f"  dtype: {array_doc.get('data_type')}")
+            if inner is None:
+                lines.append(f"  chunks: {outer}")
+            else:
+                lines.append(f"  chunks: {inner}, shards: {outer}")
+            lines.append(f"  compression: {compression}")
+    lines.append(f"  positions: {len(image_paths)}")
+    lines += positions
+    if own:
+        settings = own.get("settings", {})
+        expected = None
+        counts = [d.get("count") for d in settings.get("dimensions", [])[:-2]]
+        if counts and all(isinstance(c, int) for c in counts):
+            expected = math.prod(counts)
+        total = f" of {expected}" if expected is not None else ""
+        lines.append(f"  frames written: {own.get('frames_written')}{total}")
+        namespaces = own.get("global_metadata") or {}
+        if namespaces:
+            lines.append(f"  global metadata namespaces: {', '.join(namespaces)}")
+    size = _disk_bytes(root)
+    lines.append(f"  size on disk: {size:,} bytes ({size / 1e6:,.1f} MB)")
+    return lines

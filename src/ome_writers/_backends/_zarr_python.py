@@ -1,0 +1,110 @@
+"""OME-Zarr through zarr-python (v3).
+
+zarr-python writes synchronously, so blocks are written by a thread pool (one
+worker per core) to use more than one core for compression. Two writes into
+the same chunk or shard would race (each reads, changes and rewrites it), so a
+write waits for an earlier one still in flight to the same shard. Resizing
+waits for every write in flight, because zarr-python rewrites ``zarr.json``
+and the array object's shape.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, ZstdCodec
+
+from ome_writers._backends._zarr_chunked import ChunkedZarrBackend
+from ome_writers._backends._zarr_common import compression_codec
+
+if TYPE_CHECKING:
+    from ome_writers._backends._zarr_chunked import Index, WriteHandle
+
+
+class ZarrPythonBackend(ChunkedZarrBackend):
+    """OME-Zarr v0.5 written with zarr-python."""
+
+    _arrays: list[Any]
+    _pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def _create_arrays(self) -> None:
+        geometry = self.geometry
+        compressors: list[Any] = []
+        codec = compression_codec(self.settings.compression, self.dtype.itemsize)
+        if codec is not None:
+            config = dict(codec["configuration"])
+            if codec["name"] == "blosc":
+                compressors.append(
+                    BloscCodec(
+                        cname=config["cname"],
+                        clevel=config["clevel"],
+                        shuffle=config["shuffle"],
+                        typesize=config["typesize"],
+                    )
+                )
+            else:
+                compressors.append(ZstdCodec(level=config["level"]))
+        self._arrays = [
+            zarr.create_array(
+                store=str(path),
+                shape=geometry.shape,
+                dtype=self.dtype,
+                chunks=geometry.chunks,
+                shards=geometry.shards,
+                compressors=compressors or None,
+                dimension_names=self.dimension_names,
+                fill_value=0,
+                zarr_format=3,
+                chunk_key_encoding={"name": "default", "separator": "/"},
+            )
+            for path in self.array_paths
+        ]
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 1, thread_name_prefix="ome-writers-zarr"
+        )
+        self._last_write: dict[tuple[int, Index], concurrent.futures.Future[Any]] = {}
+
+    def _start_write(
+        self, position: int, origin: Index, data: np.ndarray
+    ) -> WriteHandle:
+        assert self._pool is not None
+        block = self.geometry.block
+        key = (position, tuple(o // b for o, b in zip(origin, block)))
+        before = self._last_write.get(key)
+        region = tuple(slice(o, o + n) for o, n in zip(origin, data.shape))
+        array = self._arrays[position]
+
+        def run() -> None:
+            if before is not None:
+                concurrent.futures.wait([before])
+            array[region] = data
+
+        future = self._pool.submit(run)
+        self._last_write[key] = future
+        if len(self._last_write) > 4096:
+            self._last_write = {
+                k: f for k, f in self._last_write.items() if not f.done()
+            }
+        return future
+
+    def _resize(self, extent0: int) -> None:
+        self._reap(wait=True, until_empty=True)
+        self._raise_failure()
+        for array in self._arrays:
+            array.resize((extent0, *array.shape[1:]))
+
+    def _read(self, position: int, region: tuple[slice, ...]) -> np.ndarray:
+        return np.asarray(self._arrays[position][region])
+
+    def _finish(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _abort_engine(self) -> None:
+        super()._abort_engine()
+        self._finish()

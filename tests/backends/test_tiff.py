@@ -1,0 +1,616 @@
+"""OME-TIFF output, read back independently with tifffile and ome-types.
+
+Every case writes self-identifying frames (some skipped), then checks, for
+every file: tifffile sees OME with the expected series shapes and axes, the
+OME-XML passes schema validation, and every plane equals the frame that the
+independent index math below puts there. ``stream.arrays`` and
+``stream.view()`` are checked during and after acquisition.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tifffile
+from ome_types import from_xml
+
+from ome_writers import (
+    AcquisitionSettings,
+    Channel,
+    Dimension,
+    OmeTiffFormat,
+    Plate,
+    Position,
+    create_stream,
+    dims_from_standard_axes,
+)
+from ome_writers._backends._tiff import describe
+from ome_writers._cli import main as cli_main
+
+FRAME = (6, 5)
+AXIS_LETTER = {"t": "T", "c": "C", "z": "Z"}
+
+
+def frame_for(n: int, shape: tuple[int, int] = FRAME, dtype: str = "uint16") -> Any:
+    """Frame ``n``: every pixel says which frame it is and where it sits."""
+    y, x = shape
+    return ((n + 1) * 100 + np.arange(y * x).reshape(shape) % 100).astype(dtype)
+
+
+def expected_positions(
+    sizes: dict[str, int | None],
+    frames: dict[int, np.ndarray],
+    total: int,
+    storage: list[str] | None = None,
+    dtype: str = "uint16",
+) -> list[np.ndarray]:
+    """Independent index math: per position, the storage-order array."""
+    names = [k for k in sizes if k not in ("y", "x")]
+    counts = dict(sizes)
+    first = names[0]
+    if counts[first] is None:
+        per_step = math.prod(int(counts[k] or 1) for k in names[1:])
+        counts[first] = -(-total // per_step)
+    storage = storage or [k for k in names if k != "p"]
+    npos = int(counts.get("p") or 1)
+    shape = tuple(int(counts[k] or 0) for k in storage) + FRAME
+    out = [np.zeros(shape, dtype) for _ in range(npos)]
+    for n, frame in frames.items():
+        digits: dict[str, int] = {}
+        rest = n
+        for name in reversed(names):
+            rest, digits[name] = divmod(rest, int(counts[name] or 1))
+        out[digits.get("p", 0)][tuple(digits[k] for k in storage)] = frame
+    return out
+
+
+def tiff_files(root: Path) -> list[Path]:
+    return sorted(root.glob("*.ome.tif*"))
+
+
+def read_series(path: Path) -> tuple[list[tuple[tuple[int, ...], str]], list[Any]]:
+    """(shape, axes) of every OME series, and its data, checked with ome-types."""
+    with tifffile.TiffFile(path) as tf:
+        assert tf.is_ome, path
+        from_xml(tf.ome_metadata, validate=True)
+        described = [(tuple(s.shape), s.axes) for s in tf.series]
+        data = [s.asarray() for s in tf.series]
+    return described, data
+
+
+CASES = [
+    pytest.param({"t": 3, "c": 2, "y": 6, "x": 5}, {}, id="tcyx"),
+    pytest.param({"t": 2, "c": 2, "z": 3, "y": 6, "x": 5}, {}, id="tczyx"),
+    pytest.param({"z": 3, "t": 2, "c": 2, "y": 6, "x": 5}, {}, id="ztcyx"),
+    pytest.param(
+        {"t": 2, "c": 2, "z": 3, "y": 6, "x": 5},
+        {"storage_order": ["c", "z", "t"]},
+        id="tczyx-storage-czt",
+    ),
+    pytest.param(
+        {"t": 2, "c": 2, "z": 3, "y": 6, "x": 5},
+        {"storage_order": "acquisition"},
+        id="tczyx-storage-acquisition",
+    ),
+    pytest.param({"t": 3, "p": 3, "c": 2, "y": 6, "x": 5}, {}, id="tpcyx-series"),
+    pytest.param(
+        {"t": 3, "p": 3, "c": 2, "y": 6, "x": 5},
+        {"format": OmeTiffFormat(position_layout="files")},
+        id="tpcyx-files",
+    ),
+    pytest.param(
+        {"p": 2, "t": 2, "c": 2, "y": 6, "x": 5},
+        {"storage_order": ["c", "t"]},
+        id="ptcyx-series-storage-ct",
+    ),
+    pytest.param(
+        {"t": None, "c": 2, "y": 6, "x": 5}, {"frames": 11}, id="tcyx-unbounded"
+    ),
+    pytest.param(
+        {"t": None, "p": 2, "z": 2, "y": 6, "x": 5},
+        {"frames": 21, "format": OmeTiffFormat(position_layout="files")},
+        id="tpzyx-unbounded-files",
+    ),
+    pytest.param(
+        {"t": None, "p": 2, "c": 2, "y": 6, "x": 5},
+        {"frames": 17, "compression": "zstd"},
+        id="tpcyx-unbounded-series-zstd",
+    ),
+    pytest.param({"t": 3, "c": 2, "y": 6, "x": 5}, {"compression": "lzw"}, id="lzw"),
+    pytest.param({"t": 3, "c": 2, "y": 6, "x": 5}, {"compression": "zlib"}, id="zlib"),
+    pytest.param(
+        {"t": 3, "z": 2, "y": 6, "x": 5},
+        {"dtype": "float32", "compression": "zlib"},
+        id="float32",
+    ),
+    pytest.param({"t": 4, "y": 6, "x": 5}, {"dtype": "uint8"}, id="tyx-uint8"),
+]
+
+
+@pytest.mark.parametrize(("sizes", "options"), CASES)
+def test_write_and_read_back(
+    tmp_path: Path, sizes: dict[str, int | None], options: dict[str, Any]
+) -> None:
+    options = dict(options)
+    total = options.pop("frames", None)
+    dtype = options.pop("dtype", "uint16")
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "out" / "acq.ome.tiff"),
+        dimensions=dims_from_standard_axes(sizes),
+        dtype=dtype,
+        **options,
+    )
+    total = total if total is not None else settings.num_frames
+    assert total is not None
+    frames: dict[int, np.ndarray] = {}
+    stream = create_stream(settings)
+    storage = stream.arrays[0].dims[:-2]
+    for n in range(total):
+        if n % 5 == 3:
+            stream.skip()
+        else:
+            frames[n] = frame_for(n, dtype=dtype)
+            stream.append(frames[n])
+        if n == total // 2:  # live read-back, mid-acquisition
+            expected = expected_positions(sizes, frames, n + 1, list(storage), dtype)
+            for array, want in zip(stream.arrays, expected):
+                np.testing.assert_array_equal(np.asarray(array), want[: array.shape[0]])
+    stream.close()
+    expected = expected_positions(sizes, frames, total, list(storage), dtype)
+
+    # the stream's own views, after close
+    for array, want in zip(stream.arrays, expected):
+        assert array.shape == want.shape
+        np.testing.assert_array_equal(np.asarray(array), want)
+        np.testing.assert_array_equal(array[..., 1:3, ::2], want[..., 1:3, ::2])
+    view = stream.view()
+    for n, frame in frames.items():
+        index = _acq_index(sizes, n, total)
+        np.testing.assert_array_equal(view[index], frame)
+
+    # independent reader: tifffile + ome-types
+    files = tiff_files(tmp_path / "out")
+    letters = "".join(AXIS_LETTER[k] for k in storage)
+    axes = "".join(a for a, n in zip(letters, expected[0].shape) if n > 1) + "YX"
+    if isinstance(settings.format, OmeTiffFormat) and (
+        settings.format.position_layout == "files"
+    ):
+        assert len(files) == len(expected)
+        companion = Path(settings.output_path)
+        assert companion.name == "acq.companion.ome"
+        ome = from_xml(companion.read_text(), validate=True)
+        assert len(ome.images) == len(expected)
+        names = [pos.name for pos in settings.positions]
+        for path in files:
+            want = _squeezed(expected[names.index(path.name[4:].split(".")[0])])
+            described, data = read_series(path)
+            assert described == [(want.shape, axes)]
+            np.testing.assert_array_equal(data[0], want)
+    else:
+        assert files == [Path(settings.output_path)]
+        described, data = read_series(files[0])
+        assert len(described) == len(expected)
+        for (shape, got_axes), got, want in zip(described, data, expected):
+            assert (shape, got_axes) == (_squeezed(want).shape, axes)
+            np.testing.assert_array_equal(got, _squeezed(want))
+    with tifffile.TiffFile(files[0]) as tf:
+        assert tf.is_bigtiff == settings.is_unbounded
+        want_name = {None: "NONE", "lzw": "LZW", "zlib": "ADOBE_DEFLATE"}
+        name = want_name.get(settings.compression, "ZSTD")
+        assert tf.pages.first.compression.name == name
+
+
+def _squeezed(array: np.ndarray) -> np.ndarray:
+    keep = [i for i, n in enumerate(array.shape[:-2]) if n > 1]
+    return array.reshape([array.shape[i] for i in keep] + list(array.shape[-2:]))
+
+
+def _acq_index(sizes: dict[str, int | None], n: int, total: int) -> tuple[int, ...]:
+    names = [k for k in sizes if k not in ("y", "x")]
+    digits = []
+    rest = n
+    for name in reversed(names):
+        count = sizes[name]
+        if count is None:
+            digits.append(rest)
+        else:
+            rest, digit = divmod(rest, count)
+            digits.append(digit)
+    return tuple(reversed(digits))
+
+
+# ------------------------------------------------------------------ metadata
+
+
+def _metadata_settings(root: Path, **kwargs: Any) -> AcquisitionSettings:
+    return AcquisitionSettings(
+        root_path=str(root),
+        dimensions=[
+            Dimension("t", 2, scale=1.5, unit="second"),
+            Dimension(
+                "p",
+                coords=[
+                    Position(name="A1-0", plate_row="A", plate_column="1", x_coord=1.0),
+                    Position(name="B2-0", plate_row="B", plate_column="2", y_coord=2.0),
+                ],
+            ),
+            Dimension(
+                "c",
+                coords=[
+                    Channel(
+                        name="DAPI",
+                        excitation_wavelength_nm=405,
+                        emission_wavelength_nm=450,
+                        fluorophore="DAPI",
+                        color="0000FF",
+                    ),
+                    Channel(name="GFP", color="00FF0080"),
+                ],
+            ),
+            Dimension("z", 2, scale=2.0, unit="micrometer"),
+            Dimension("y", FRAME[0], scale=0.25, unit="micrometer"),
+            Dimension("x", FRAME[1], scale=0.25, unit="nm"),
+        ],
+        dtype="uint16",
+        plate=Plate(row_names=["A", "B"], column_names=["1", "2"], name="P1"),
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("layout", ["series", "files"])
+def test_metadata_mapping(tmp_path: Path, layout: str) -> None:
+    settings = _metadata_settings(
+        tmp_path / "meta.ome.tiff", format=OmeTiffFormat(position_layout=layout)
+    )
+    with create_stream(settings) as stream:
+        stream.set_global_metadata("scope", {"objective": "60x", "na": 1.4})
+        for n in range(16):
+            stream.append(
+                frame_for(n),
+                frame_metadata={
+                    "delta_t": n * 0.5,
+                    "exposure_time": 10.0,
+                    "position_x": 100.0 + n,
+                    "position_y": 200.0,
+                    "position_z": 3.0,
+                    "camera": {"gain": 2},
+                    "note": f"frame {n}",
+                },
+            )
+    if layout == "series":
+        with tifffile.TiffFile(settings.output_path) as tf:
+            xml = tf.ome_metadata
+    else:
+        xml = Path(settings.output_path).read_text()
+    ome = from_xml(xml, validate=True)
+    assert [i.name for i in ome.images] == ["A1-0", "B2-0"]
+    image = ome.images[1]
+    px = image.pixels
+    assert (px.size_t, px.size_c, px.size_z) == (2, 2, 2)
+    assert px.dimension_order.value == "XYZCT"
+    assert px.physical_size_x == 0.25
+    assert px.physical_size_x_unit.value == "nm"
+    assert px.physical_size_y_unit.value == "µm"
+    assert px.physical_size_z == 2.0
+    assert px.time_increment == 1.5
+    dapi, gfp = px.channels
+    assert dapi.name == "DAPI"
+    assert dapi.excitation_wavelength == 405
+    assert dapi.emission_wavelength == 450
+    assert dapi.fluor == "DAPI"
+    assert dapi.color.as_rgb_tuple() == (0, 0, 255)
+    assert gfp.color.as_rgb_tuple(alpha=True)[:3] == (0, 255, 0)
+    assert image.stage_label.name == "B2-0"
+    assert image.stage_label.y == 2.0
+    assert len(px.planes) == 8
+    # frame n of position 1 is n = t*8 + 4 + c*2 + z
+    plane = next(p for p in px.planes if (p.the_t, p.the_c, p.the_z) == (1, 1, 0))
+    assert plane.delta_t == (8 + 4 + 2) * 0.5
+    assert plane.delta_t_unit.value == "s"
+    assert plane.exposure_time == 10.0
+    assert plane.exposure_time_unit.value == "ms"
+    assert plane.position_x == 100.0 + 14
+    assert plane.position_z == 3.0
+    annotations = {a.id: a for a in ome.structured_annotations.map_annotations}
+    (ref,) = plane.annotation_refs
+    values = {m.k: m.value for m in annotations[ref.id].value.ms}
+    assert values == {"camera": '{"gain": 2}', "note": "frame 14"}
+    assert annotations[ref.id].namespace == "ome_writers/frame_metadata"
+    scope = next(a for a in annotations.values() if a.namespace == "scope")
+    assert {m.k: m.value for m in scope.value.ms} == {"objective": "60x", "na": "1.4"}
+    assert any(r.id == scope.id for r in image.annotation_refs)
+    (plate,) = ome.plates
+    assert (plate.name, plate.rows, plate.columns) == ("P1", 2, 2)
+    wells = {(w.row, w.column): w for w in plate.wells}
+    assert set(wells) == {(0, 0), (1, 1)}
+    (sample,) = wells[(1, 1)].well_samples
+    assert sample.image_ref.id == image.id
+    assert sample.position_y == 2.0
+
+
+def test_unmappable_dimensions_are_refused(tmp_path: Path) -> None:
+    dims = [
+        Dimension("t", 2),
+        Dimension("time2", 2, type="time"),
+        Dimension("y", 4),
+        Dimension("x", 4),
+    ]
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "a.ome.tiff"), dimensions=dims, dtype="uint8"
+    )
+    with pytest.raises(ValueError, match="one time axis"):
+        create_stream(settings)
+    assert not list(tmp_path.iterdir())
+
+
+def test_other_dimension_takes_a_free_axis(tmp_path: Path) -> None:
+    dims = [
+        Dimension("angle", 3),
+        Dimension("c", 2),
+        Dimension("y", 4),
+        Dimension("x", 4),
+    ]
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "a.ome.tiff"), dimensions=dims, dtype="uint8"
+    )
+    with create_stream(settings) as stream:
+        for n in range(6):
+            stream.append(np.full((4, 4), n, "uint8"))
+    described, _ = read_series(tmp_path / "a.ome.tiff")
+    assert described == [((3, 2, 4, 4), "TCYX")]
+
+
+# ------------------------------------------------------------------ settings
+
+
+def test_int64_is_refused_before_disk_changes(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "out" / "a.ome.tiff"),
+        dimensions=dims_from_standard_axes({"t": 2, "y": 4, "x": 4}),
+        dtype="int64",
+    )
+    with pytest.raises(ValueError, match="cannot be stored in OME-TIFF"):
+        create_stream(settings)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("codec", ["blosc-zstd", "jpeg", "gzip"])
+def test_unsupported_compression_is_refused_by_the_settings(
+    tmp_path: Path, codec: str
+) -> None:
+    with pytest.raises(ValueError, match="not supported by format 'ome-tiff'"):
+        AcquisitionSettings(
+            root_path=str(tmp_path / "a.ome.tiff"),
+            dimensions=dims_from_standard_axes({"t": 2, "y": 4, "x": 4}),
+            dtype="uint16",
+            compression=codec,
+        )
+
+
+def test_format_from_suffix_and_aliases(tmp_path: Path) -> None:
+    dims = dims_from_standard_axes({"t": 2, "y": 4, "x": 4})
+    by_suffix = AcquisitionSettings(
+        root_path=str(tmp_path / "a.ome.tif"), dimensions=dims, dtype="uint8"
+    )
+    assert isinstance(by_suffix.format, OmeTiffFormat)
+    assert by_suffix.output_path.endswith("a.ome.tif")
+    for alias in ("tiff", "ome-tiff", "tifffile"):
+        settings = AcquisitionSettings(
+            root_path=str(tmp_path / "b"), dimensions=dims, dtype="uint8", format=alias
+        )
+        assert settings.output_path == str(tmp_path / "b.ome.tiff")
+    files = AcquisitionSettings(
+        root_path=str(tmp_path / "c.ome.tiff"),
+        dimensions=dims,
+        dtype="uint8",
+        format={"name": "ome-tiff", "position_layout": "files"},
+    )
+    assert files.output_path == str(tmp_path / "c.companion.ome")
+    again = AcquisitionSettings.model_validate(files.model_dump(mode="json"))
+    assert again == files
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_bad_frames_do_not_use_a_slot(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "a.ome.tiff"),
+        dimensions=dims_from_standard_axes({"t": 3, "y": 6, "x": 5}),
+        dtype="uint16",
+    )
+    with create_stream(settings) as stream:
+        stream.append(frame_for(0))
+        with pytest.raises(ValueError, match="frame shape"):
+            stream.append(np.zeros((5, 6), "uint16"))
+        with pytest.raises(TypeError, match="safely cast"):
+            stream.append(np.zeros(FRAME, "float64"))
+        stream.append(frame_for(1).astype("uint8"))  # safe cast is accepted
+        stream.append(frame_for(2))
+        with pytest.raises(IndexError, match="declared"):
+            stream.append(frame_for(3))
+    _, (data,) = read_series(tmp_path / "a.ome.tiff")
+    np.testing.assert_array_equal(
+        data, [frame_for(0), frame_for(1).astype("uint8"), frame_for(2)]
+    )
+
+
+def test_buffer_can_be_reused_after_append(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "a.ome.tiff"),
+        dimensions=dims_from_standard_axes({"t": 20, "y": 64, "x": 64}),
+        dtype="uint16",
+        compression="zlib",
+    )
+    buffer = np.zeros((64, 64), "uint16")
+    with create_stream(settings) as stream:
+        for n in range(20):
+            buffer[:] = n + 1
+            stream.append(buffer)
+            buffer[:] = 9999  # the caller overwrites its buffer at once
+    _, (data,) = read_series(tmp_path / "a.ome.tiff")
+    assert [int(np.unique(d)[0]) for d in data] == list(range(1, 21))
+
+
+# ------------------------------------------------------------------ overwrite
+
+
+def _small(root: Path, **kwargs: Any) -> AcquisitionSettings:
+    return AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"t": 2, "p": ["a", "b"], "y": 4, "x": 4}),
+        dtype="uint8",
+        **kwargs,
+    )
+
+
+def _write_small(settings: AcquisitionSettings, value: int) -> None:
+    with create_stream(settings) as stream:
+        for _ in range(4):
+            stream.append(np.full((4, 4), value, "uint8"))
+
+
+@pytest.mark.parametrize("layout", ["series", "files"])
+def test_overwrite_rules(tmp_path: Path, layout: str) -> None:
+    fmt = OmeTiffFormat(position_layout=layout)
+    root = tmp_path / "acq.ome.tiff"
+    _write_small(_small(root, format=fmt), 1)
+    bystander = tmp_path / "notes.txt"
+    bystander.write_text("keep me")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        create_stream(_small(root, format=fmt))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    _write_small(_small(root, format=fmt, overwrite=True), 7)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert bystander.read_text() == "keep me"
+    for path in tiff_files(tmp_path):
+        _, data = read_series(path)
+        assert all((d == 7).all() for d in data)
+
+
+def test_overwrite_refuses_foreign_files(tmp_path: Path) -> None:
+    root = tmp_path / "acq.ome.tiff"
+    root.write_text("my thesis")
+    with pytest.raises(FileExistsError, match="not an OME-TIFF"):
+        create_stream(_small(root, overwrite=True))
+    assert root.read_text() == "my thesis"
+    (tmp_path / "dir.ome.tiff").mkdir()
+    with pytest.raises(FileExistsError):
+        create_stream(_small(tmp_path / "dir.ome.tiff", overwrite=True))
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        pytest.param(["../escape", "/etc/passwd"], id="traversal"),
+        pytest.param(["a/b", "a\\b"], id="separators-collide"),
+        pytest.param(["Pos", "pos"], id="case-collision"),
+        pytest.param(["..", "."], id="dots"),
+    ],
+)
+def test_position_names_stay_in_the_directory(tmp_path: Path, names: list[str]) -> None:
+    out = tmp_path / "out"
+    settings = AcquisitionSettings(
+        root_path=str(out / "acq.ome.tiff"),
+        dimensions=dims_from_standard_axes({"t": 1, "p": names, "y": 4, "x": 4}),
+        dtype="uint8",
+        format=OmeTiffFormat(position_layout="files"),
+    )
+    _write_small_n(settings, 2)
+    written = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert all((out / n).exists() for n in written)
+    assert len(written) == 3  # two position files and the companion
+    assert sorted(p.parent for p in tmp_path.rglob("*") if p.is_file()) == [out] * 3
+
+
+def _write_small_n(settings: AcquisitionSettings, frames: int) -> None:
+    with create_stream(settings) as stream:
+        for n in range(frames):
+            stream.append(np.full((4, 4), n, "uint8"))
+
+
+# ------------------------------------------------------------------ edge cases
+
+
+def test_closed_early_and_empty_files_are_valid(tmp_path: Path) -> None:
+    settings = _small(
+        tmp_path / "acq.ome.tiff", format=OmeTiffFormat(position_layout="files")
+    )
+    with create_stream(settings) as stream:
+        stream.append(np.full((4, 4), 5, "uint8"))  # position "a" only
+    for path in tiff_files(tmp_path):
+        described, _ = read_series(path)
+        assert described[0][0] == (2, 4, 4)
+    a, b = tiff_files(tmp_path)
+    np.testing.assert_array_equal(read_series(a)[1][0][0], np.full((4, 4), 5))
+    assert not read_series(b)[1][0].any()
+
+
+def test_zero_frames(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "a.ome.tiff"),
+        dimensions=dims_from_standard_axes({"t": None, "y": 4, "x": 4}),
+        dtype="uint8",
+    )
+    with create_stream(settings) as stream:
+        assert stream.arrays[0].shape == (0, 4, 4)
+    described, _ = read_series(tmp_path / "a.ome.tiff")
+    assert described == [((4, 4), "YX")]
+
+
+def test_forced_bigtiff(tmp_path: Path) -> None:
+    for bigtiff in (True, False):
+        path = tmp_path / f"{bigtiff}.ome.tiff"
+        _write_small(_small(path, format=OmeTiffFormat(bigtiff=bigtiff)), 1)
+        with tifffile.TiffFile(path) as tf:
+            assert tf.is_bigtiff is bigtiff
+
+
+# ------------------------------------------------------------------ describe, cli
+
+
+def test_describe(tmp_path: Path) -> None:
+    _write_small(_small(tmp_path / "s.ome.tiff"), 1)
+    lines = describe(tmp_path / "s.ome.tiff")
+    assert lines is not None
+    text = "\n".join(lines)
+    assert "complete (4 frames)" in text
+    assert "positions (images): 2" in text
+    assert "shape (2, 4, 4) axes TYX" in text
+    files = OmeTiffFormat(position_layout="files")
+    _write_small(_small(tmp_path / "f.ome.tiff", format=files), 1)
+    lines = describe(tmp_path / "f.companion.ome")
+    assert lines is not None
+    assert "files: 2" in "\n".join(lines)
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, np.zeros((4, 4), "uint8"))
+    assert describe(plain) is None
+    (tmp_path / "x.txt").write_text("hello")
+    assert describe(tmp_path / "x.txt") is None
+    assert describe(tmp_path / "missing.ome.tiff") is None
+
+
+def test_cli_demo_writes_ome_tiff(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "out.ome.tiff"
+    code = cli_main(
+        [
+            "demo",
+            "--format",
+            "ome-tiff",
+            "--root",
+            str(root),
+            "--dims",
+            "t:3,c:2,y:16,x:16",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    described, (data,) = read_series(root)
+    assert described == [((3, 2, 16, 16), "TCYX")]
+    assert data.any()

@@ -1,0 +1,163 @@
+"""A real crash: a child streams OME-TIFF, reports each append, and is SIGKILLed.
+
+The parent then opens every file with tifffile alone: it must see OME, the
+OME-XML must validate, and every reported frame must be in its series at the
+right place (skipped frames as zeros).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tifffile
+from ome_types import from_xml
+
+CHILD = Path(__file__).with_name("_tiff_crash_child.py")
+_spec = importlib.util.spec_from_file_location("_tiff_crash_child", CHILD)
+assert _spec is not None
+assert _spec.loader is not None
+_child = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_child)
+expected_frame = _child.expected_frame
+
+CASES = [
+    # killed inside a page write, between its pixel data and its IFD
+    pytest.param(
+        {"sizes": {"t": None, "y": 64, "x": 64}, "frames": None, "stall_after": 9},
+        9,
+        id="tyx-unbounded-killed-inside-page",
+    ),
+    pytest.param(
+        {
+            "sizes": {"t": 20, "c": 2, "y": 64, "x": 64},
+            "frames": 40,
+            "compression": "zlib",
+            "stall_after": 5,
+        },
+        5,
+        id="tcyx-zlib-killed-inside-page",
+    ),
+    pytest.param(
+        {"sizes": {"t": 400, "c": 2, "y": 64, "x": 64}, "frames": 800},
+        120,
+        id="tcyx-bounded",
+    ),
+    pytest.param(
+        {"sizes": {"t": None, "c": 2, "y": 64, "x": 64}, "frames": None},
+        150,
+        id="tcyx-unbounded",
+    ),
+    pytest.param(
+        {
+            "sizes": {"t": None, "p": 2, "c": 2, "y": 32, "x": 32},
+            "frames": None,
+            "compression": "zlib",
+            "skip_every": 7,
+        },
+        150,
+        id="tpcyx-unbounded-series-zlib-skips",
+    ),
+    pytest.param(
+        {
+            "sizes": {"t": 300, "p": 3, "y": 32, "x": 32},
+            "frames": 900,
+            "layout": "files",
+        },
+        100,
+        id="tpyx-bounded-files",
+    ),
+]
+
+
+def run_child_and_kill(root: Path, config: dict[str, Any], kill_after: int) -> dict:
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), str(root), json.dumps(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    appended: list[int] = []
+    skipped: list[int] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            kind, _, number = line.strip().partition(" ")
+            if kind == "stalled":
+                break
+            if kind == "frame":
+                appended.append(int(number))
+            elif kind == "skip":
+                skipped.append(int(number))
+            else:
+                pytest.fail(f"child finished before it was killed: {line!r}")
+            if len(appended) + len(skipped) >= kill_after:
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, stderr
+    assert len(appended) + len(skipped) >= kill_after, stderr
+    if "stall_after" in config:
+        assert len(appended) + len(skipped) == config["stall_after"], stderr
+    return {"appended": appended, "skipped": skipped}
+
+
+def locate(sizes: dict[str, int | None], n: int) -> tuple[int, tuple[int, ...]]:
+    """(position, storage index): storage is acquisition order without p."""
+    names = [k for k in sizes if k not in ("y", "x")]
+    digits: dict[str, int] = {}
+    rest = n
+    for name in reversed(names):
+        count = sizes[name]
+        if count is None:
+            digits[name] = rest
+        else:
+            rest, digits[name] = divmod(rest, count)
+    return digits.get("p", 0), tuple(digits[k] for k in names if k != "p")
+
+
+@pytest.mark.parametrize(("config", "kill_after"), CASES)
+def test_killed_writer_leaves_readable_ome_tiff(
+    tmp_path: Path, config: dict[str, Any], kill_after: int
+) -> None:
+    root = tmp_path / "crash.ome.tiff"
+    reports = run_child_and_kill(root, config, kill_after)
+    sizes = config["sizes"]
+    shape = (sizes["y"], sizes["x"])
+    npos = len(sizes["p"]) if isinstance(sizes.get("p"), list) else sizes.get("p", 1)
+    if config.get("layout") == "files":
+        paths = [tmp_path / f"crash_{p}.ome.tiff" for p in range(npos)]
+        companion = tmp_path / "crash.companion.ome"
+        ome = from_xml(companion.read_text(), validate=True)
+        assert len(ome.images) == npos
+    else:
+        paths = [root]
+    series: list[np.ndarray] = []
+    for path in paths:
+        with tifffile.TiffFile(path) as tf:
+            assert tf.is_ome
+            ome = from_xml(tf.ome_metadata, validate=True)
+            writer = next(
+                a
+                for a in ome.structured_annotations.map_annotations
+                if a.namespace == "ome_writers"
+            )
+            assert {m.k: m.value for m in writer.value.ms}["complete"] == "false"
+            series += [s.asarray() for s in tf.series]
+    assert len(series) == npos
+    for n in reports["appended"]:
+        position, index = locate(sizes, n)
+        np.testing.assert_array_equal(
+            series[position][index], expected_frame(n, shape), err_msg=f"frame {n}"
+        )
+    for n in reports["skipped"]:
+        position, index = locate(sizes, n)
+        assert not series[position][index].any()

@@ -1,0 +1,591 @@
+"""OME-Zarr conformance: every layout, every engine, read back independently.
+
+Each case is written by each engine, validated by ``yaozarrs`` and
+``ome-zarr-models``, and its pixels are read back frame by frame by an engine
+other than the writer (tensorstore output read with zarr-python, the others
+read with tensorstore) and compared with data built here from the acquisition
+order alone, without the package's router.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorstore as ts
+import yaozarrs
+import zarr
+from ome_zarr_models.v05 import HCS, BioFormats2Raw, Image
+
+from ome_writers import (
+    AcquisitionSettings,
+    BackendUnavailableError,
+    Channel,
+    Dimension,
+    OmeZarrFormat,
+    Plate,
+    Position,
+    WriteError,
+    create_stream,
+)
+from ome_writers._backends._zarr_common import describe
+from ome_writers._cli import main
+
+BACKENDS = ["tensorstore", "acquire-zarr", "zarr-python"]
+FRAME = (6, 8)
+
+
+def frame_for(n: int) -> np.ndarray:
+    """Frame ``n``: distinct in every pixel and from every other frame."""
+    return (np.arange(FRAME[0] * FRAME[1]).reshape(FRAME) + 1000 * (n + 1)).astype(
+        "uint16"
+    )
+
+
+def yx(**kwargs: Any) -> list[Dimension]:
+    return [
+        Dimension("y", FRAME[0], unit="um", scale=0.5, **kwargs),
+        Dimension("x", FRAME[1], unit="um", scale=0.5),
+    ]
+
+
+def channels() -> Dimension:
+    return Dimension("c", coords=[Channel(name="DAPI", color="0000FF"), "GFP"])
+
+
+PLATE_POSITIONS = [
+    Position(name="A1-f0", plate_row="A", plate_column="1", x_coord=1.5, y_coord=2.5),
+    Position(name="A1-f1", plate_row="A", plate_column="1", x_coord=3.0),
+    Position(name="B2-f0", plate_row="B", plate_column="2"),
+]
+
+#: id -> (dimensions in acquisition order, extra settings, frames to write)
+LAYOUTS = [
+    pytest.param([Dimension("t", 2), channels(), *yx()], {}, None, id="image-tcyx"),
+    pytest.param(
+        [
+            Dimension("t", None, chunk_size=2),
+            channels(),
+            Dimension("z", 3, chunk_size=3, unit="um", scale=2.0, translation=5.0),
+            *yx(),
+        ],
+        {},
+        14,
+        id="unbounded-tczyx-partial-step",
+    ),
+    pytest.param(
+        [Dimension("t", 2), Dimension("z", 3, unit="um"), channels(), *yx()],
+        {},
+        None,
+        id="storage-order-tzc-to-tcz",
+    ),
+    pytest.param(
+        [
+            Dimension("t", 2),
+            Dimension(
+                "p",
+                coords=[
+                    Position(name="left", x_coord=10.0, y_coord=-3.0, z_coord=1.0),
+                    Position(name="../escape"),
+                ],
+            ),
+            channels(),
+            *yx(),
+        ],
+        {},
+        None,
+        id="multi-position-bioformats2raw",
+    ),
+    pytest.param(
+        [Dimension("p", coords=PLATE_POSITIONS), Dimension("t", 2), *yx()],
+        {"plate": Plate(row_names=["A", "B"], column_names=["1", "2"], name="P1")},
+        None,
+        id="plate-several-fields-per-well",
+    ),
+    pytest.param(
+        [
+            Dimension("t", 2),
+            Dimension("z", 4, chunk_size=2, shard_size_chunks=2),
+            Dimension("y", FRAME[0], chunk_size=3, shard_size_chunks=2),
+            Dimension("x", FRAME[1], chunk_size=4),
+        ],
+        {},
+        None,
+        id="chunked-sharded",
+    ),
+]
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def expected_positions(settings: AcquisitionSettings, frames: int) -> list[np.ndarray]:
+    """Position arrays in storage order, built from the acquisition order alone."""
+    index_dims = settings.index_dimensions
+    counts = [d.count for d in index_dims]
+    if counts[0] is None:
+        per_step = int(np.prod(counts[1:]))
+        counts[0] = -(-frames // per_step)
+    acq = np.zeros((*counts, *FRAME), "uint16")
+    for n, index in enumerate(np.ndindex(*counts)):
+        if n < frames:
+            acq[index] = frame_for(n)
+    names = [d.name for d in index_dims]
+    p_axes = [i for i, d in enumerate(index_dims) if d.type == "position"]
+    npos = counts[p_axes[0]] if p_axes else 1
+    storage = settings.storage_dimension_names
+    out = []
+    for p in range(npos):
+        data = np.take(acq, p, axis=p_axes[0]) if p_axes else acq
+        rest = [n for n in names if not p_axes or n != names[p_axes[0]]]
+        order = [rest.index(n) for n in storage] + [len(rest), len(rest) + 1]
+        out.append(np.transpose(data, order))
+    return out
+
+
+def array_paths(root: Path) -> list[Path]:
+    """The full-resolution array of every image, found from the OME metadata."""
+    ome = json.loads((root / "zarr.json").read_text())["attributes"]["ome"]
+    if "multiscales" in ome:
+        return [root / "0"]
+    if "plate" in ome:
+        out = []
+        for well in ome["plate"]["wells"]:
+            doc = json.loads((root / well["path"] / "zarr.json").read_text())
+            out += [
+                root / well["path"] / i["path"] / "0"
+                for i in doc["attributes"]["ome"]["well"]["images"]
+            ]
+        return out
+    series = json.loads((root / "OME" / "zarr.json").read_text())
+    return [root / s / "0" for s in series["attributes"]["ome"]["series"]]
+
+
+def read_independently(backend: str, path: Path) -> Any:
+    """An array reader from an engine other than ``backend``."""
+    if backend == "tensorstore":
+        return zarr.open_array(str(path), mode="r")
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}
+    return ts.open(spec, open=True, read=True).result()
+
+
+def validate(root: Path) -> None:
+    yaozarrs.validate_zarr_store(str(root))
+    group = zarr.open_group(str(root), mode="r")
+    ome = json.loads((root / "zarr.json").read_text())["attributes"]["ome"]
+    if "plate" in ome:
+        HCS.from_zarr(group)
+    elif "bioformats2raw.layout" in ome:
+        BioFormats2Raw.from_zarr(group)
+    else:
+        Image.from_zarr(group)
+
+
+def make_settings(
+    tmp_path: Path, backend: str, dims: list[Dimension], **kwargs: Any
+) -> AcquisitionSettings:
+    return AcquisitionSettings(
+        root_path=str(tmp_path / "out.ome.zarr"),
+        dimensions=dims,
+        dtype="uint16",
+        format=backend,
+        **kwargs,
+    )
+
+
+def write_all(settings: AcquisitionSettings, frames: int) -> Any:
+    with create_stream(settings) as stream:
+        for n in range(frames):
+            stream.append(frame_for(n), frame_metadata={"delta_t": n * 0.5, "n": n})
+    return stream
+
+
+# -------------------------------------------------------------------- layouts
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("dims", "extra", "frames"), LAYOUTS)
+def test_layout_validates_and_reads_back(
+    tmp_path: Path, backend: str, dims: list[Dimension], extra: dict, frames: int | None
+) -> None:
+    settings = make_settings(tmp_path, backend, dims, **extra)
+    frames = frames or settings.num_frames
+    assert frames is not None
+    stream = write_all(settings, frames)
+    root = Path(settings.output_path)
+    validate(root)
+    expected = expected_positions(settings, frames)
+    paths = array_paths(root)
+    assert len(paths) == len(expected)
+    for path, want, live in zip(paths, expected, stream.arrays):
+        reader = read_independently(backend, path)
+        assert tuple(reader.shape) == want.shape
+        for index in np.ndindex(*want.shape[:-2]):
+            np.testing.assert_array_equal(np.asarray(reader[index]), want[index])
+        np.testing.assert_array_equal(np.asarray(live), want)
+        names = json.loads((path / "zarr.json").read_text())["dimension_names"]
+        assert names == [*settings.storage_dimension_names, "y", "x"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("compression", [None, "blosc-zstd", "blosc-lz4", "zstd"])
+def test_each_compression(
+    tmp_path: Path, backend: str, compression: str | None
+) -> None:
+    dims = [Dimension("z", 4, chunk_size=2, shard_size_chunks=2), *yx()]
+    settings = make_settings(tmp_path, backend, dims, compression=compression)
+    write_all(settings, 4)
+    root = Path(settings.output_path)
+    validate(root)
+    reader = read_independently(backend, root / "0")
+    np.testing.assert_array_equal(
+        np.asarray(reader[...]), expected_positions(settings, 4)[0]
+    )
+    codecs = json.dumps(json.loads((root / "0" / "zarr.json").read_text())["codecs"])
+    if compression is None:
+        assert "blosc" not in codecs
+        assert "zstd" not in codecs
+    else:
+        assert compression.removeprefix("blosc-") in codecs
+
+
+def test_backends_read_back_identically(tmp_path: Path) -> None:
+    dims = [Dimension("t", 3), Dimension("z", 2, chunk_size=2), channels(), *yx()]
+    results = []
+    for backend in BACKENDS:
+        settings = make_settings(tmp_path / backend, backend, dims)
+        write_all(settings, 12)
+        results.append(zarr.open_array(settings.output_path + "/0", mode="r")[...])
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)
+
+
+# ------------------------------------------------------------------ metadata
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_metadata_contents(tmp_path: Path, backend: str) -> None:
+    dims = [
+        Dimension("t", 2, unit="s", scale=1.5),
+        Dimension("p", coords=[Position(name="a", x_coord=1.0, y_coord=2.0), "b"]),
+        channels(),
+        Dimension("z", 2, unit="um", scale=2.0, translation=-1.0),
+        *yx(),
+    ]
+    settings = make_settings(tmp_path, backend, dims)
+    with create_stream(settings) as stream:
+        stream.set_global_metadata("mm", {"objective": "60x"})
+        for n in range(settings.num_frames or 0):
+            stream.append(frame_for(n), frame_metadata={"exposure_time": 10.0, "k": n})
+    root = Path(settings.output_path)
+    top = json.loads((root / "zarr.json").read_text())["attributes"]
+    assert top["ome"] == {"version": "0.5", "bioformats2raw.layout": 3}
+    assert top["ome_writers"]["global_metadata"] == {"mm": {"objective": "60x"}}
+    assert top["ome_writers"]["complete"] is True
+    assert top["ome_writers"]["frames_written"] == 16
+    image = json.loads((root / "0" / "zarr.json").read_text())["attributes"]
+    multiscale = image["ome"]["multiscales"][0]
+    assert multiscale["name"] == "a"
+    assert multiscale["axes"] == [
+        {"name": "t", "type": "time", "unit": "second"},
+        {"name": "c", "type": "channel"},
+        {"name": "z", "type": "space", "unit": "micrometer"},
+        {"name": "y", "type": "space", "unit": "micrometer"},
+        {"name": "x", "type": "space", "unit": "micrometer"},
+    ]
+    transforms = multiscale["datasets"][0]["coordinateTransformations"]
+    assert transforms == [
+        {"type": "scale", "scale": [1.5, 1.0, 2.0, 0.5, 0.5]},
+        {"type": "translation", "translation": [0.0, 0.0, -1.0, 0.0, 0.0]},
+    ]
+    omero = image["ome"]["omero"]["channels"]
+    assert [(c["label"], c["color"]) for c in omero] == [
+        ("DAPI", "0000FF"),
+        ("GFP", "FF00FF"),
+    ]
+    own = image["ome_writers"]
+    assert own["position"]["x_coord"] == 1.0
+    records = own["frame_metadata"]
+    assert len(records) == 8  # half of the frames belong to position "a"
+    assert records[1] == {
+        "frame_number": 1,
+        "storage_index": [0, 0, 1],
+        "exposure_time": 10.0,
+        "k": 1,
+    }
+    series = json.loads((root / "OME" / "zarr.json").read_text())["attributes"]
+    assert series["ome"]["series"] == ["0", "1"]
+
+
+def test_plate_has_no_empty_groups(tmp_path: Path) -> None:
+    dims = [Dimension("p", coords=PLATE_POSITIONS), *yx()]
+    plate = Plate(row_names=["A", "B", "C"], column_names=["1", "2", "3"])
+    settings = make_settings(tmp_path, "tensorstore", dims, plate=plate)
+    write_all(settings, 3)
+    root = Path(settings.output_path)
+    groups = sorted(
+        str(p.parent.relative_to(root))
+        for p in root.rglob("zarr.json")
+        if p.parent != root
+    )
+    assert groups == [
+        "A",
+        "A/1",
+        "A/1/0",
+        "A/1/0/0",
+        "A/1/1",
+        "A/1/1/0",
+        "B",
+        "B/2",
+        "B/2/0",
+        "B/2/0/0",
+    ]
+    validate(root)
+
+
+# --------------------------------------------------------------- live reading
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_arrays_and_view_during_and_after(tmp_path: Path, backend: str) -> None:
+    dims = [Dimension("t", None), Dimension("z", 4, chunk_size=4), channels(), *yx()]
+    settings = make_settings(tmp_path, backend, dims, storage_order="ome")
+    stream = create_stream(settings)
+    try:
+        for n in range(11):
+            stream.append(frame_for(n))
+            want = expected_positions(settings, n + 1)[0]
+            np.testing.assert_array_equal(np.asarray(stream.arrays[0]), want)
+            assert stream.arrays[0].shape == want.shape
+            # the view is in acquisition order (t, z, c)
+            np.testing.assert_array_equal(stream.view()[0, 0, 0], frame_for(0))
+            np.testing.assert_array_equal(
+                stream.view(dynamic_shape=False)[n // 8, (n // 2) % 4, n % 2],
+                frame_for(n),
+            )
+    finally:
+        stream.close()
+    want = expected_positions(settings, 11)[0]
+    np.testing.assert_array_equal(np.asarray(stream.arrays[0]), want)
+    np.testing.assert_array_equal(stream.arrays[0][1, 1, ::2], want[1, 1, ::2])
+    assert stream.view().shape == (2, 4, 2, *FRAME)
+
+
+@pytest.mark.parametrize("backend", ["tensorstore", "zarr-python"])
+def test_unbounded_shape_on_disk_after_every_resize(
+    tmp_path: Path, backend: str
+) -> None:
+    dims = [Dimension("t", None), channels(), *yx()]
+    settings = make_settings(tmp_path, backend, dims)
+    meta = Path(settings.output_path) / "0" / "zarr.json"
+    with create_stream(settings) as stream:
+        for n in range(7):
+            stream.append(frame_for(n))
+            assert json.loads(meta.read_text())["shape"] == [n // 2 + 1, 2, *FRAME]
+    assert json.loads(meta.read_text())["shape"] == [4, 2, *FRAME]
+
+
+# ------------------------------------------------------------------ guarantees
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("z_chunk", [1, 3], ids=["frame-chunks", "z-chunks"])
+def test_buffer_reuse(tmp_path: Path, backend: str, z_chunk: int) -> None:
+    dims = [Dimension("t", 4), Dimension("z", 3, chunk_size=z_chunk), *yx()]
+    settings = make_settings(tmp_path, backend, dims)
+    buffer = np.empty(FRAME, "uint16")
+    with create_stream(settings) as stream:
+        for n in range(12):
+            buffer[...] = frame_for(n)
+            stream.append(buffer)
+            buffer[...] = 7
+    reader = read_independently(backend, Path(settings.output_path) / "0")
+    np.testing.assert_array_equal(
+        np.asarray(reader[...]), expected_positions(settings, 12)[0]
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_frames_do_not_use_a_slot(tmp_path: Path, backend: str) -> None:
+    settings = make_settings(tmp_path, backend, [Dimension("t", 2), *yx()])
+    with create_stream(settings) as stream:
+        with pytest.raises(ValueError, match="does not match the declared frame shape"):
+            stream.append(np.zeros((FRAME[0] + 1, FRAME[1]), "uint16"))
+        with pytest.raises(TypeError, match="cannot be safely cast"):
+            stream.append(np.zeros(FRAME, "float64"))
+        stream.append(frame_for(0))
+        stream.skip()
+    reader = read_independently(backend, Path(settings.output_path) / "0")
+    np.testing.assert_array_equal(np.asarray(reader[0]), frame_for(0))
+    np.testing.assert_array_equal(np.asarray(reader[1]), np.zeros(FRAME))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_write_error_surfaces_with_path(tmp_path: Path, backend: str) -> None:
+    settings = make_settings(tmp_path, backend, [Dimension("t", 4), *yx()])
+    stream = create_stream(settings)
+    # a file where the engine must create the chunk directory: a real ENOTDIR
+    chunks = Path(settings.output_path) / "0" / "c"
+    chunks.parent.mkdir(exist_ok=True)
+    chunks.write_bytes(b"not a directory")
+    with pytest.raises(WriteError, match=r"out\.ome\.zarr") as info:  # noqa: PT012
+        for n in range(4):
+            stream.append(frame_for(n))
+        stream.close()
+    assert info.value.__cause__ is not None
+    if not stream.closed:  # raised by append: close raises it again, never drops it
+        with pytest.raises(WriteError, match=r"out\.ome\.zarr"):
+            stream.close()
+    assert stream.closed
+
+
+# ------------------------------------------------------------- paths and names
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_overwrite_rules(tmp_path: Path, backend: str) -> None:
+    dims = [Dimension("t", 1), *yx()]
+    settings = make_settings(tmp_path, backend, dims)
+    write_all(settings, 1)
+    with pytest.raises(FileExistsError, match="already exists"):
+        create_stream(settings)
+    replaced = settings.model_copy(update={"overwrite": True})
+    write_all(replaced, 1)
+    validate(Path(settings.output_path))
+
+    foreign = tmp_path / "foreign.zarr"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("precious")
+    a_file = tmp_path / "file.zarr"
+    a_file.write_text("precious")
+    for target in (foreign, a_file):
+        with pytest.raises(FileExistsError, match="not a Zarr hierarchy"):
+            create_stream(
+                make_settings(tmp_path, backend, dims, overwrite=True).model_copy(
+                    update={"root_path": str(target)}
+                )
+            )
+    assert (foreign / "keep.txt").read_text() == "precious"
+    assert a_file.read_text() == "precious"
+
+
+@pytest.mark.parametrize(
+    "row",
+    ["..", "A/B", "", "A.B", " A"],
+    ids=["dotdot", "slash", "empty", "dot", "space"],
+)
+def test_unsafe_plate_names_are_refused(tmp_path: Path, row: str) -> None:
+    dims = [
+        Dimension("p", coords=[Position(name="f", plate_row=row, plate_column="1")]),
+        *yx(),
+    ]
+    settings = make_settings(
+        tmp_path, "tensorstore", dims, plate=Plate(row_names=[row], column_names=["1"])
+    )
+    with pytest.raises(ValueError, match="cannot be used as a Zarr group name"):
+        create_stream(settings)
+    assert not Path(settings.output_path).exists()
+
+
+def test_position_names_never_become_paths(tmp_path: Path) -> None:
+    dims = [Dimension("p", coords=["../../escape", "/abs", ""]), *yx()]
+    settings = make_settings(tmp_path, "tensorstore", dims)
+    write_all(settings, 3)
+    root = Path(settings.output_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ome.zarr"]
+    names = [
+        json.loads((root / s / "zarr.json").read_text())["attributes"]["ome"][
+            "multiscales"
+        ][0]["name"]
+        for s in ("0", "1", "2")
+    ]
+    assert names == ["../../escape", "/abs", ""]
+
+
+# ------------------------------------------------------------ settings checks
+
+
+def test_unsupported_codec_is_refused_at_settings_time(tmp_path: Path) -> None:
+    for backend in BACKENDS:
+        assert "blosc-zstd" in OmeZarrFormat(backend=backend).supported_compressions()
+        with pytest.raises(ValueError, match=r"compression 'lzw' is not supported"):
+            make_settings(
+                tmp_path, backend, [Dimension("t", 1), *yx()], compression="lzw"
+            )
+
+
+def test_format_selection(tmp_path: Path) -> None:
+    dims = [Dimension("t", 1), *yx()]
+    by_suffix = AcquisitionSettings(
+        root_path=str(tmp_path / "a.zarr"), dimensions=dims, dtype="uint8"
+    )
+    assert by_suffix.format.name == "ome-zarr"
+    assert by_suffix.output_path.endswith("a.zarr")
+    by_alias = AcquisitionSettings(
+        root_path=str(tmp_path / "b"), dimensions=dims, dtype="uint8", format="zarr"
+    )
+    assert by_alias.output_path.endswith("b.ome.zarr")
+    assert by_alias.format.backend == "tensorstore"
+
+
+# ------------------------------------------------------------ engines and cli
+
+
+def test_missing_engine_names_the_pip_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        return None if name == "acquire_zarr" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    settings = make_settings(tmp_path, "acquire-zarr", [Dimension("t", 1), *yx()])
+    with pytest.raises(
+        BackendUnavailableError, match=r"pip install 'ome-writers\[acquire-zarr\]'"
+    ):
+        create_stream(settings)
+    assert not Path(settings.output_path).exists()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_describe(tmp_path: Path, backend: str) -> None:
+    dims = [Dimension("t", 2), Dimension("p", coords=["a", "b"]), *yx()]
+    settings = make_settings(tmp_path, backend, dims, compression="blosc-zstd")
+    write_all(settings, 4)
+    lines = describe(Path(settings.output_path))
+    assert lines is not None
+    text = "\n".join(lines)
+    assert "OME-Zarr 0.5 bioformats2raw collection, complete" in text
+    assert "dimensions: t, y (micrometer), x (micrometer)" in text
+    assert "dtype: uint16" in text
+    assert "positions: 2" in text
+    assert f"shape (2, {FRAME[0]}, {FRAME[1]})" in text
+    assert "frames written: 4 of 4" in text
+    assert "compression: blosc-zstd" in text
+    assert "size on disk:" in text
+    assert describe(tmp_path) is None
+
+
+def test_cli_demo_writes_ome_zarr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo.ome.zarr"
+    argv = [
+        "demo",
+        "--format",
+        "ome-zarr",
+        "--root",
+        str(out),
+        "--dims",
+        "t:3,c:2,y:16,x:16",
+    ]
+    assert main(argv) == 0
+    assert "output:" in capsys.readouterr().out
+    validate(out)
+    assert zarr.open_array(str(out / "0"), mode="r").shape == (3, 2, 16, 16)
