@@ -258,6 +258,7 @@ class SmallFilesystem:
         if self.is_tmpfs:
             (path / "ballast").write_bytes(b"\0" * self.BALLAST_BYTES)
         else:
+            # fallback fault injection: no tmpfs mount here, so ENOSPC is faked
             real_pwrite = os.pwrite
 
             def pwrite(fd: int, data: Any, offset: int) -> int:
@@ -451,6 +452,7 @@ def test_failed_pixel_write_does_not_use_a_slot(
         stream.append(expected_frame(n, FRAME), frame_metadata={"n": n})
     # frame 5 goes to position 1; two failing calls cover a partial write
     failing = FailingWrite(fail_on=1, partial=partial)
+    # a real disk cannot be made to fail (or half-write) exactly one pwrite
     monkeypatch.setattr(os, "pwrite", failing)
     with pytest.raises(WriteError, match=re.escape(str(root / "pos_1.dat"))):
         stream.append(expected_frame(5, FRAME), frame_metadata={"n": 5})
@@ -493,6 +495,7 @@ def test_failed_metadata_write_does_not_use_a_slot(
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         return real_write(fd, data)
 
+    # a real disk cannot be made to fail only the metadata record's write
     monkeypatch.setattr(os, "write", write)
     with pytest.raises(WriteError, match=re.escape(str(root / "frame_metadata.jsonl"))):
         stream.append(expected_frame(3, FRAME), frame_metadata={"n": 3})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -18,6 +18,9 @@ from ome_writers import (
     StandardAxis,
     dims_from_standard_axes,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 YX = [{"name": "y", "count": 3}, {"name": "x", "count": 4}]
 
@@ -302,6 +305,58 @@ def test_plate_fields() -> None:
 def test_invalid_model(cls: type, kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         cls.model_validate(kwargs)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        pytest.param(
+            lambda: Dimension("p", coords=["a", "a"]),
+            r"duplicate position names \['a'\].*unique name",
+            id="duplicate-names",
+        ),
+        pytest.param(
+            lambda: Dimension(
+                "p", coords=[Position(name="s"), Position(name="s", x_coord=1.0)]
+            ),
+            r"duplicate position names \['s'\].*unique name",
+            id="duplicate-positions",
+        ),
+        pytest.param(
+            lambda: Dimension("p", coords=["b", Position(name="a"), "b", "a"]),
+            r"duplicate position names \['a', 'b'\].*unique name",
+            id="duplicate-mixed",
+        ),
+        pytest.param(
+            lambda: dims_from_standard_axes({"p": ["w", "w"], "y": 4, "x": 4}),
+            r"duplicate position names \['w'\].*unique name",
+            id="duplicate-standard-axes",
+        ),
+        pytest.param(
+            lambda: Dimension("t", count=True),
+            r"count=True is a bool, not a count.*whole number",
+            id="count-true",
+        ),
+        pytest.param(
+            lambda: Dimension("t", count=False),
+            r"count=False is a bool, not a count.*whole number",
+            id="count-false",
+        ),
+        pytest.param(
+            lambda: Dimension.model_validate({"name": "p", "count": True}),
+            r"count=True is a bool",
+            id="count-true-validated",
+        ),
+    ],
+)
+def test_invalid_dimension_message(make: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_distinct_position_names_are_accepted() -> None:
+    dim = Dimension("p", coords=["a", Position(name="b"), "c"])
+    assert [c.name for c in dim.coords or []] == ["a", "b", "c"]
 
 
 # ------------------------------------------------------------------ ScratchFormat

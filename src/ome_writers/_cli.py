@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 
 _DEFAULT_DIMS = "t:20,c:2,y:512,x:512"
 #: modules whose ``describe(path) -> list[str] | None`` recognizes other formats
-_DESCRIBERS = ("ome_writers._backends._zarr_common", "ome_writers._backends._tiff")
+_DESCRIBERS = (
+    "ome_writers._backends._zarr_common",
+    "ome_writers._backends._tiff_describe",
+)
 
 
 class UsageError(Exception):

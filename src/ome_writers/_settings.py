@@ -218,6 +218,11 @@ class Dimension(_Model):
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        if isinstance(data.get("count"), bool):
+            raise ValueError(
+                f"dimension {data.get('name')!r}: count={data['count']!r} is a "
+                "bool, not a count; give a whole number > 0, or None for unbounded"
+            )
         coords = data.get("coords")
         dim_type = data.get("type") or _infer_type(
             data.get("name"), coords, data.get("unit")
@@ -244,6 +249,16 @@ class Dimension(_Model):
                 f"position dimension {self.name!r} must be bounded: give its "
                 "positions as coords (names or Position objects) or a count"
             )
+        if self.type == "position" and self.coords is not None:
+            names = [c.name if isinstance(c, Position) else str(c) for c in self.coords]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(
+                    f"position dimension {self.name!r}: duplicate position names "
+                    f"{duplicates!r} in {names!r}; give every position a unique "
+                    f"name (e.g. {duplicates[0] + '_1'!r} for the second "
+                    f"{duplicates[0]!r})"
+                )
         return self
 
     @property

@@ -80,6 +80,8 @@ _STALL = {"armed": False}
 
 
 def _install_stall() -> None:
+    # fault injection: the kill must land inside a page write, which no public
+    # name reaches, so the private file writer is patched
     from ome_writers._backends import _tiff_io
 
     original = _tiff_io.OrderedFile.write

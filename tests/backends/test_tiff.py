@@ -10,8 +10,10 @@ independent index math below puts there. ``stream.arrays`` and
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -28,11 +30,18 @@ from ome_writers import (
     create_stream,
     dims_from_standard_axes,
 )
-from ome_writers._backends._tiff import describe
-from ome_writers._cli import main as cli_main
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 FRAME = (6, 5)
 AXIS_LETTER = {"t": "T", "c": "C", "z": "Z"}
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run the ``ome-writers`` command in a subprocess, as a user would."""
+    command = [sys.executable, "-m", "ome_writers", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 def frame_for(n: int, shape: tuple[int, int] = FRAME, dtype: str = "uint16") -> Any:
@@ -574,43 +583,48 @@ def test_forced_bigtiff(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ describe, cli
 
 
-def test_describe(tmp_path: Path) -> None:
+def test_info_describes_ome_tiff(tmp_path: Path) -> None:
     _write_small(_small(tmp_path / "s.ome.tiff"), 1)
-    lines = describe(tmp_path / "s.ome.tiff")
-    assert lines is not None
-    text = "\n".join(lines)
-    assert "complete (4 frames)" in text
-    assert "positions (images): 2" in text
-    assert "shape (2, 4, 4) axes TYX" in text
+    result = run_cli("info", tmp_path / "s.ome.tiff")
+    assert result.returncode == 0, result.stderr
+    assert "complete (4 frames)" in result.stdout
+    assert "positions (images): 2" in result.stdout
+    assert "shape (2, 4, 4) axes TYX" in result.stdout
     files = OmeTiffFormat(position_layout="files")
     _write_small(_small(tmp_path / "f.ome.tiff", format=files), 1)
-    lines = describe(tmp_path / "f.companion.ome")
-    assert lines is not None
-    assert "files: 2" in "\n".join(lines)
-    plain = tmp_path / "plain.tif"
-    tifffile.imwrite(plain, np.zeros((4, 4), "uint8"))
-    assert describe(plain) is None
-    (tmp_path / "x.txt").write_text("hello")
-    assert describe(tmp_path / "x.txt") is None
-    assert describe(tmp_path / "missing.ome.tiff") is None
+    result = run_cli("info", tmp_path / "f.companion.ome")
+    assert result.returncode == 0, result.stderr
+    assert "files: 2" in result.stdout
 
 
-def test_cli_demo_writes_ome_tiff(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def _plain_tiff(path: Path) -> None:
+    tifffile.imwrite(path, np.zeros((4, 4), "uint8"))
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        pytest.param("plain.tif", _plain_tiff, id="plain-tiff"),
+        pytest.param("x.txt", lambda p: p.write_text("hello"), id="text"),
+        pytest.param("missing.ome.tiff", lambda p: None, id="missing"),
+    ],
+)
+def test_info_refuses_what_is_not_ome_tiff(
+    tmp_path: Path, name: str, make: Callable[[Path], object]
 ) -> None:
+    make(tmp_path / name)
+    result = run_cli("info", tmp_path / name)
+    assert result.returncode == 2, result.stdout
+    assert "Traceback" not in result.stderr
+    assert "OME-TIFF" not in result.stdout
+
+
+def test_cli_demo_writes_ome_tiff(tmp_path: Path) -> None:
     root = tmp_path / "out.ome.tiff"
-    code = cli_main(
-        [
-            "demo",
-            "--format",
-            "ome-tiff",
-            "--root",
-            str(root),
-            "--dims",
-            "t:3,c:2,y:16,x:16",
-        ]
+    result = run_cli(
+        "demo", "--format", "ome-tiff", "--root", root, "--dims", "t:3,c:2,y:16,x:16"
     )
-    assert code == 0, capsys.readouterr().err
+    assert result.returncode == 0, result.stderr
     described, (data,) = read_series(root)
     assert described == [((3, 2, 16, 16), "TCYX")]
     assert data.any()

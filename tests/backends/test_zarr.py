@@ -10,6 +10,8 @@ order alone, without the package's router.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +33,15 @@ from ome_writers import (
     WriteError,
     create_stream,
 )
-from ome_writers._backends._zarr_common import describe
-from ome_writers._cli import main
 
 BACKENDS = ["tensorstore", "acquire-zarr", "zarr-python"]
 FRAME = (6, 8)
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run the ``ome-writers`` command in a subprocess, as a user would."""
+    command = [sys.executable, "-m", "ome_writers", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 def frame_for(n: int) -> np.ndarray:
@@ -539,6 +545,8 @@ def test_missing_engine_names_the_pip_command(
 ) -> None:
     import importlib.util
 
+    # acquire-zarr is installed here: hiding it from find_spec is the only way
+    # to make it missing without a second environment
     real_find_spec = importlib.util.find_spec
 
     def find_spec(name: str, *args: Any) -> Any:
@@ -554,13 +562,13 @@ def test_missing_engine_names_the_pip_command(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_describe(tmp_path: Path, backend: str) -> None:
+def test_info_describes_ome_zarr(tmp_path: Path, backend: str) -> None:
     dims = [Dimension("t", 2), Dimension("p", coords=["a", "b"]), *yx()]
     settings = make_settings(tmp_path, backend, dims, compression="blosc-zstd")
     write_all(settings, 4)
-    lines = describe(Path(settings.output_path))
-    assert lines is not None
-    text = "\n".join(lines)
+    result = run_cli("info", settings.output_path)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
     assert "OME-Zarr 0.5 bioformats2raw collection, complete" in text
     assert "dimensions: t, y (micrometer), x (micrometer)" in text
     assert "dtype: uint16" in text
@@ -569,23 +577,18 @@ def test_describe(tmp_path: Path, backend: str) -> None:
     assert "frames written: 4 of 4" in text
     assert "compression: blosc-zstd" in text
     assert "size on disk:" in text
-    assert describe(tmp_path) is None
+    # the directory holding the store is not itself a dataset
+    outside = run_cli("info", tmp_path)
+    assert outside.returncode == 2
+    assert "OME-Zarr" not in outside.stdout
 
 
-def test_cli_demo_writes_ome_zarr(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_demo_writes_ome_zarr(tmp_path: Path) -> None:
     out = tmp_path / "demo.ome.zarr"
-    argv = [
-        "demo",
-        "--format",
-        "ome-zarr",
-        "--root",
-        str(out),
-        "--dims",
-        "t:3,c:2,y:16,x:16",
-    ]
-    assert main(argv) == 0
-    assert "output:" in capsys.readouterr().out
+    result = run_cli(
+        "demo", "--format", "ome-zarr", "--root", out, "--dims", "t:3,c:2,y:16,x:16"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "output:" in result.stdout
     validate(out)
     assert zarr.open_array(str(out / "0"), mode="r").shape == (3, 2, 16, 16)
