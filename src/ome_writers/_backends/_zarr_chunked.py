@@ -6,8 +6,11 @@ chunk (or shard) once per frame, so frames are copied into a per-block buffer
 (a block being one shard, or one chunk without sharding, over the non-frame
 axes, and the full frame over Y/X) and the block is handed to the engine once
 it is complete. The copy is also what lets the caller reuse its frame buffer
-at once, so no other copy is made. When a block is one frame, it is copied
-and handed over directly.
+at once, so no other copy is made. When a block is one frame, the frame goes
+to ``write_frame``: by default a copy handed over like a block, but an engine
+that can read the caller's buffer itself and say when it is done with it
+(tensorstore's copy future) writes from it directly and ``write`` waits for
+that, which saves a copy of every frame into freshly allocated memory.
 
 Memory is bounded: past ``MAX_BUFFER_BYTES`` of open blocks, the oldest block
 is written frame by frame (correct, just slower: the engine reads and rewrites
@@ -86,6 +89,9 @@ class BlockBuffer:
     flush
         ``flush(position, origin, data)``: write ``data`` (non-frame axes then
         the frame) at ``origin``; the buffer gives up ``data``.
+    write_frame
+        ``write_frame(position, index, frame)``: write one frame that is not
+        buffered; ``frame`` is the caller's, not to be kept after returning.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class BlockBuffer:
         frame_shape: tuple[int, int],
         dtype: np.dtype,
         flush: Callable[[int, Index, np.ndarray], None],
+        write_frame: Callable[[int, Index, np.ndarray], None],
         max_bytes: int = MAX_BUFFER_BYTES,
     ) -> None:
         self._block = block
@@ -102,6 +109,7 @@ class BlockBuffer:
         self._frame_shape = frame_shape
         self._dtype = dtype
         self._flush = flush
+        self._write_frame = write_frame
         self._max_bytes = max_bytes
         self._single = all(b == 1 for b in block)
         self._blocks: dict[tuple[int, Index], _Block] = {}
@@ -113,18 +121,12 @@ class BlockBuffer:
         """Add one frame (None: a skipped frame, zeros)."""
         if self._single:
             if frame is not None:
-                data = np.array(frame, dtype=self._dtype, order="C", copy=True)
-                self._flush(
-                    position, index, data.reshape((1,) * len(index) + data.shape)
-                )
+                self._write_frame(position, index, frame)
             return
         key = (position, tuple(i // b for i, b in zip(index, self._block)))
         if key in self._spilled:
             if frame is not None:
-                data = np.array(frame, dtype=self._dtype, order="C", copy=True)
-                self._flush(
-                    position, index, data.reshape((1,) * len(index) + data.shape)
-                )
+                self._write_frame(position, index, frame)
             return
         block = self._blocks.get(key)
         if block is None:
@@ -258,7 +260,9 @@ class ChunkedZarrBackend(ZarrBackendBase):
     """Block buffering, growth and live reads for region-writing engines.
 
     Engines implement ``_create_arrays``, ``_start_write`` (returns a
-    ``WriteHandle``; the data is the engine's from then on), ``_resize``
+    ``WriteHandle``; the data is the engine's from then on), optionally
+    ``_start_write_frame`` (writes from the caller's frame and waits until the
+    engine no longer reads it), ``_resize``
     (synchronous; updates the array's ``zarr.json``), ``_read`` (sees every
     finished write) and ``_finish`` (called once all writes have finished).
     """
@@ -276,6 +280,7 @@ class ChunkedZarrBackend(ZarrBackendBase):
             self.frame_shape,
             self.dtype,
             self._submit,
+            self._submit_frame,
         )
         self._extent0 = 0
         self._inflight: collections.deque[tuple[WriteHandle, int, int]] = (
@@ -294,6 +299,18 @@ class ChunkedZarrBackend(ZarrBackendBase):
         self, position: int, origin: Index, data: np.ndarray
     ) -> WriteHandle:
         raise NotImplementedError
+
+    def _start_write_frame(
+        self, position: int, origin: Index, frame: np.ndarray
+    ) -> WriteHandle:
+        """Write one frame from the caller's buffer; return once it is released.
+
+        The default copies it (the copy is what the engine keeps).
+        """
+        data = np.array(frame, dtype=self.dtype, order="C", copy=True)
+        return self._start_write(
+            position, origin, data.reshape((1,) * len(origin) + data.shape)
+        )
 
     def _resize(self, extent0: int) -> None:
         raise NotImplementedError
@@ -342,15 +359,29 @@ class ChunkedZarrBackend(ZarrBackendBase):
         self._extent0 = extent0
 
     def _submit(self, position: int, origin: Index, data: np.ndarray) -> None:
+        self._track(position, data.nbytes, self._start_write, origin, data)
+
+    def _submit_frame(self, position: int, index: Index, frame: np.ndarray) -> None:
+        nbytes = math.prod(self.frame_shape) * self.dtype.itemsize
+        self._track(position, nbytes, self._start_write_frame, index, frame)
+
+    def _track(
+        self,
+        position: int,
+        nbytes: int,
+        start: Callable[[int, Index, np.ndarray], WriteHandle],
+        origin: Index,
+        data: np.ndarray,
+    ) -> None:
         try:
-            handle = self._start_write(position, origin, data)
+            handle = start(position, origin, data)
         except Exception as exc:
             self._fail(position, exc)
             self._raise_failure()
             return
         with self._inflight_lock:
-            self._inflight.append((handle, data.nbytes, position))
-            self._inflight_bytes += data.nbytes
+            self._inflight.append((handle, nbytes, position))
+            self._inflight_bytes += nbytes
         if self._inflight_bytes > MAX_INFLIGHT_BYTES:
             self._reap(wait=True)
 

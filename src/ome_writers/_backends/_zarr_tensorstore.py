@@ -2,10 +2,13 @@
 
 Writes are asynchronous: tensorstore encodes and writes chunks in its own
 thread pools (so compression uses every core) and may read the source array
-after ``write()`` returns, which is why it only ever gets arrays that the
-shared buffering layer owns. The file kvstore is opened with
-``file_io_sync: false``: data is handed to the operating system when a write
-commits, without an fsync per chunk.
+after ``write()`` returns. Blocks of the shared buffering layer are handed over
+as they are; a frame that is its own block is written from the caller's buffer
+and ``append`` waits only for tensorstore's copy future (the source is not read
+after it), not for the chunk files: copying the frame first would cost a pass
+over fresh memory per frame, as much as writing the files' pages. The file
+kvstore is opened with ``file_io_sync: false``: data is handed to the
+operating system when a write commits, without an fsync per chunk.
 """
 
 from __future__ import annotations
@@ -95,6 +98,19 @@ class TensorstoreBackend(ChunkedZarrBackend):
         region = tuple(slice(o, o + n) for o, n in zip(origin, data.shape))
         future: WriteHandle = self._arrays[position][region].write(data)
         return future
+
+    def _start_write_frame(
+        self, position: int, origin: Index, frame: np.ndarray
+    ) -> WriteHandle:
+        if frame.dtype != self.dtype:
+            return super()._start_write_frame(position, origin, frame)
+        region = (*(slice(o, o + 1) for o in origin), slice(None), slice(None))
+        futures = self._arrays[position][region].write(
+            frame.reshape((1,) * len(origin) + frame.shape)
+        )
+        futures.copy.result()
+        handle: WriteHandle = futures
+        return handle
 
     def _resize(self, extent0: int) -> None:
         rest = [None] * (len(self.geometry.shape) - 1)
