@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,3 +120,46 @@ def scratch_stream(scratch_mode: str, tmp_path: Path) -> Iterator[StreamFactory]
     yield factory
     for stream in factory.streams:
         stream.close()
+
+
+def _kill_after_reports(command: list[str], kill_after: int) -> dict[str, Any]:
+    """Run a writer child and SIGKILL it mid-run.
+
+    The child prints ``frame N`` after each ``append`` returns and ``skip N``
+    after each ``skip``; ``stalled`` means it is parked where the test wants it
+    killed. The child is killed after ``kill_after`` reports or on ``stalled``.
+    """
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    appended: list[int] = []
+    skipped: list[int] = []
+    stalled = False
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            kind, _, number = line.strip().partition(" ")
+            if kind == "stalled":
+                stalled = True
+                break
+            if kind == "frame":
+                appended.append(int(number))
+            elif kind == "skip":
+                skipped.append(int(number))
+            else:
+                pytest.fail(f"child finished before it was killed: {line!r}")
+            if len(appended) + len(skipped) >= kill_after:
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, stderr
+    if not stalled:
+        assert len(appended) + len(skipped) >= kill_after, stderr
+    return {"appended": appended, "skipped": skipped, "stderr": stderr}
+
+
+@pytest.fixture
+def kill_after_reports() -> Callable[[list[str], int], dict[str, Any]]:
+    """``kill_after_reports(command, kill_after)``: see ``_kill_after_reports``."""
+    return _kill_after_reports

@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,37 +93,12 @@ def locate(sizes: dict[str, int | None], n: int) -> tuple[int, tuple[int, ...]]:
     return position, tuple(digits[k] for k in names if k != "p")
 
 
-def run_child_and_kill(root: Path, config: dict[str, Any], kill_after: int) -> dict:
-    """Run the crash child, SIGKILL it after ``kill_after`` reports.
-
-    Returns the reported frame numbers and skipped frame numbers.
-    """
-    proc = subprocess.Popen(
-        [sys.executable, str(CHILD), "crash", str(root), json.dumps(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    appended: list[int] = []
-    skipped: list[int] = []
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            kind, _, number = line.strip().partition(" ")
-            if kind == "frame":
-                appended.append(int(number))
-            elif kind == "skip":
-                skipped.append(int(number))
-            else:
-                pytest.fail(f"child finished before it was killed: {line!r}")
-            if len(appended) + len(skipped) >= kill_after:
-                break
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, stderr
-    assert len(appended) + len(skipped) >= kill_after, stderr
-    return {"appended": appended, "skipped": skipped}
+def run_child_and_kill(
+    kill_after_reports: Any, root: Path, config: dict[str, Any], kill_after: int
+) -> dict:
+    """Run the crash child, SIGKILL it after ``kill_after`` reports."""
+    command = [sys.executable, str(CHILD), "crash", str(root), json.dumps(config)]
+    return kill_after_reports(command, kill_after)
 
 
 def read_with_memmap(root: Path) -> tuple[dict[str, Any], list[np.memmap]]:
@@ -149,10 +122,10 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
 
 @pytest.mark.parametrize(("config", "kill_after"), CASES)
 def test_killed_writer_keeps_every_reported_frame(
-    tmp_path: Path, config: dict[str, Any], kill_after: int
+    tmp_path: Path, config: dict[str, Any], kill_after: int, kill_after_reports: Any
 ) -> None:
     root = tmp_path / "scratch"
-    reports = run_child_and_kill(root, config, kill_after)
+    reports = run_child_and_kill(kill_after_reports, root, config, kill_after)
     sizes = config["sizes"]
     frame_shape = (sizes["y"], sizes["x"])
     reported = len(reports["appended"]) + len(reports["skipped"])
@@ -191,11 +164,15 @@ def test_killed_writer_keeps_every_reported_frame(
     assert snapshot(root) == before, "reading the root modified it"
 
 
-def test_unreported_frames_are_consistent(tmp_path: Path) -> None:
+def test_unreported_frames_are_consistent(
+    tmp_path: Path, kill_after_reports: Any
+) -> None:
     """Every frame the recovered count covers is complete, reported or not."""
     root = tmp_path / "scratch"
     sizes = {"t": None, "c": 2, "y": 32, "x": 32}
-    reports = run_child_and_kill(root, {"sizes": sizes, "frames": None}, 150)
+    reports = run_child_and_kill(
+        kill_after_reports, root, {"sizes": sizes, "frames": None}, 150
+    )
     ds = open_scratch(root)
     frame_shape = (32, 32)
     assert ds.frames_written >= len(reports["appended"])

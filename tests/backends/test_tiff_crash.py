@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,37 +75,15 @@ CASES = [
 ]
 
 
-def run_child_and_kill(root: Path, config: dict[str, Any], kill_after: int) -> dict:
-    proc = subprocess.Popen(
-        [sys.executable, str(CHILD), str(root), json.dumps(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    appended: list[int] = []
-    skipped: list[int] = []
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            kind, _, number = line.strip().partition(" ")
-            if kind == "stalled":
-                break
-            if kind == "frame":
-                appended.append(int(number))
-            elif kind == "skip":
-                skipped.append(int(number))
-            else:
-                pytest.fail(f"child finished before it was killed: {line!r}")
-            if len(appended) + len(skipped) >= kill_after:
-                break
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, stderr
-    assert len(appended) + len(skipped) >= kill_after, stderr
+def run_child_and_kill(
+    kill_after_reports: Any, root: Path, config: dict[str, Any], kill_after: int
+) -> dict:
+    command = [sys.executable, str(CHILD), str(root), json.dumps(config)]
+    reports = kill_after_reports(command, kill_after)
     if "stall_after" in config:
-        assert len(appended) + len(skipped) == config["stall_after"], stderr
-    return {"appended": appended, "skipped": skipped}
+        done = len(reports["appended"]) + len(reports["skipped"])
+        assert done == config["stall_after"], reports["stderr"]
+    return reports
 
 
 def locate(sizes: dict[str, int | None], n: int) -> tuple[int, tuple[int, ...]]:
@@ -126,10 +102,10 @@ def locate(sizes: dict[str, int | None], n: int) -> tuple[int, tuple[int, ...]]:
 
 @pytest.mark.parametrize(("config", "kill_after"), CASES)
 def test_killed_writer_leaves_readable_ome_tiff(
-    tmp_path: Path, config: dict[str, Any], kill_after: int
+    tmp_path: Path, config: dict[str, Any], kill_after: int, kill_after_reports: Any
 ) -> None:
     root = tmp_path / "crash.ome.tiff"
-    reports = run_child_and_kill(root, config, kill_after)
+    reports = run_child_and_kill(kill_after_reports, root, config, kill_after)
     sizes = config["sizes"]
     shape = (sizes["y"], sizes["x"])
     npos = len(sizes["p"]) if isinstance(sizes.get("p"), list) else sizes.get("p", 1)
