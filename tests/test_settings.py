@@ -772,3 +772,44 @@ def test_settings_are_immutable() -> None:
     settings = AcquisitionSettings(dimensions=YX, dtype="uint8")
     with pytest.raises(ValueError, match="frozen"):
         settings.dtype = "uint16"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("made", "expected"),
+    [
+        pytest.param(
+            lambda: Channel("DAPI", emission_wavelength_nm=461),
+            Channel(name="DAPI", emission_wavelength_nm=461),
+            id="channel",
+        ),
+        pytest.param(
+            lambda: Position("A1", x_coord=1.5),
+            Position(name="A1", x_coord=1.5),
+            id="position",
+        ),
+        pytest.param(
+            lambda: Plate(["A", "B"], ["1"], "p96"),
+            Plate(row_names=["A", "B"], column_names=["1"], name="p96"),
+            id="plate",
+        ),
+        pytest.param(
+            lambda: Dimension("t", 3, unit="second"),
+            Dimension(name="t", count=3, unit="second"),
+            id="dimension",
+        ),
+    ],
+)
+def test_models_take_their_leading_fields_positionally(made, expected):
+    assert made() == expected
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: Channel("a", "b"), id="too-many"),
+        pytest.param(lambda: Position("a", name="b"), id="twice"),
+    ],
+)
+def test_bad_positional_arguments_are_type_errors(make):
+    with pytest.raises(TypeError, match=r"positional|both"):
+        make()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import (
@@ -75,6 +75,25 @@ class _Model(BaseModel):
         extra="forbid", validate_assignment=True, frozen=True, allow_inf_nan=False
     )
 
+    #: fields that may also be given positionally, in this order
+    _positional: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *args: Any, **data: Any) -> None:
+        names = self._positional
+        if len(args) > len(names):
+            raise TypeError(
+                f"{type(self).__name__} takes at most {len(names)} positional "
+                f"argument(s) ({', '.join(names) or 'none'}); got {len(args)}"
+            )
+        for field_name, value in zip(names, args):
+            if field_name in data:
+                raise TypeError(
+                    f"{type(self).__name__} got {field_name!r} both positionally "
+                    "and as a keyword"
+                )
+            data[field_name] = value
+        super().__init__(**data)
+
 
 class StandardAxis(str, enum.Enum):
     """The conventional microscopy axes, each with its dimension type and unit.
@@ -117,6 +136,8 @@ class Channel(_Model):
     accepted and dropped).
     """
 
+    _positional = ("name",)
+
     name: str
     excitation_wavelength_nm: float | None = Field(default=None, gt=0)
     emission_wavelength_nm: float | None = Field(default=None, gt=0)
@@ -144,6 +165,8 @@ class Position(_Model):
     tiled grid; ``x_coord``/``y_coord``/``z_coord`` are stage coordinates (µm).
     """
 
+    _positional = ("name",)
+
     name: str
     plate_row: str | None = None
     plate_column: str | None = None
@@ -156,6 +179,8 @@ class Position(_Model):
 
 class Plate(_Model):
     """A multi-well plate: its row and column names (e.g. ``["A", "B"]``, ``["1"]``)."""
+
+    _positional = ("row_names", "column_names", "name")
 
     row_names: list[str] = Field(min_length=1)
     column_names: list[str] = Field(min_length=1)
@@ -203,14 +228,7 @@ class Dimension(_Model):
     scale: float | None = Field(default=None, gt=0)
     translation: float | None = None
 
-    def __init__(
-        self, name: str | None = None, count: int | None = None, **data: Any
-    ) -> None:
-        if name is not None:
-            data["name"] = name
-        if count is not None:
-            data["count"] = count
-        super().__init__(**data)
+    _positional = ("name", "count")
 
     @model_validator(mode="before")
     @classmethod
