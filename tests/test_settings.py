@@ -813,3 +813,31 @@ def test_models_take_their_leading_fields_positionally(made, expected):
 def test_bad_positional_arguments_are_type_errors(make):
     with pytest.raises(TypeError, match=r"positional|both"):
         make()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "order", "refused"),
+    [
+        pytest.param("ome-zarr", "acquisition", True, id="zarr-acquisition-zc"),
+        pytest.param("ome-zarr", ["z", "c"], True, id="zarr-list-zc"),
+        pytest.param("ome-zarr", ["c", "z"], False, id="zarr-list-cz"),
+        pytest.param("ome-zarr", "ome", False, id="zarr-ome"),
+        pytest.param("scratch", "acquisition", False, id="scratch-acquisition"),
+        pytest.param("ome-tiff", "acquisition", False, id="tiff-acquisition"),
+    ],
+)
+def test_storage_order_must_be_writable_by_the_format(fmt, order, refused):
+    def make():
+        return AcquisitionSettings(
+            root_path="out",
+            dimensions=dims_from_standard_axes({"z": 3, "c": 2, "y": 4, "x": 4}),
+            dtype="uint16",
+            format=fmt,
+            storage_order=order,
+        )
+
+    if refused:
+        with pytest.raises(ValueError, match="OME-Zarr"):
+            make()
+    else:
+        assert make().storage_dimension_names in (["z", "c"], ["c", "z"])

@@ -44,6 +44,12 @@ class _Format(BaseModel):
         """
         return [d.name for d in dimensions if d.type != "position"]
 
+    def check_storage_order(self, stored: Sequence[Dimension]) -> None:
+        """Refuse a storage order the format cannot write (default: any is fine).
+
+        ``stored`` is every stored axis in storage order, frame axes last.
+        """
+
 
 class ScratchFormat(_Format):
     """The scratch format: numpy arrays in memory, or memory-mapped raw files.
@@ -86,6 +92,8 @@ class ScratchFormat(_Format):
         """Where the data goes for ``root_path``: for scratch, ``root_path`` itself."""
         return root_path
 
+
+_ZARR_AXIS_RANK = {"time": 0, "channel": 1, "other": 2, "space": 3}
 
 ZarrBackendName = Literal["tensorstore", "acquire-zarr", "zarr-python"]
 ZARR_BACKENDS: tuple[ZarrBackendName, ...] = (
@@ -136,14 +144,25 @@ class OmeZarrFormat(_Format):
         """Codecs the selected backend can write."""
         return self.backend_compressions.get(self.backend, (None,))
 
+    def check_storage_order(self, stored: Sequence[Dimension]) -> None:
+        """OME-Zarr axes must be ordered time, channel, other, space."""
+        ranks = [_ZARR_AXIS_RANK.get(d.type or "other", 2) for d in stored]
+        if ranks != sorted(ranks):
+            names = [f"{d.name} ({d.type})" for d in stored]
+            raise ValueError(
+                f"storage order {names!r} is not allowed by OME-Zarr, whose axes "
+                "must be ordered time, channel, other, space; use "
+                "storage_order='ome' (the default) or list the dimensions in that "
+                "order"
+            )
+
     def ome_storage_order(self, dimensions: Sequence[Dimension]) -> list[str]:
         """(t, c, [other], z, y, x), as OME-Zarr requires.
 
         An unbounded first dimension stays first.
         """
-        rank = {"time": 0, "channel": 1, "other": 2, "space": 3}
         dims = [d for d in dimensions if d.type != "position"]
-        ordered = sorted(dims, key=lambda d: rank.get(d.type or "other", 2))
+        ordered = sorted(dims, key=lambda d: _ZARR_AXIS_RANK.get(d.type or "other", 2))
         if dims and dims[0].count is None:
             ordered.remove(dims[0])
             ordered.insert(0, dims[0])

@@ -509,6 +509,10 @@ class AcquisitionSettings(_Model):
                 f"use one of {list(supported)!r}"
             )
         self._check_storage_order()
+        by_name = {d.name: d for d in dims}
+        self.format.check_storage_order(
+            [by_name[n] for n in self.storage_dimension_names] + list(dims[-2:])
+        )
         self._check_plate()
         return self
 

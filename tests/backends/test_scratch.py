@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from ome_writers import (
     ScratchFormat,
     create_stream,
     dims_from_standard_axes,
+    open_scratch,
 )
 
 if TYPE_CHECKING:
@@ -598,3 +600,24 @@ def test_overwrite_accepts_an_empty_dir(tmp_path: Path, make_frame: Callable) ->
     write_run(root, make_frame, npos=1, overwrite=True)
     data = np.memmap(root / "pos_0.dat", dtype="uint16", mode="r", shape=(2, 3, 4))
     np.testing.assert_array_equal(data, np.stack([make_frame(0), make_frame(1)]))
+
+
+def test_metadata_of_a_frame_not_counted_is_not_reported(tmp_path):
+    """A kill between a frame's metadata line and its count: the record is dropped."""
+    root = tmp_path / "root"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"t": 4, "y": 2, "x": 2}),
+        dtype="uint8",
+    )
+    with create_stream(settings) as stream:
+        for i in range(3):
+            stream.append(np.full((2, 2), i, "uint8"), frame_metadata={"i": i})
+    # rewind the run to "frame 2's line is on disk, its count is not"
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest.update(complete=False, frames_written=0)
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    (root / "progress.bin").write_bytes(struct.pack("<Q", 2))
+    dataset = open_scratch(root)
+    assert dataset.frames_written == 2
+    assert [r["i"] for r in dataset.frame_metadata] == [0, 1]

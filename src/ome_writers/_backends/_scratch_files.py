@@ -68,12 +68,17 @@ def is_our_file(name: str) -> bool:
 
 
 def remove_scratch_files(path: Path) -> None:
-    """Delete the files of an earlier scratch acquisition, and only those."""
+    """Delete the files of an earlier scratch acquisition, and only those.
+
+    The manifest goes last, so that a root interrupted half-way through is
+    still recognised as ours (and can be replaced again).
+    """
     for entry in path.iterdir():
-        if entry.is_file() and is_our_file(entry.name):
+        if entry.is_file() and is_our_file(entry.name) and entry.name != MANIFEST:
             entry.unlink()
     for leftover in path.glob(f"{MANIFEST}.*.tmp"):
         leftover.unlink()
+    (path / MANIFEST).unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any], *, durable: bool) -> None:

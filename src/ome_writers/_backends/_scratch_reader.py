@@ -136,7 +136,13 @@ def open_scratch(root_path: str | Path) -> ScratchDataset:
         path=root,
         arrays=arrays,
         settings=settings,
-        frame_metadata=_read_metadata(root / files.FRAME_METADATA),
+        frame_metadata=[
+            record
+            for record in _read_metadata(root / files.FRAME_METADATA)
+            # a writer killed between a frame's metadata line and its count
+            # leaves a record for a frame that does not count as written
+            if record.get("frame_number", 0) < frames_written
+        ],
         global_metadata=dict(manifest.get("global_metadata") or {}),
         frames_written=frames_written,
         complete=complete,
