@@ -8,7 +8,6 @@ readers: ``open_scratch`` and the documented ``np.memmap`` recipe over
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _crash_child import expected_frame
 
 from ome_writers import (
     AcquisitionSettings,
@@ -26,12 +26,6 @@ from ome_writers import (
 )
 
 CHILD = Path(__file__).with_name("_crash_child.py")
-_spec = importlib.util.spec_from_file_location("_crash_child", CHILD)
-assert _spec is not None
-assert _spec.loader is not None
-_child = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_child)
-expected_frame = _child.expected_frame
 
 CASES = [
     pytest.param(
