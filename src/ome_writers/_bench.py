@@ -16,6 +16,15 @@ Baselines (the physical limits):
 - ``raw-disk``: sequential ``write`` of the same bytes to one file, then
   ``close`` (for OME-Zarr and OME-TIFF, whose ``close()`` likewise returns once
   everything is handed to the operating system, without an fsync).
+
+Warm memory: on a virtual machine whose free memory goes back to the host
+(a balloon with free page reporting, as on this project's test machine), the
+first write into a page that has been free for about a second costs ten
+times more (0.4 GB/s instead of 4), so a run's latency and speed would
+depend on how long ago the memory it lands in was last used. Before each
+timed run of a disk scenario, limit and stream alike, the runner therefore
+touches and frees as much memory as the run will write (``--cold`` skips
+this); a workstation without a balloon behaves like the warm runs.
 """
 
 from __future__ import annotations
@@ -132,6 +141,13 @@ def _latency_stats(ns: np.ndarray) -> dict[str, float]:
         "max_us": float(ns.max() / 1e3),
         "mean_us": float(ns.mean() / 1e3),
     }
+
+
+def _warm_free_memory(nbytes: int) -> None:
+    """Touch and free ``nbytes`` so the next run gets host-backed pages."""
+    scratch = np.empty(nbytes, np.uint8)
+    scratch[:: os.sysconf("SC_PAGE_SIZE")] = 1
+    del scratch
 
 
 def _time_loop(store: Any, frames: list[np.ndarray], n: int) -> np.ndarray:
@@ -288,12 +304,17 @@ def is_available(scenario: Scenario) -> bool:
     return is_backend_available(fields.get("backend", fields["name"]))
 
 
-def run_scenario(scenario: Scenario, workdir: Path) -> dict[str, Any]:
+def run_scenario(
+    scenario: Scenario, workdir: Path, *, warm: bool = True
+) -> dict[str, Any]:
     """Measure one scenario and its baseline in this process.
 
-    The emptied outputs stay in ``workdir``; the caller deletes it.
+    The emptied outputs stay in ``workdir``; the caller deletes it. ``warm``
+    (disk scenarios) warms the machine's free memory before each timed run.
     """
     frames = _frames(scenario)
+    warm_bytes = scenario.frames * scenario.frame_bytes * 5 // 4
+    warm = warm and scenario.disk
     workdir.mkdir(parents=True, exist_ok=True)
     # Disk throughput on a shared machine swings with the page cache and the
     # device: alternate limit and stream (swapping which goes first) a few
@@ -307,19 +328,20 @@ def run_scenario(scenario: Scenario, workdir: Path) -> dict[str, Any]:
     baselines: list[dict[str, Any]] = []
     streams: list[dict[str, Any]] = []
     for round_index in range(rounds):
-        if round_index % 2:
-            streams.append(_stream_run(scenario, frames, workdir))
-            _retire_outputs(workdir)
-            baselines.append(_baseline(scenario, frames, workdir))
-        else:
-            baselines.append(_baseline(scenario, frames, workdir))
-            streams.append(_stream_run(scenario, frames, workdir))
-            _retire_outputs(workdir)
+        for side in ("stream", "limit") if round_index % 2 else ("limit", "stream"):
+            if warm:
+                _warm_free_memory(warm_bytes)
+            if side == "limit":
+                baselines.append(_baseline(scenario, frames, workdir))
+            else:
+                streams.append(_stream_run(scenario, frames, workdir))
+                _retire_outputs(workdir)
     baseline = _median_round(baselines)
     stream = _median_round(streams)
     nbytes = scenario.frames * scenario.frame_bytes
     result: dict[str, Any] = {
         "scenario": scenario.name,
+        "warm_memory": warm,
         "description": scenario.description,
         "baseline_kind": scenario.baseline,
         "bytes": nbytes,
@@ -345,7 +367,7 @@ def run_scenario(scenario: Scenario, workdir: Path) -> dict[str, Any]:
 
 
 def run_all(
-    names: list[str], repeats: int, workdir: Path | None = None
+    names: list[str], repeats: int, workdir: Path | None = None, *, warm: bool = True
 ) -> list[dict[str, Any]]:
     """Run each scenario ``repeats`` times, each time in a fresh process."""
     results = []
@@ -357,7 +379,8 @@ def run_all(
         for r in range(repeats):
             out = subprocess.run(
                 [sys.executable, "-m", "ome_writers._bench", "--one", name,
-                 "--workdir", str(base / f"{name}-{r}")],
+                 "--workdir", str(base / f"{name}-{r}"),
+                 *([] if warm else ["--cold"])],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if out.returncode != 0:
@@ -401,9 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON results")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help="directory for disk scenarios")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="do not warm free memory before each timed disk run (see above)",
+    )
     args = parser.parse_args(argv)
     if args.one:
-        result = run_scenario(SCENARIOS[args.one], args.workdir)
+        result = run_scenario(SCENARIOS[args.one], args.workdir, warm=not args.cold)
         print(json.dumps(result))
         return 0
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
@@ -411,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"unknown scenario(s) {unknown!r}; choose from {list(SCENARIOS)!r}"
         )
-    results = run_all(args.scenarios, args.repeats, args.workdir)
+    results = run_all(args.scenarios, args.repeats, args.workdir, warm=not args.cold)
     if args.json:
         print(json.dumps(results, indent=1))
     else:

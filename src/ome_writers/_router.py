@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
+    from ome_writers._settings import AcquisitionSettings
+
 
 class FrameRouter:
     """Map frame numbers to positions and storage indices.
@@ -174,3 +176,15 @@ class FrameRouter:
             out.append(int(count) if advanced and count is not None else digit + 1)
             advanced = advanced or digit > 0
         return tuple(out)
+
+
+def build_router(settings: AcquisitionSettings) -> FrameRouter:
+    """The frame router for ``settings`` (plain names and counts taken from it)."""
+    index_dims = settings.index_dimensions
+    positional = settings.position_dimension_names
+    return FrameRouter(
+        [d.name for d in index_dims],
+        [d.count for d in index_dims],
+        position_name=positional[0] if positional else None,
+        storage_names=settings.storage_dimension_names,
+    )

@@ -25,7 +25,7 @@ from ome_writers._backends._base import FrameMetadata, SupportsDirectWrite
 from ome_writers._backends._registry import get_backend_class
 from ome_writers._errors import StreamClosedError
 from ome_writers._events import EventDispatcher
-from ome_writers._router import FrameRouter
+from ome_writers._router import build_router
 from ome_writers._view import PositionArray, StreamView
 
 if TYPE_CHECKING:
@@ -63,18 +63,6 @@ def create_stream(settings: AcquisitionSettings) -> OMEStream:
     array([1, 0], dtype=uint8)
     """
     return OMEStream(settings)
-
-
-def build_router(settings: AcquisitionSettings) -> FrameRouter:
-    """The frame router for ``settings``."""
-    index_dims = settings.index_dimensions
-    positional = settings.position_dimension_names
-    return FrameRouter(
-        [d.name for d in index_dims],
-        [d.count for d in index_dims],
-        position_name=positional[0] if positional else None,
-        storage_names=settings.storage_dimension_names,
-    )
 
 
 class OMEStream:

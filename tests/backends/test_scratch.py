@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,19 @@ def write_run(root: Path, make_frame: Callable, npos: int = 2, **kwargs: Any) ->
 
 def read_manifest(root: Path) -> dict[str, Any]:
     return json.loads((root / "manifest.json").read_text())
+
+
+def wait_for_manifest(
+    root: Path, covers: Callable[[list[list[int]]], bool]
+) -> list[list[int]]:
+    """``position_shapes`` once ``covers`` them; the manifest has its own thread."""
+    deadline = time.monotonic() + 10
+    while True:
+        shapes = read_manifest(root)["position_shapes"]
+        if covers(shapes) or time.monotonic() > deadline:
+            assert covers(shapes), shapes
+            return shapes
+        time.sleep(0.001)
 
 
 def read_jsonl(root: Path) -> list[dict[str, Any]]:
@@ -431,8 +445,8 @@ def test_unbounded_growth_on_disk(tmp_path: Path, make_frame: Callable) -> None:
         for n in range(9):  # two full time points and one frame of a third
             stream.append(make_frame(n))
             steps = n // 4 + 1
-            shapes = read_manifest(root)["position_shapes"]
-            assert all(s[0] >= steps for s in shapes)  # the manifest covers the data
+            # the manifest covers the data (at once unless its rename stalls)
+            shapes = wait_for_manifest(root, lambda m, s=steps: m[0][0] >= s)
             for p in range(2):
                 size = (root / f"pos_{p}.dat").stat().st_size
                 assert size >= shapes[p][0] * 2 * FRAME_BYTES
@@ -447,6 +461,61 @@ def test_unbounded_growth_on_disk(tmp_path: Path, make_frame: Callable) -> None:
         assert path.stat().st_size == 3 * 2 * FRAME_BYTES  # no over-allocated tail
         data = np.memmap(path, dtype="uint16", mode="r", shape=(3, 2, 3, 4))
         np.testing.assert_array_equal(data, expected[:, p])
+
+
+BIG_FRAME = (512, 1024)  # 1 MiB of uint16: files grow 64 MiB ahead, then double
+
+
+def test_big_frame_files_are_allocated_ahead_and_trimmed_at_close(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"t": None, "c": 2, "y": 512, "x": 1024}),
+        dtype="uint16",
+    )
+    frames = [np.full(BIG_FRAME, n + 1, "uint16") for n in range(70)]
+    path = root / "pos_0.dat"
+    with create_stream(settings) as stream:
+        stream.append(frames[0])
+        # one resize and one block allocation for the next 32 steps (64 MiB)
+        assert path.stat().st_size == 64 * 2**20
+        assert path.stat().st_blocks * 512 >= 64 * 2**20
+        for frame in frames[1:]:
+            stream.append(frame)
+        assert path.stat().st_size == 128 * 2**20
+        # as if the writer were killed now: the longer file reads back exactly
+        ds = open_scratch(root)
+        assert ds.arrays[0].shape == (35, 2, *BIG_FRAME)
+        np.testing.assert_array_equal(
+            ds.arrays[0].reshape(70, *BIG_FRAME)[:, ::97, ::89],
+            np.stack(frames)[:, ::97, ::89],
+        )
+        del ds
+    assert path.stat().st_size == 70 * 2**20
+    data = np.memmap(path, dtype="uint16", mode="r", shape=(70, *BIG_FRAME))
+    assert (data.reshape(70, -1).min(axis=1) == np.arange(1, 71)).all()
+    assert (data.reshape(70, -1).max(axis=1) == np.arange(1, 71)).all()
+
+
+def test_bounded_files_are_allocated_at_create(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"t": 40, "p": 2, "y": 256, "x": 256}),
+        dtype="uint16",
+    )
+    with create_stream(settings) as stream:
+        for p in range(2):
+            stat = (root / f"pos_{p}.dat").stat()
+            assert stat.st_size == 40 * 256 * 256 * 2
+            assert stat.st_blocks * 512 >= stat.st_size  # reserved, not sparse
+        stream.append(np.ones((256, 256), "uint16"))
+    data = open_scratch(root).arrays
+    assert data[0][0].min() == 1
+    assert not data[0][1:].any()
+    assert not data[1].any()
 
 
 @pytest.mark.parametrize(

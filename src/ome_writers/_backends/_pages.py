@@ -1,4 +1,6 @@
-"""Reserved memory and pre-faulting, so that growing never copies or stalls.
+"""Reserved memory, pre-faulting and pre-allocated disk blocks.
+
+Growing must never copy, and the writer should not stall.
 
 An in-memory position array is a private anonymous mapping reserved for its
 whole capacity up front. Untouched pages cost neither memory nor commit charge
@@ -13,12 +15,21 @@ That call populates pages *without writing to them*, so it can never clobber a
 frame that a writer got to first. Where it is not supported the prefaulter
 switches itself off and writes simply fault as usual. Transparent huge pages
 are requested for the mapping where the kernel offers them.
+
+On disk, ``allocate_blocks`` reserves a data file's blocks before frames are
+written into it (``fallocate``). A write into allocated blocks skips the file
+system's per-page delayed-allocation bookkeeping (about a third faster here),
+and the kernel's writeback then has no blocks to allocate, which otherwise
+holds up the writer for tens of milliseconds when writeback starts. It is the
+raw system call, never glibc's ``posix_fallocate``, which falls back to
+writing zeros where a file system cannot allocate.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import logging
 import mmap
 import sys
@@ -39,6 +50,13 @@ if sys.platform.startswith("linux"):
         )
         _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
         _libc.madvise.restype = ctypes.c_int
+        _libc.fallocate.argtypes = [
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int64,
+            ctypes.c_int64,
+        ]
+        _libc.fallocate.restype = ctypes.c_int
     except OSError:  # pragma: no cover - no libc to talk to
         _libc = None
 
@@ -80,6 +98,20 @@ def populate(array: np.ndarray, first_row: int, stop_row: int) -> bool:
         logger.debug("MADV_POPULATE_WRITE unavailable (errno %d)", ctypes.get_errno())
         return False
     return True
+
+
+def allocate_blocks(fd: int, offset: int, length: int) -> int:
+    """Allocate the blocks of ``[offset, offset + length)``; 0 or an errno.
+
+    The file grows to cover the range; its contents read as zeros.
+    ``EOPNOTSUPP`` means the file system cannot (or this is not Linux),
+    ``ENOSPC`` that the disk has no room for the range.
+    """
+    if _libc is None:
+        return errno.EOPNOTSUPP
+    if length <= 0 or _libc.fallocate(fd, 0, offset, length) == 0:
+        return 0
+    return ctypes.get_errno()
 
 
 class Prefaulter:

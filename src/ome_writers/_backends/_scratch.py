@@ -24,6 +24,8 @@ that no half line stays in the middle of the file.
 from __future__ import annotations
 
 import atexit
+import errno
+import logging
 import math
 import mmap
 import os
@@ -39,7 +41,12 @@ import numpy as np
 
 from ome_writers._backends import _scratch_files as files
 from ome_writers._backends._base import Backend, FrameMetadata
-from ome_writers._backends._pages import Prefaulter, populate, reserve_array
+from ome_writers._backends._pages import (
+    Prefaulter,
+    allocate_blocks,
+    populate,
+    reserve_array,
+)
 from ome_writers._errors import WriteError
 from ome_writers._formats import ScratchFormat
 from ome_writers._util import user_stacklevel
@@ -53,8 +60,16 @@ _PREFAULT_MIN_BYTES = 16 * 1024**2
 _PREFAULT_AT_CREATE_BYTES = 2 * 1024**3
 _PREFAULT_LOOKAHEAD_BYTES = 16 * 1024**2
 _UNBOUNDED_ROWS = 1 << 62
+#: unbounded data files whose steps are at least this big grow ahead of the
+#: data, first by _ALLOCATE_AHEAD_BYTES over all positions, then by doubling;
+#: files of smaller steps grow one step at a time
+_ALLOCATE_MIN_STEP_BYTES = 1024**2
+_ALLOCATE_AHEAD_BYTES = 64 * 1024**2
+#: how long an append that grew the arrays waits for the new manifest
+_MANIFEST_WAIT_S = 0.001
 
 _temporary_roots: list[Path] = []
+logger = logging.getLogger("ome_writers")
 
 
 def _remove_temporary_roots() -> None:
@@ -100,6 +115,14 @@ class ScratchBackend(Backend):
         self._meta_size = 0
         self._progress: mmap.mmap | None = None
         self._progress_fd: int | None = None
+        self._manifest: files.ManifestWriter | None = None
+        self._file_rows = 0  # rows each data file holds (>= the logical extent)
+        self._can_allocate = True
+        step_bytes = self._rows_per_step * self._frame_bytes
+        self._grows_ahead = step_bytes >= _ALLOCATE_MIN_STEP_BYTES
+        self._first_ahead_rows = self._rows_per_step * max(
+            1, _ALLOCATE_AHEAD_BYTES // (self._npos * step_bytes)
+        )
         # both
         if router.num_frames is None:
             self._extent_frames = 0
@@ -220,6 +243,15 @@ class ScratchBackend(Backend):
                 os.ftruncate(fd, rows * self._frame_bytes)
                 if copy_from:
                     _pwrite_all(fd, copy_from[len(self._fds) - 1][:rows], 0)
+            self._file_rows = rows
+            if rows and not copy_from:
+                self._allocate(root, 0, rows)
+            elif not rows and self._grows_ahead:
+                # an unbounded stream's first stretch, ready before frame 0
+                self._file_rows = self._first_ahead_rows
+                for fd in self._fds:
+                    os.ftruncate(fd, self._file_rows * self._frame_bytes)
+                self._allocate(None, 0, self._file_rows)
             self._meta_path = root / files.FRAME_METADATA
             self._meta_fd = os.open(
                 self._meta_path,
@@ -236,6 +268,7 @@ class ScratchBackend(Backend):
             os.ftruncate(self._progress_fd, 8)
             self._progress = mmap.mmap(self._progress_fd, 8)
             self._on_disk = True
+            self._manifest = files.ManifestWriter(root / files.MANIFEST)
             self._write_manifest(complete=False)
         except OSError as exc:
             self._on_disk = False  # the data stays where it was (memory, on a spill)
@@ -251,8 +284,11 @@ class ScratchBackend(Backend):
         self, frame_number: int, frame: np.ndarray, metadata: FrameMetadata | None
     ) -> None:
         """Store one frame (see the contract in ``_base``)."""
+        if self._manifest is not None and self._manifest.error is not None:
+            self._raise_manifest_error()
         self._frames_done = frame_number  # frames before it may have gone direct
-        if frame_number >= self._extent_frames:
+        grown = frame_number >= self._extent_frames
+        if grown:
             self._extend(frame_number + 1)
         position, row = self._locate(frame_number)
         if self._on_disk:
@@ -268,9 +304,13 @@ class ScratchBackend(Backend):
             struct.pack_into("<Q", self._progress, 0, frame_number + 1)
             if self._format.fsync == "every_frame" and not self._is_temporary:
                 self._sync_frame(position)
+            if grown and self._manifest is not None:
+                self._manifest.wait(_MANIFEST_WAIT_S)
 
     def skip(self, first_frame: int, count: int) -> None:
         """Advance over frames that read as zeros (the storage is zero already)."""
+        if self._manifest is not None and self._manifest.error is not None:
+            self._raise_manifest_error()
         stop = first_frame + count
         self._frames_done = first_frame
         if stop > self._extent_frames:
@@ -287,6 +327,8 @@ class ScratchBackend(Backend):
         self._frames_done = stop
         if self._progress is not None:
             struct.pack_into("<Q", self._progress, 0, stop)
+            if self._manifest is not None:
+                self._manifest.wait(_MANIFEST_WAIT_S)
 
     def _pwrite(self, position: int, row: int, frame: np.ndarray, n: int) -> None:
         if not frame.flags.c_contiguous:
@@ -353,24 +395,72 @@ class ScratchBackend(Backend):
                     "spill_to_disk=True, or give a root_path to write to disk."
                 )
             self._spill(needed)
-        if self._on_disk:
+        if self._on_disk and rows > self._file_rows:
+            # files of big steps grow ahead of the data, doubling (sparse, then
+            # allocated): a few resizes and block allocations in all, each of
+            # which can wait behind writeback, rather than one per step
+            target = rows
+            if self._grows_ahead:
+                ahead = max(self._first_ahead_rows, self._file_rows)
+                target = max(rows, self._file_rows + ahead)
             for fd, path in zip(self._fds, self._paths):
                 try:
-                    os.ftruncate(fd, rows * self._frame_bytes)
+                    os.ftruncate(fd, target * self._frame_bytes)
                 except OSError as exc:
                     raise _write_error(exc, "cannot grow", path) from exc
+            first, self._file_rows = self._file_rows, target
+            if self._grows_ahead:
+                self._allocate(None, first, target)
+        if self._on_disk:
             previous, self._extent_frames = (
                 self._extent_frames,
                 steps * self.router.frames_per_step,
             )
+            # with every_frame, the growth is made durable before append
+            # returns; otherwise the manifest is replaced while the frame is
+            # written, and ``write`` waits a bounded time for it (see
+            # ManifestWriter)
+            durable = self._format.fsync == "every_frame" and not self._is_temporary
             try:
-                self._write_manifest(complete=False)
+                self._write_manifest(complete=False, durable=durable, wait=durable)
             except OSError:
                 # the next write must retry, or the manifest would not cover it
                 self._extent_frames = previous
                 raise
         else:
             self._extent_frames = steps * self.router.frames_per_step
+
+    def _allocate(self, root: Path | None, first_row: int, stop_row: int) -> None:
+        """Allocate rows ``[first_row, stop_row)`` of every data file, best effort.
+
+        Without room for them (``root`` given: at create), warn that the
+        acquisition will not fit; a file system that cannot allocate turns
+        this off. Writes report a real disk-full error either way.
+        """
+        if not self._can_allocate:
+            return
+        for fd in self._fds:
+            offset = first_row * self._frame_bytes
+            error = allocate_blocks(
+                fd, offset, (stop_row - first_row) * self._frame_bytes
+            )
+            if error == errno.ENOSPC:
+                if root is not None:
+                    needed = self._npos * stop_row * self._frame_bytes
+                    stat = os.statvfs(root)
+                    warnings.warn(
+                        f"the acquisition needs {needed:,} bytes but "
+                        f"{str(root)!r} has {stat.f_bavail * stat.f_frsize:,} bytes "
+                        "free: frames past the free space will fail with a "
+                        "disk-full error. Free space, or choose another root_path.",
+                        UserWarning,
+                        stacklevel=user_stacklevel(),
+                    )
+                return
+            if error:
+                logger.debug("no block allocation here (errno %d)", error)
+                self._can_allocate = False
+                return
 
     def _spill(self, needed_bytes: int) -> None:
         """Move the in-memory data to a temporary directory and continue there."""
@@ -424,6 +514,12 @@ class ScratchBackend(Backend):
                     self._readers[position] = reader
         return reader[:rows]
 
+    def _extent_rows_per_file(self) -> int:
+        steps = self.router.steps_started(self._extent_frames)
+        return (
+            steps * self._rows_per_step if self.router.is_unbounded else self._file_rows
+        )
+
     def _extent_rows(self) -> int:
         # rows of the storage shape: acquisition steps only match storage steps
         # when the first storage axis is the first acquisition axis
@@ -437,8 +533,11 @@ class ScratchBackend(Backend):
         if self._on_disk and self._fds:
             self._write_manifest(complete=False)
 
-    def _write_manifest(self, *, complete: bool, durable: bool = False) -> None:
-        assert self._root is not None
+    def _write_manifest(
+        self, *, complete: bool, durable: bool = False, wait: bool = True
+    ) -> None:
+        """Replace the manifest; with ``wait`` False, leave it to its thread."""
+        assert self._manifest is not None
         shape = list(self.router.storage_shape(self._extent_frames) + self._frame_shape)
         payload = dict(self._settings_json)
         payload.update(
@@ -452,11 +551,21 @@ class ScratchBackend(Backend):
             complete=complete,
         )
         payload[files.MARKER_KEY] = {"kind": files.KIND, "version": __version__}
-        path = self._root / files.MANIFEST
+        if not wait:
+            self._manifest.submit(payload, durable=durable)
+            return
         try:
-            files.write_json_atomic(path, payload, durable=durable)
+            self._manifest.write_now(payload, durable=durable)
         except OSError as exc:
-            raise _write_error(exc, "cannot write", path) from exc
+            raise _write_error(exc, "cannot write", self._manifest.path) from exc
+
+    def _raise_manifest_error(self) -> None:
+        """Raise a failed background manifest write from the append path."""
+        assert self._manifest is not None
+        try:
+            self._manifest.raise_error()
+        except OSError as exc:
+            raise _write_error(exc, "cannot write", self._manifest.path) from exc
 
     # ---------------------------------------------------------------- closing
 
@@ -477,6 +586,11 @@ class ScratchBackend(Backend):
         try:
             assert self._progress is not None
             struct.pack_into("<Q", self._progress, 0, frames_written)
+            rows = self._extent_rows_per_file()
+            if self._file_rows > rows:  # an unbounded file grown ahead
+                for fd in self._fds:
+                    os.ftruncate(fd, rows * self._frame_bytes)
+                self._file_rows = rows
             if durable:
                 for fd in self._fds:
                     os.fsync(fd)
@@ -495,6 +609,9 @@ class ScratchBackend(Backend):
         self._close_files()
 
     def _close_files(self) -> None:
+        if self._manifest is not None:
+            self._manifest.stop()
+            self._manifest = None
         if self._progress is not None:
             self._progress.close()
             self._progress = None

@@ -4,8 +4,10 @@
 manifest, the progress counter and the metadata lines. For an interrupted run
 the progress counter is the authority on how many frames were written (it is
 updated after every frame, while the manifest is rewritten only when the
-arrays grow); shapes come from the manifest, which the writer keeps covered by
-the files.
+arrays grow, and from a thread of its own, so it may trail the last frames).
+An interrupted unbounded array's shape is therefore the larger of the
+manifest's and the one the counter implies; the writer extends the files
+before it counts a frame, so either is covered by them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from ome_writers._backends import _scratch_files as files
 from ome_writers._errors import NotADatasetError
+from ome_writers._router import build_router
 from ome_writers._settings import AcquisitionSettings
 from ome_writers._util import user_stacklevel
 
@@ -128,10 +131,14 @@ def open_scratch(root_path: str | Path) -> ScratchDataset:
             f"{str(manifest_path)!r} is not a valid scratch manifest: {exc}"
         ) from None
     dtype = np.dtype(settings.dtype)
-    arrays = [_map(root, p, shape, dtype) for p, shape in enumerate(shapes)]
     frames_written = manifest_frames
     if not complete:
         frames_written = max(frames_written, _read_progress(root))
+        router = build_router(settings)
+        if router.is_unbounded:
+            steps = router.storage_shape(frames_written)[0]
+            shapes = [(max(s[0], steps), *s[1:]) for s in shapes]
+    arrays = [_map(root, p, shape, dtype) for p, shape in enumerate(shapes)]
     return ScratchDataset(
         path=root,
         arrays=arrays,
