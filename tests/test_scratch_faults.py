@@ -373,7 +373,8 @@ def test_disk_full_then_space_freed_resumes_at_the_same_slot(
 ) -> None:
     root = small_fs.path / "scratch"
     bounded = sizes["t"] is not None  # its files are allocated at create
-    with pytest.warns(UserWarning) if bounded else contextlib.nullcontext():
+    room = pytest.warns(UserWarning, match="bytes free")
+    with room if bounded else contextlib.nullcontext():
         stream = create_stream(make_settings(sizes, root_path=root))
     failed, exc = fill_until_error(stream, metadata=metadata)
     assert isinstance(exc, WriteError)
