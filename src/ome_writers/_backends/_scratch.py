@@ -14,11 +14,18 @@ coherent with the writes. ``pwrite`` rather than a writable mapping keeps the
 written pages out of this process's resident memory, and avoids the page-fault
 cost of first touching mapped file pages.
 
-Crash safety: the data files are extended (sparse, at no cost) *before* the
-manifest that describes them is replaced, so ``position_shapes`` never exceeds
-what a file holds; ``progress.bin`` counts frames after every write; metadata
-lines are written with one ``write`` each, and a failed write is cut back so
-that no half line stays in the middle of the file.
+Crash safety: the data files are extended *before* the manifest that
+describes them is replaced, so ``position_shapes`` never exceeds what a file
+holds; ``progress.bin`` counts frames after every write; metadata lines are
+written with one ``write`` each, and a failed write is cut back so that no half
+line stays in the middle of the file.
+
+No stalls: file creation and rename (the manifest) and block allocation are
+what waits behind the kernel's writeback, so they stay off the per-frame path.
+Bounded files are allocated at create; unbounded files with big steps grow
+ahead of the data by doubling (a handful of resizes per run) and are trimmed
+at close; the manifest is replaced from its own thread (``ManifestWriter``)
+while the frame is written, with a bounded wait.
 """
 
 from __future__ import annotations
