@@ -258,6 +258,65 @@ def test_each_compression(
         assert compression.removeprefix("blosc-") in codecs
 
 
+SHARD_DEFAULTS = [
+    pytest.param({}, {}, [1, 6, 8], None, 1, id="frame-chunks-unsharded"),
+    pytest.param(
+        {"chunk_size": 3}, {"chunk_size": 4}, [1, 3, 4], [1, 6, 8], 1,
+        id="small-chunks-one-shard-per-frame",
+    ),
+    pytest.param(
+        {"chunk_size": 4}, {"chunk_size": 3}, [1, 4, 3], [1, 8, 9], 1,
+        id="edge-chunks-shard-rounded-up",
+    ),
+    pytest.param(
+        {"chunk_size": 3, "shard_size_chunks": 1}, {"chunk_size": 4}, [1, 3, 4],
+        None, 4, id="shard-size-1-turns-it-off",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("y", "x", "chunks", "shards", "files_per_frame"), SHARD_DEFAULTS
+)
+def test_default_sharding_is_one_shard_per_frame(
+    tmp_path: Path,
+    backend: str,
+    y: dict[str, int],
+    x: dict[str, int],
+    chunks: list[int],
+    shards: list[int] | None,
+    files_per_frame: int,
+) -> None:
+    dims = [
+        Dimension("t", 3),
+        Dimension("y", FRAME[0], **y),
+        Dimension("x", FRAME[1], **x),
+    ]
+    settings = make_settings(tmp_path, backend, dims)
+    write_all(settings, 3)
+    root = Path(settings.output_path)
+    validate(root)
+    meta = json.loads((root / "0" / "zarr.json").read_text())
+    grid = meta["chunk_grid"]["configuration"]["chunk_shape"]
+    sharding = [c for c in meta["codecs"] if c["name"] == "sharding_indexed"]
+    if shards is None:
+        assert grid == chunks
+        if backend == "acquire-zarr":  # always shards: one chunk per shard
+            assert sharding[0]["configuration"]["chunk_shape"] == chunks
+        else:
+            assert sharding == []
+    else:
+        assert grid == shards
+        assert sharding[0]["configuration"]["chunk_shape"] == chunks
+    files = sorted(p for p in (root / "0").rglob("*") if p.is_file())
+    assert len(files) == 1 + 3 * files_per_frame  # zarr.json and the data
+    reader = read_independently(backend, root / "0")
+    np.testing.assert_array_equal(
+        np.asarray(reader[...]), expected_positions(settings, 3)[0]
+    )
+
+
 def test_backends_read_back_identically(tmp_path: Path) -> None:
     dims = [Dimension("t", 3), Dimension("z", 2, chunk_size=2), channels(), *yx()]
     results = []

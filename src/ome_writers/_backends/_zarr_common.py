@@ -78,7 +78,15 @@ class ChunkGeometry:
 
 
 def chunk_geometry(settings: AcquisitionSettings) -> ChunkGeometry:
-    """Chunks from ``Dimension.chunk_size`` (default 1, full frame for Y/X)."""
+    """Chunks from ``Dimension.chunk_size`` (default 1, full frame for Y/X).
+
+    Shards from ``Dimension.shard_size_chunks``. When no dimension gives one
+    and a frame spans several chunks, each shard holds one frame plane (one
+    chunk deep along the other axes): one file per frame rather than one per
+    chunk, which is what costs most when writing small chunks (a file creation
+    each, ~0.1-1 ms), while readers still fetch single chunks. A shard equal
+    to a chunk means no sharding, so ``shard_size_chunks=1`` turns this off.
+    """
     dims = storage_dimensions(settings)
     shape, chunks, shards = [], [], []
     for i, d in enumerate(dims):
@@ -90,9 +98,11 @@ def chunk_geometry(settings: AcquisitionSettings) -> ChunkGeometry:
         shape.append(count)
         chunks.append(max(chunk, 1))
         shards.append(chunks[-1] * (d.shard_size_chunks or 1))
-    is_sharded = any(d.shard_size_chunks for d in dims)
+    if not any(d.shard_size_chunks for d in dims):
+        for axis in (-2, -1):  # the frame plane, rounded up to whole chunks
+            shards[axis] = -(-shape[axis] // chunks[axis]) * chunks[axis]
     return ChunkGeometry(
-        tuple(shape), tuple(chunks), tuple(shards) if is_sharded else None
+        tuple(shape), tuple(chunks), tuple(shards) if shards != chunks else None
     )
 
 
