@@ -612,6 +612,38 @@ MEMORY_CASES = [
 CAPACITY_FRAMES = 20  # max_memory_bytes below holds exactly this many frames
 
 
+RESERVE_CHILD = """
+import resource
+from ome_writers import AcquisitionSettings, ScratchFormat, create_stream
+from ome_writers import dims_from_standard_axes
+resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+settings = AcquisitionSettings(
+    dimensions=dims_from_standard_axes({"t": None, "y": 512, "x": 512}),
+    dtype="uint16",
+    format=ScratchFormat(max_memory_bytes=16 * 2**30),
+)
+try:
+    create_stream(settings)
+except MemoryError as exc:
+    print(str(exc))
+"""
+
+
+def test_reserving_more_address_space_than_allowed_is_a_memory_error() -> None:
+    """A real address-space limit (RLIMIT_AS, like strict overcommit) in a child."""
+    result = subprocess.run(
+        [sys.executable, "-c", RESERVE_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    message = result.stdout
+    assert "cannot reserve 17,179,869,184 bytes" in message
+    assert "max_memory_bytes" in message
+    assert "root_path" in message
+
+
 @pytest.mark.parametrize("sizes", MEMORY_CASES)
 def test_spill_to_disk_when_growth_crosses_the_limit(
     sizes: dict[str, int | None],

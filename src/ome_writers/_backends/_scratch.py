@@ -221,7 +221,20 @@ class ScratchBackend(Backend):
         """
         self._capacity_rows = rows
         shape = (rows, *self._frame_shape)
-        self._buffers = [reserve_array(shape, self._dtype) for _ in range(self._npos)]
+        try:
+            self._buffers = [
+                reserve_array(shape, self._dtype) for _ in range(self._npos)
+            ]
+        except OSError as exc:  # ENOMEM: no address space, or strict overcommit
+            nbytes = self._npos * rows * self._frame_bytes
+            raise MemoryError(
+                f"cannot reserve {nbytes:,} bytes of memory for the scratch arrays "
+                f"({exc.strerror or exc}); an unbounded stream reserves its "
+                "whole max_memory_bytes up front, which fails where memory "
+                "overcommit is strict (vm.overcommit_memory=2). Lower "
+                "ScratchFormat.max_memory_bytes, or give a root_path to write "
+                "to disk."
+            ) from exc
         ready = 0
         if populate_now and rows:
             per_position = _PREFAULT_AT_CREATE_BYTES // (self._npos * self._frame_bytes)
