@@ -10,6 +10,7 @@ order alone, without the package's router.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 import tensorstore as ts
 import yaozarrs
 import zarr
+from ome_types import from_xml
 from ome_zarr_models.v05 import HCS, BioFormats2Raw, Image
 
 from ome_writers import (
@@ -409,6 +411,194 @@ def test_plate_has_no_empty_groups(tmp_path: Path) -> None:
         "B/2/0/0",
     ]
     validate(root)
+
+
+# ---------------------------------------------------------- OME/METADATA.ome.xml
+
+STAGE = [
+    Position(name="left", x_coord=10.0, y_coord=-3.0, z_coord=1.0),
+    Position(name="../escape", x_coord=0.5),
+]
+
+#: id -> (dimensions in acquisition order, frames to write)
+XML_CASES = [
+    pytest.param(
+        [
+            Dimension("t", 2, unit="s", scale=1.5),
+            Dimension("p", coords=STAGE),
+            channels(),
+            Dimension("z", 3, unit="um", scale=2.0),
+            *yx(),
+        ],
+        None,
+        id="tpczyx",
+    ),
+    pytest.param(
+        [Dimension("t", None), Dimension("p", coords=STAGE), channels(), *yx()],
+        9,
+        id="unbounded-partial-step",
+    ),
+    pytest.param(
+        [Dimension("p", coords=STAGE), Dimension("z", 2), channels(), *yx()],
+        None,
+        id="storage-order-zc-to-cz",
+    ),
+]
+
+
+def read_metadata_xml(root: Path) -> Any:
+    """``OME/METADATA.ome.xml``, validated against the OME schema."""
+    return from_xml((root / "OME" / "METADATA.ome.xml").read_text(), validate=True)
+
+
+def writer_annotation(ome: Any) -> dict[str, str]:
+    ann = ome.structured_annotations.map_annotations
+    return next(
+        {m.k: m.value for m in a.value.ms} for a in ann if a.namespace == "ome_writers"
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("dims", "frames"), XML_CASES)
+def test_bioformats2raw_metadata_xml(
+    tmp_path: Path, backend: str, dims: list[Dimension], frames: int | None
+) -> None:
+    settings = make_settings(tmp_path, backend, dims)
+    frames = frames or settings.num_frames
+    assert frames is not None
+    root = Path(settings.output_path)
+    with create_stream(settings) as stream:
+        assert writer_annotation(read_metadata_xml(root))["complete"] == "false"
+        stream.set_global_metadata("mm", {"objective": "60x"})
+        live = read_metadata_xml(root).structured_annotations.map_annotations
+        assert [a.namespace for a in live] == ["ome_writers", "mm"]
+        for n in range(frames):
+            stream.append(frame_for(n), frame_metadata={"delta_t": n * 0.5, "k": n})
+    validate(root)
+    assert sorted(p.name for p in (root / "OME").iterdir()) == [
+        "METADATA.ome.xml",
+        "zarr.json",
+    ]
+    ome = read_metadata_xml(root)
+    assert writer_annotation(ome)["complete"] == "true"
+    assert ome.plates == []
+    series = json.loads((root / "OME" / "zarr.json").read_text())["attributes"]
+    paths = series["ome"]["series"]
+    assert len(ome.images) == len(paths) == len(STAGE)
+    for i, (image, path, pos) in enumerate(zip(ome.images, paths, STAGE)):
+        group = json.loads((root / path / "zarr.json").read_text())["attributes"]
+        assert image.id == f"Image:{i}"
+        assert image.name == group["ome"]["multiscales"][0]["name"] == pos.name
+        assert (image.stage_label.x, image.stage_label.y, image.stage_label.z) == (
+            pos.x_coord,
+            pos.y_coord,
+            pos.z_coord,
+        )
+        pixels = image.pixels
+        array = json.loads((root / path / "0" / "zarr.json").read_text())
+        shape = dict(zip(array["dimension_names"], array["shape"]))
+        for name, size in shape.items():
+            assert getattr(pixels, f"size_{name}") == size, name
+        # the arrays are (t, c, z, y, x): DimensionOrder lists them fastest first
+        stored = "".join(n.upper() for n in reversed(array["dimension_names"]))
+        assert pixels.dimension_order.value.startswith(stored)
+        assert pixels.type.value == "uint16"
+        assert [c.name for c in pixels.channels] == ["DAPI", "GFP"]
+        assert pixels.channels[0].color.as_rgb_tuple() == (0, 0, 255)
+        assert pixels.metadata_only is not None
+        assert pixels.tiff_data_blocks == []
+        assert pixels.bin_data_blocks == []
+        assert (pixels.physical_size_x, pixels.physical_size_y) == (0.5, 0.5)
+        assert pixels.physical_size_x_unit.value == "µm"
+        z_scale = next((d.scale for d in dims if d.name == "z"), None)
+        assert pixels.physical_size_z == z_scale
+        records = group["ome_writers"]["frame_metadata"]
+        assert [p.delta_t for p in pixels.planes] == [r["delta_t"] for r in records]
+    if dims[0].scale is not None:
+        assert ome.images[0].pixels.time_increment == 1.5
+
+
+@pytest.mark.parametrize(("dims", "extra", "frames"), LAYOUTS)
+def test_metadata_xml_only_in_bioformats2raw_layout(
+    tmp_path: Path, dims: list[Dimension], extra: dict, frames: int | None
+) -> None:
+    settings = make_settings(tmp_path, "zarr-python", dims, **extra)
+    write_all(settings, frames or settings.num_frames or 0)
+    root = Path(settings.output_path)
+    ome = json.loads((root / "zarr.json").read_text())["attributes"]["ome"]
+    has_xml = (root / "OME" / "METADATA.ome.xml").is_file()
+    assert has_xml == ("bioformats2raw.layout" in ome)
+
+
+#: id -> (dimensions, dtype) that OME-XML cannot describe but OME-Zarr stores
+#: (dimensions OME's T, C, Z cannot hold exceed OME-Zarr's five axes as well)
+NOT_OME_XML = [
+    pytest.param([Dimension("p", 2), Dimension("t", 2), *yx()], "int64", id="int64"),
+    pytest.param([Dimension("t", 2), Dimension("p", 2), *yx()], "uint64", id="uint64"),
+]
+
+
+@pytest.mark.parametrize(("dims", "dtype"), NOT_OME_XML)
+def test_metadata_xml_skipped_when_ome_cannot_describe_it(
+    tmp_path: Path, dims: list[Dimension], dtype: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "out.ome.zarr"),
+        dimensions=dims,
+        dtype=dtype,
+        format="tensorstore",
+    )
+    caplog.set_level(logging.INFO, logger="ome_writers")
+    with create_stream(settings) as stream:
+        for n in range(settings.num_frames or 0):
+            stream.append(frame_for(n).astype(dtype))
+    root = Path(settings.output_path)
+    validate(root)
+    assert not (root / "OME" / "METADATA.ome.xml").exists()
+    skips = [r for r in caplog.records if "METADATA.ome.xml not written" in r.message]
+    assert len(skips) == 1
+    assert skips[0].name == "ome_writers"
+    assert skips[0].levelno == logging.INFO
+
+
+SKIP_WITHOUT_OME_TYPES = """
+import logging, sys
+import numpy as np
+import ome_writers
+assert "ome_types" not in sys.modules, "importing ome_writers imported ome-types"
+sys.modules["ome_types"] = None  # any import of it now fails, as if not installed
+logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+from ome_writers import AcquisitionSettings, Dimension, create_stream
+for k in range(2):
+    settings = AcquisitionSettings(
+        root_path=f"{sys.argv[1]}/out{k}.ome.zarr",
+        dimensions=[Dimension("p", 2), Dimension("t", 2), Dimension("y", 4),
+                    Dimension("x", 4)],
+        dtype="uint16",
+        format=sys.argv[2],
+    )
+    with create_stream(settings) as stream:
+        for n in range(4):
+            stream.append(np.full((4, 4), n, "uint16"))
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_without_ome_types_the_xml_is_skipped_and_logged_once(
+    tmp_path: Path, backend: str
+) -> None:
+    command = [sys.executable, "-c", SKIP_WITHOUT_OME_TYPES, str(tmp_path), backend]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    skips = [line for line in result.stderr.splitlines() if "not written" in line]
+    assert len(skips) == 1, result.stderr
+    assert skips[0].startswith("ome_writers INFO ")
+    assert "ome-types is not installed" in skips[0]
+    for k in range(2):
+        root = tmp_path / f"out{k}.ome.zarr"
+        validate(root)
+        assert (root / "OME" / "zarr.json").is_file()
+        assert not (root / "OME" / "METADATA.ome.xml").exists()
 
 
 # --------------------------------------------------------------- live reading

@@ -35,17 +35,14 @@ import numpy as np
 import tifffile
 
 from ome_writers._backends._base import Backend, FrameMetadata
+from ome_writers._backends._ome_xml import PlaneRecord
 from ome_writers._backends._tiff_io import (
     DescriptionSlot,
     OrderedFile,
     PageIndex,
     TiffLayout,
 )
-from ome_writers._backends._tiff_metadata import (
-    DocumentState,
-    OmeDocument,
-    PlaneRecord,
-)
+from ome_writers._backends._tiff_metadata import OmeDocument, TiffDocumentState
 from ome_writers._errors import WriteError
 from ome_writers._formats import OmeTiffFormat
 from ome_writers._version import __version__
@@ -175,7 +172,7 @@ class TiffBackend(Backend):
             self._local_strides[axis] = stride
             stride *= counts[axis]
         # the extent of an unbounded first axis declared in the OME-XML
-        self._state = DocumentState(
+        self._state = TiffDocumentState(
             declared_steps=1, ifd_limits=[_NO_LIMIT] * self._num_files
         )
         self._last_xml = b""

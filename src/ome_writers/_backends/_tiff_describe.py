@@ -14,7 +14,7 @@ from typing import Any
 
 import tifffile
 
-from ome_writers._backends._tiff_metadata import WRITER_NAMESPACE
+from ome_writers._backends._ome_xml import WRITER_NAMESPACE
 
 
 def describe(path: Path) -> list[str] | None:

@@ -10,7 +10,8 @@ the same hierarchy and attributes:
 - Group ``zarr.json`` files are written by this layer, atomically (temporary
   file and rename), at open, on ``set_global_metadata`` and at close. The close
   write comes *after* the engine has closed, because acquire-zarr resets
-  parent group attributes when it closes.
+  parent group attributes when it closes. ``OME/METADATA.ome.xml`` of the
+  bioformats2raw layout is written at the same times (see ``_zarr_ome_xml``).
 - Per-frame metadata is kept in memory and written at close, to the image
   group of the frame's position under ``attributes["ome_writers"]
   ["frame_metadata"]``: one record per frame with ``frame_number``,
@@ -44,6 +45,7 @@ from ome_writers._backends._zarr_metadata import (
     image_metadata,
     storage_dimensions,
 )
+from ome_writers._backends._zarr_ome_xml import MetadataXml
 from ome_writers._errors import WriteError
 from ome_writers._version import __version__
 
@@ -209,6 +211,7 @@ class ZarrBackendBase(Backend):
         self._created_root = False
         self._frames_written = 0
         self._complete = False
+        self._metadata_xml: MetadataXml | None = None
 
     # ------------------------------------------------------------- engine hooks
 
@@ -234,6 +237,9 @@ class ZarrBackendBase(Backend):
         self._created_root = True
         self.layout = layout
         self.array_paths = [self.root / node.array_path for node in layout.images]
+        self._metadata_xml = MetadataXml.for_layout(
+            self.settings, self.router, self.root, layout
+        )
         self._open_engine()
         self.write_groups()
 
@@ -261,6 +267,7 @@ class ZarrBackendBase(Backend):
         """Keep the namespaces and rewrite the root group now."""
         self._global_metadata = metadata
         self.write_root_group()
+        self.write_metadata_xml(with_planes=False)
 
     def _root_namespace(self) -> dict[str, Any]:
         return {
@@ -309,6 +316,22 @@ class ZarrBackendBase(Backend):
                     group_document(self._image_attributes(position)),
                 )
         self.write_root_group()
+        self.write_metadata_xml(with_planes=True)
+
+    def write_metadata_xml(self, *, with_planes: bool) -> None:
+        """Rewrite ``OME/METADATA.ome.xml`` (bioformats2raw layout only)."""
+        if self._metadata_xml is None:
+            return
+        records = None
+        if with_planes:
+            with self._metadata_lock:
+                records = [list(r) for r in self._frame_records]
+        self._metadata_xml.write(
+            frames_written=self._frames_written,
+            complete=self._complete,
+            global_metadata=self._global_metadata,
+            frame_records=records,
+        )
 
     # ------------------------------------------------------------------ closing
 

@@ -9,7 +9,8 @@ Layouts, chosen from the settings:
   group; its array is ``0``.
 - ``bioformats2raw``: a position dimension without a plate. The root carries
   ``bioformats2raw.layout``; position ``p`` is the image group ``<p>/`` (array
-  ``<p>/0``); ``OME/`` lists the series.
+  ``<p>/0``); ``OME/`` lists the series and holds ``METADATA.ome.xml``
+  (written by ``_zarr_ome_xml``; the only layout that has it).
 - ``plate``: ``AcquisitionSettings.plate`` is set. The root is the plate group;
   each position is a field ``<row>/<column>/<field>/`` of its well, fields
   numbered from 0 in position order. Only rows and wells that hold a position
