@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -23,3 +28,40 @@ def user_stacklevel() -> int:
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     return level
+
+
+def replace_file(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Replace ``path`` with ``data``: readers see the old file or the new, never half.
+
+    The data goes to a hidden temporary file beside ``path`` (permissions
+    0o666 less the umask, so other users and servers can read it), which is
+    then renamed over ``path``. With ``durable`` the file and the directory
+    entry are flushed to the device before returning. Raises ``OSError``; the
+    temporary file is removed on failure.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_directory(path.parent)
+
+
+def fsync_directory(path: Path) -> None:
+    """Flush a directory's entries (new and renamed files) to the device."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -10,6 +10,7 @@ order alone, without the package's router.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import subprocess
 import sys
@@ -317,6 +318,24 @@ def test_default_sharding_is_one_shard_per_frame(
     np.testing.assert_array_equal(
         np.asarray(reader[...]), expected_positions(settings, 3)[0]
     )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_metadata_files_are_readable_by_others(tmp_path: Path, backend: str) -> None:
+    """Servers that read the data (e.g. OMERO) run as another user."""
+    dims = [Dimension("p", coords=["a", "b"]), Dimension("t", 2), *yx()]
+    settings = make_settings(tmp_path, backend, dims)
+    old_umask = os.umask(0o022)
+    try:
+        write_all(settings, 4)
+    finally:
+        os.umask(old_umask)
+    root = Path(settings.output_path)
+    written = [*root.rglob("zarr.json"), *root.rglob("*.xml")]
+    assert len(written) >= 5  # root, OME, two images, two arrays, the XML
+    for path in written:
+        assert path.stat().st_mode & 0o777 == 0o644, path
+    assert not list(root.rglob("*.tmp"))
 
 
 def test_backends_read_back_identically(tmp_path: Path) -> None:

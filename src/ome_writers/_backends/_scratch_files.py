@@ -19,10 +19,11 @@ A scratch root is a directory holding:
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from typing import TYPE_CHECKING, Any
+
+from ome_writers._util import replace_file
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -77,44 +78,9 @@ def remove_scratch_files(path: Path) -> None:
     for entry in path.iterdir():
         if entry.is_file() and is_our_file(entry.name) and entry.name != MANIFEST:
             entry.unlink()
-    for leftover in path.glob(f"{MANIFEST}.*.tmp"):
+    for leftover in path.glob(f".{MANIFEST}.*.tmp"):
         leftover.unlink()
     (path / MANIFEST).unlink(missing_ok=True)
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any], *, durable: bool) -> None:
-    """Replace ``path`` with ``payload`` so that readers see old or new, never half.
-
-    With ``durable`` the new file and the directory entry are flushed to the
-    device before returning.
-    """
-    text = json.dumps(payload, indent=1)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(text.encode("utf-8"))
-            while view:
-                view = view[os.write(fd, view) :]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_directory(path.parent)
-
-
-def fsync_directory(path: Path) -> None:
-    """Flush a directory's entries (new and renamed files) to the device."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ManifestWriter:
@@ -198,7 +164,8 @@ class ManifestWriter:
                 self._busy = True
             error: OSError | None = None
             try:
-                write_json_atomic(self.path, job[0], durable=job[1])
+                text = json.dumps(job[0], indent=1).encode("utf-8")
+                replace_file(self.path, text, durable=job[1])
             except OSError as exc:
                 error = exc
             with self._cond:

@@ -45,6 +45,7 @@ from ome_writers._backends._tiff_io import (
 from ome_writers._backends._tiff_metadata import OmeDocument, TiffDocumentState
 from ome_writers._errors import WriteError
 from ome_writers._formats import OmeTiffFormat
+from ome_writers._util import replace_file
 from ome_writers._version import __version__
 
 if TYPE_CHECKING:
@@ -335,10 +336,8 @@ class TiffBackend(Backend):
     def _write_companion(self) -> None:
         assert self._companion is not None
         data = self._document.companion_xml(self._state)
-        tmp = self._companion.with_name(self._companion.name + ".tmp")
         try:
-            tmp.write_bytes(data)
-            os.replace(tmp, self._companion)
+            replace_file(self._companion, data)
         except OSError as exc:
             raise WriteError(
                 exc.errno,

@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from ome_writers._backends._zarr_metadata import (
 )
 from ome_writers._backends._zarr_ome_xml import MetadataXml
 from ome_writers._errors import WriteError
+from ome_writers._util import replace_file
 from ome_writers._version import __version__
 
 if TYPE_CHECKING:
@@ -157,16 +157,10 @@ def prepare_output(root: Path, *, overwrite: bool) -> None:
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
     """Write ``document`` to ``path`` atomically; ``WriteError`` on failure."""
+    data = json.dumps(document, indent=2, allow_nan=False).encode("utf-8")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".zarr.json.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(document, fh, indent=2, allow_nan=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(path, data)
     except OSError as exc:
         raise WriteError(
             exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}", str(path)

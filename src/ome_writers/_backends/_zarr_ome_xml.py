@@ -56,11 +56,10 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from ome_writers._errors import WriteError
+from ome_writers._util import replace_file
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -183,23 +182,10 @@ class MetadataXml:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` through a temporary file and a rename.
-
-    The file gets the usual permissions (0o666 less the umask), not the
-    owner-only mode of ``tempfile.mkstemp``, so other users and servers that
-    read the data can read it too.
-    """
+    """Replace ``path`` with ``data`` atomically; ``WriteError`` on failure."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        replace_file(path, data)
     except OSError as exc:
         raise WriteError(
             exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}", str(path)
