@@ -841,3 +841,51 @@ def test_storage_order_must_be_writable_by_the_format(fmt, order, refused):
             make()
     else:
         assert make().storage_dimension_names in (["z", "c"], ["c", "z"])
+
+
+@pytest.mark.parametrize(
+    ("dims", "refused"),
+    [
+        pytest.param(
+            [("t", 2, None), ("c", 2, None), ("z", 3, None)], None, id="tczyx-five"
+        ),
+        pytest.param(
+            [("t", 2, None), ("c", 2, None), ("a", 2, "other"), ("z", 3, None)],
+            r"6 axes \(at most 5\)",
+            id="six-axes",
+        ),
+        pytest.param(
+            [("t", 2, None), ("u", 2, "time")],
+            r"2 time axes \(at most 1\)",
+            id="two-time-axes",
+        ),
+        pytest.param(
+            [("c", 2, None), ("d", 2, "channel")],
+            r"2 channel axes \(at most 1\)",
+            id="two-channel-axes",
+        ),
+        pytest.param(
+            [("w", 2, "space"), ("z", 3, None)],
+            r"4 space axes \(at most 3\)",
+            id="four-space-axes",
+        ),
+    ],
+)
+def test_ome_zarr_refuses_axes_the_spec_forbids(dims, refused):
+    def make(fmt):
+        dimensions = [Dimension(n, c, type=t) for n, c, t in dims]
+        return AcquisitionSettings(
+            root_path="out",
+            dimensions=[*dimensions, Dimension("y", 4), Dimension("x", 4)],
+            dtype="uint16",
+            format=fmt,
+        )
+
+    make("scratch")  # any number of axes
+    if refused is None:
+        make("ome-zarr")
+    else:
+        with pytest.raises(ValueError, match=r"OME-Zarr 0.5 cannot store") as info:
+            make("ome-zarr")
+        assert info.match(refused)
+        assert "format='scratch'" in str(info.value)

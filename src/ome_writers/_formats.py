@@ -145,10 +145,27 @@ class OmeZarrFormat(_Format):
         return self.backend_compressions.get(self.backend, (None,))
 
     def check_storage_order(self, stored: Sequence[Dimension]) -> None:
-        """OME-Zarr axes must be ordered time, channel, other, space."""
+        """OME-Zarr 0.5 axes: 2 to 5, ordered time, channel, other, space.
+
+        At most one time and one channel axis, and at most three space axes.
+        """
+        names = [f"{d.name} ({d.type})" for d in stored]
+        types = [d.type or "other" for d in stored]
+        too_many = [
+            f"{types.count(kind)} {kind} axes (at most {limit})"
+            for kind, limit in (("time", 1), ("channel", 1), ("space", 3))
+            if types.count(kind) > limit
+        ]
+        if len(stored) > 5:
+            too_many.insert(0, f"{len(stored)} axes (at most 5)")
+        if too_many:
+            raise ValueError(
+                f"OME-Zarr 0.5 cannot store the axes {names!r}: "
+                f"{', '.join(too_many)}; combine dimensions (for example two "
+                "'other' dimensions into one), or use format='scratch'"
+            )
         ranks = [_ZARR_AXIS_RANK.get(d.type or "other", 2) for d in stored]
         if ranks != sorted(ranks):
-            names = [f"{d.name} ({d.type})" for d in stored]
             raise ValueError(
                 f"storage order {names!r} is not allowed by OME-Zarr, whose axes "
                 "must be ordered time, channel, other, space; use "
