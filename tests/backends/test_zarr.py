@@ -10,8 +10,8 @@ order alone, without the package's router.
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
