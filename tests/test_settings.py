@@ -334,13 +334,23 @@ def test_invalid_model(cls: type, kwargs: dict[str, Any], field: str) -> None:
         ),
         pytest.param(
             lambda: Dimension("t", count=True),
-            r"count=True is a bool, not a count.*whole number",
+            r"count=True is a bool, not a number.*whole number.*unbounded",
             id="count-true",
         ),
         pytest.param(
             lambda: Dimension("t", count=False),
-            r"count=False is a bool, not a count.*whole number",
+            r"count=False is a bool, not a number.*whole number",
             id="count-false",
+        ),
+        pytest.param(
+            lambda: Dimension("y", 8, chunk_size=True),
+            r"chunk_size=True is a bool, not a number.*whole number > 0, or None \[",
+            id="chunk-size-true",
+        ),
+        pytest.param(
+            lambda: Dimension("y", 8, shard_size_chunks=True),
+            r"shard_size_chunks=True is a bool",
+            id="shard-size-true",
         ),
         pytest.param(
             lambda: Dimension.model_validate({"name": "p", "count": True}),

@@ -236,11 +236,13 @@ class Dimension(_Model):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        if isinstance(data.get("count"), bool):
-            raise ValueError(
-                f"dimension {data.get('name')!r}: count={data['count']!r} is a "
-                "bool, not a count; give a whole number > 0, or None for unbounded"
-            )
+        for field in ("count", "chunk_size", "shard_size_chunks"):
+            if isinstance(data.get(field), bool):
+                raise ValueError(
+                    f"dimension {data.get('name')!r}: {field}={data[field]!r} is a "
+                    "bool, not a number; give a whole number > 0, or None"
+                    + (" for unbounded" if field == "count" else "")
+                )
         coords = data.get("coords")
         dim_type = data.get("type") or _infer_type(
             data.get("name"), coords, data.get("unit")
