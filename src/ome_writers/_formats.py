@@ -150,7 +150,7 @@ class OmeZarrFormat(_Format):
         At most one time and one channel axis, and at most three space axes.
         """
         names = [f"{d.name} ({d.type})" for d in stored]
-        types = [d.type or "other" for d in stored]
+        types: list[str] = [d.type or "other" for d in stored]
         too_many = [
             f"{types.count(kind)} {kind} axes (at most {limit})"
             for kind, limit in (("time", 1), ("channel", 1), ("space", 3))

@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -660,6 +661,85 @@ def test_unbounded_shape_on_disk_after_every_resize(
             stream.append(frame_for(n))
             assert json.loads(meta.read_text())["shape"] == [n // 2 + 1, 2, *FRAME]
     assert json.loads(meta.read_text())["shape"] == [4, 2, *FRAME]
+
+
+#: id -> (unbounded first dimension, frames to write: two per step, the last
+#: step left half full)
+GROWTH = [
+    pytest.param(Dimension("t", None), 7, id="t-chunks-of-1"),
+    pytest.param(Dimension("t", None, chunk_size=2), 7, id="t-chunks-of-2"),
+    pytest.param(Dimension("t", None, shard_size_chunks=2), 9, id="t-shards-of-2"),
+]
+
+
+def extent_on_disk(backend: str, first: Dimension, frames: int) -> int:
+    """First-axis size the array's ``zarr.json`` gives after ``frames`` frames."""
+    if backend == "acquire-zarr" and first.shard_size_chunks:
+        # acquire-zarr's half-filled shards cannot be read: whole shard rows only
+        rows = (first.chunk_size or 1) * first.shard_size_chunks
+        return frames // (2 * rows) * rows
+    return -(-frames // 2)  # every step a frame was written to
+
+
+def settled_shape(
+    backend: str, path: Path, want: tuple[int, ...], settle_s: float = 0.0
+) -> tuple[int, ...]:
+    """The shape read by another engine, once it has been ``want`` for ``settle_s``.
+
+    acquire-zarr writes the array's ``zarr.json`` from its own threads, some
+    time after ``append``; gives up after 10 s and returns the last shape read.
+    """
+    shape: tuple[int, ...] = ()
+    since = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            shape = tuple(read_independently(backend, path).shape)
+        except ValueError:  # read while acquire-zarr rewrote it in place
+            shape = ()
+        now = time.monotonic()
+        if shape != want:
+            since = None
+        elif since is None:
+            since = now
+        if since is not None and now - since >= settle_s:
+            return shape
+        time.sleep(0.01)
+    return shape
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("first", "frames"), GROWTH)
+def test_unbounded_array_metadata_during_acquisition(
+    tmp_path: Path, backend: str, first: Dimension, frames: int
+) -> None:
+    settings = make_settings(tmp_path, backend, [first, channels(), *yx()])
+    root = Path(settings.output_path)
+    array = root / "0"
+    with create_stream(settings) as stream:
+        assert settled_shape(backend, array, (0, 2, *FRAME)) == (0, 2, *FRAME)
+        validate(root)
+        for n in range(frames - 4):
+            stream.append(frame_for(n))
+            want = (extent_on_disk(backend, first, n + 1), 2, *FRAME)
+            assert settled_shape(backend, array, want) == want, n
+        for n in range(frames - 4, frames):  # two steps at full speed, then a pause
+            stream.append(frame_for(n))
+        # in a half-full step: acquire-zarr's rewrites, late and with fewer
+        # steps, must not stay
+        want = (extent_on_disk(backend, first, frames), 2, *FRAME)
+        assert settled_shape(backend, array, want, settle_s=0.5) == want
+        validate(root)
+        live = json.loads((array / "zarr.json").read_text())
+    validate(root)
+    final = json.loads((array / "zarr.json").read_text())
+    assert final["shape"] == [-(-frames // 2), 2, *FRAME]
+    assert {**live, "shape": None} == {**final, "shape": None}
+    reader = read_independently(backend, array)
+    expected = expected_positions(settings, frames)[0]
+    assert tuple(reader.shape) == expected.shape
+    for index in np.ndindex(*expected.shape[:-2]):
+        np.testing.assert_array_equal(np.asarray(reader[index]), expected[index])
 
 
 # ------------------------------------------------------------------ guarantees

@@ -10,11 +10,38 @@ copies each frame on ``append``, so the caller's buffer is never kept.
 Its arrays are created as plain arrays (``is_ngff=False``) at the paths the
 shared layer chose; the shared layer writes every group, again after
 ``close()``, because acquire-zarr resets parent group attributes when it
-closes. acquire-zarr writes an array's ``zarr.json`` only at close when its
-first dimension is unbounded.
+closes.
+
+Array metadata of an unbounded first axis. acquire-zarr (0.10) writes an
+array's ``zarr.json`` itself, from its own threads and in place (no rename):
+after each whole shard row along the first axis has been appended, with the
+shape of the whole shard rows so far, and at close, with the final shape (a
+partly filled last step rounded up). It has no call to write it at other
+times. So this engine writes it too, as acquire-zarr does (same codecs, chunk
+grid, dimension names, fill value and empty attributes; each file replaced
+atomically, ``ShapeKeeper``):
+
+- at open, with a first axis of 0, so the array exists from the start;
+- when a frame starts a new step, for every array (the rule of the other
+  engines): the shape covers every frame written, and frames acquire-zarr has
+  not written yet read as the fill value. Only the frames that start a step
+  pay for it (one file replacement per array);
+- again whenever one of acquire-zarr's own rewrites, which can land after a
+  newer step has begun, shows a smaller shape. The keeper knows which
+  rewrites are due and looks for them from a thread, off the frame path.
+
+One exception: when a shard spans several chunks along an axis other than Y
+and X (``shard_size_chunks`` > 1 on t, c, z, ...), acquire-zarr writes each
+chunk into the shard file as it completes and the shard index only once the
+shard is full, and until then the file cannot be read (a checksum mismatch),
+so such arrays keep acquire-zarr's own shape, whole shard rows, after the one
+written at open. Either way a reader may fail on a shard at the instant
+acquire-zarr writes it (its chunk files are not written atomically); reading
+again succeeds. At close the keeper stops before acquire-zarr's final write,
+which rewrites the file in place: the final ``zarr.json`` is acquire-zarr's.
 
 Live reads: acquire-zarr cannot be read back while it streams (chunks are
-written when complete, and an unbounded array has no ``zarr.json`` yet), so
+written when complete, in its own threads, some time after ``append``), so
 while the stream is open, reads come from an in-memory copy of the frames in
 storage order, kept up to ``MAX_MIRROR_BYTES`` in all. Past that, reading
 during acquisition raises ``RuntimeError``; after ``close()`` reads come from
@@ -24,26 +51,148 @@ disk (through zarr-python or tensorstore, whichever is installed).
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import math
+import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 import acquire_zarr as aqz
 import numpy as np
 
-from ome_writers._backends._zarr_common import ZarrBackendBase, write_error
+from ome_writers._backends._zarr_common import (
+    ZarrBackendBase,
+    compression_codec,
+    write_error,
+)
+from ome_writers._util import replace_file
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ome_writers._backends._base import FrameMetadata
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
 
 MAX_MIRROR_BYTES = 1024**3
+#: seconds between two looks at an array whose zarr.json acquire-zarr has yet to rewrite
+SHAPE_CHECK_S = 0.05
+
+_logger = logging.getLogger(__name__)
 
 _KINDS = {
     "time": aqz.DimensionType.TIME,
     "channel": aqz.DimensionType.CHANNEL,
     "space": aqz.DimensionType.SPACE,
 }
+
+
+class ShapeKeeper:
+    """Keeps the first axis in each array's ``zarr.json`` at a given extent.
+
+    ``grow`` writes every array's file. acquire-zarr rewrites a file itself
+    once it has a whole shard row (``rolled_over`` says a rewrite is due); one
+    that lands after ``grow`` would shrink the shape, so a thread reads each
+    file with a rewrite due every ``SHAPE_CHECK_S`` and writes it again when
+    it shows less. acquire-zarr writes in order, so once its latest due
+    rewrite has been read, no older one can follow. The files written here
+    end with a newline and acquire-zarr's do not: every rewrite shows in the
+    bytes, even one that says the same.
+    """
+
+    def __init__(self, array_paths: list[Path], document: dict[str, Any]) -> None:
+        self._paths = [path / "zarr.json" for path in array_paths]
+        self._document = document
+        count = len(array_paths)
+        self._extents = [0] * count
+        self._written = [b""] * count
+        self._due = [0] * count  # extent of acquire-zarr's latest rewrite to come
+        self._seen = [0] * count  # largest extent read back from acquire-zarr
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._failure: tuple[Path, Exception] | None = None
+        self._thread = threading.Thread(
+            target=self._run, name="ome-writers-zarr-shapes", daemon=True
+        )
+
+    def start(self) -> None:
+        """Write every file with an empty first axis and start watching."""
+        self.grow(0)
+        self._thread.start()
+
+    def grow(self, extent0: int) -> None:
+        """Write every array's ``zarr.json`` with ``extent0`` along the first axis."""
+        if self._failure is not None:
+            path, exc = self._failure
+            raise write_error(path, "write", exc) from exc
+        with self._lock:
+            for position, path in enumerate(self._paths):
+                self._extents[position] = extent0
+                try:
+                    self._write(position)
+                except OSError as exc:
+                    raise write_error(path, "write", exc) from exc
+
+    def rolled_over(self, position: int, extent0: int) -> None:
+        """acquire-zarr will rewrite this array's file, with ``extent0``."""
+        self._due[position] = extent0
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop writing (before acquire-zarr's final write, at close)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _write(self, position: int) -> None:
+        document = dict(self._document)
+        document["shape"] = [self._extents[position], *document["shape"][1:]]
+        data = (json.dumps(document, indent=4, sort_keys=True) + "\n").encode()
+        path = self._paths[position]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_file(path, data)
+        self._written[position] = data
+
+    def _run(self) -> None:
+        position = 0
+        try:
+            while not self._stop.is_set():
+                due = [
+                    p for p, (d, s) in enumerate(zip(self._due, self._seen)) if d > s
+                ]
+                if not due:
+                    self._wake.wait()
+                    self._wake.clear()
+                    continue
+                if self._stop.wait(SHAPE_CHECK_S):
+                    return
+                for position in due:
+                    with self._lock:
+                        self._check(position)
+        except Exception as exc:  # raised to the writer by the next grow()
+            self._failure = (self._paths[position], exc)
+            _logger.exception("cannot keep %r at its shape", str(self._paths[position]))
+
+    def _check(self, position: int) -> None:
+        """Read the file; write it again if acquire-zarr's shape is smaller."""
+        try:
+            data = self._paths[position].read_bytes()
+        except FileNotFoundError:
+            return
+        if data == self._written[position]:
+            return
+        try:
+            extent0 = int(json.loads(data)["shape"][0])
+        except (ValueError, LookupError, TypeError):
+            return  # read while acquire-zarr rewrote it in place: look again
+        self._seen[position] = max(self._seen[position], extent0)
+        if extent0 < self._extents[position]:
+            self._write(position)
+        else:
+            self._written[position] = data
 
 
 class AcquireZarrBackend(ZarrBackendBase):
@@ -63,6 +212,10 @@ class AcquireZarrBackend(ZarrBackendBase):
         self._mirror_rows = 0
         self._closed = False
         self._readers: list[Any] | None = None
+        self._per_step = router.frames_per_position_step
+        self._shapes: ShapeKeeper | None = None
+        self._grow_offset = sys.maxsize  # a frame from here on starts a step
+        self._rollover_frames = 0  # acquire-zarr rewrites zarr.json every so many
 
     # --------------------------------------------------------------- opening
 
@@ -87,17 +240,26 @@ class AcquireZarrBackend(ZarrBackendBase):
         except Exception as exc:
             raise write_error(self.root, "create acquire-zarr arrays in", exc) from exc
         self._init_mirror()
+        if self.router.is_unbounded:
+            self._start_shapes()
+
+    def _shard_shape(self) -> tuple[int, ...]:
+        """The shard shape acquire-zarr writes: a whole number of chunks."""
+        geometry = self.geometry
+        return tuple(
+            chunk * max(block // chunk, 1)
+            for chunk, block in zip(geometry.chunks, geometry.block)
+        )
 
     def _dimensions(self) -> list[Any]:
         geometry = self.geometry
-        block = geometry.block
         out = []
         for name, dim_type, size, chunk, shard in zip(
             self.dimension_names,
             [d.type for d in self._storage_dims()],
             geometry.shape,
             geometry.chunks,
-            block,
+            self._shard_shape(),
         ):
             out.append(
                 aqz.Dimension(
@@ -105,7 +267,7 @@ class AcquireZarrBackend(ZarrBackendBase):
                     kind=_KINDS.get(dim_type or "other", aqz.DimensionType.OTHER),
                     array_size_px=size,
                     chunk_size_px=chunk,
-                    shard_size_chunks=max(shard // chunk, 1),
+                    shard_size_chunks=shard // chunk,
                 )
             )
         return out
@@ -136,6 +298,52 @@ class AcquireZarrBackend(ZarrBackendBase):
             shuffle=1,
         )
 
+    def _array_document(self) -> dict[str, Any]:
+        """An array's ``zarr.json`` as acquire-zarr writes it (always sharded)."""
+        little = {"name": "bytes", "configuration": {"endian": "little"}}
+        inner = [little]
+        codec = compression_codec(self.settings.compression, self.dtype.itemsize)
+        if codec is not None:
+            inner.append(codec)
+        sharding = {
+            "chunk_shape": list(self.geometry.chunks),
+            "codecs": inner,
+            "index_codecs": [little, {"name": "crc32c"}],
+            "index_location": "end",
+        }
+        return {
+            "attributes": {},
+            "chunk_grid": {
+                "name": "regular",
+                "configuration": {"chunk_shape": list(self._shard_shape())},
+            },
+            "chunk_key_encoding": {
+                "name": "default",
+                "configuration": {"separator": "/"},
+            },
+            "codecs": [{"name": "sharding_indexed", "configuration": sharding}],
+            "data_type": self.dtype.name,
+            "dimension_names": list(self.dimension_names),
+            "fill_value": 0,
+            "node_type": "array",
+            "shape": list(self.geometry.shape),
+            "storage_transformers": [],
+            "zarr_format": 3,
+        }
+
+    def _start_shapes(self) -> None:
+        """Write each array's ``zarr.json`` now, and on every step if readable."""
+        shards = self._shard_shape()
+        nidx = len(shards) - 2
+        keeper = ShapeKeeper(self.array_paths, self._array_document())
+        if shards[:nidx] != self.geometry.chunks[:nidx]:
+            keeper.grow(0)  # acquire-zarr's own shape from its first shard row on
+            return
+        self._shapes = keeper
+        self._grow_offset = 0
+        self._rollover_frames = self._per_step * shards[0]
+        keeper.start()
+
     def _init_mirror(self) -> None:
         npos = self.router.num_positions
         if self.router.is_unbounded:
@@ -149,6 +357,8 @@ class AcquireZarrBackend(ZarrBackendBase):
             ]
 
     def _abort_engine(self) -> None:
+        if self._shapes is not None:
+            self._shapes.stop()
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()
@@ -160,6 +370,8 @@ class AcquireZarrBackend(ZarrBackendBase):
     ) -> None:
         """Append the frame, or keep it until it is next in storage order."""
         position, offset = self.router.flat_offset(frame_number)
+        if offset >= self._grow_offset:
+            self._grow(offset // self._per_step + 1)
         kept = self._keep(position, offset, frame)
         if offset == self._next[position]:
             self._append(position, frame)
@@ -174,11 +386,19 @@ class AcquireZarrBackend(ZarrBackendBase):
         """Skipped frames are appended (or kept) as zeros."""
         for n in range(first_frame, first_frame + count):
             position, offset = self.router.flat_offset(n)
+            if offset >= self._grow_offset:
+                self._grow(offset // self._per_step + 1)
             if offset == self._next[position]:
                 self._append(position, self._zeros)
                 self._drain(position)
             else:
                 self._pending[position][offset] = self._zeros
+
+    def _grow(self, extent0: int) -> None:
+        """Write every array's ``zarr.json`` with ``extent0`` steps."""
+        assert self._shapes is not None
+        self._shapes.grow(extent0)
+        self._grow_offset = extent0 * self._per_step
 
     def _keep(self, position: int, offset: int, frame: np.ndarray) -> np.ndarray | None:
         """Copy the frame into the live-read mirror; the kept row, or None."""
@@ -209,6 +429,9 @@ class AcquireZarrBackend(ZarrBackendBase):
                 self.array_paths[position], "append a frame to", exc
             ) from exc
         self._next[position] += 1
+        shapes = self._shapes
+        if shapes is not None and self._next[position] % self._rollover_frames == 0:
+            shapes.rolled_over(position, self._next[position] // self._per_step)
 
     def _drain(self, position: int) -> None:
         pending = self._pending[position]
@@ -258,6 +481,8 @@ class AcquireZarrBackend(ZarrBackendBase):
             self._stream = None
             self._closed = True
             self._mirror = None
+            if self._shapes is not None:
+                self._shapes.stop()  # acquire-zarr's final zarr.json comes last
             try:
                 stream.close()
             except Exception as exc:
