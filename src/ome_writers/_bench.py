@@ -313,7 +313,7 @@ def run_scenario(
     (disk scenarios) warms the machine's free memory before each timed run.
     """
     frames = _frames(scenario)
-    warm_bytes = scenario.frames * scenario.frame_bytes * 5 // 4
+    warm_bytes = scenario.frames * scenario.frame_bytes * 2
     warm = warm and scenario.disk
     workdir.mkdir(parents=True, exist_ok=True)
     # Disk throughput on a shared machine swings with the page cache and the
