@@ -654,6 +654,7 @@ def test_spill_to_disk_when_growth_crosses_the_limit(
     early_arrays = stream.arrays
     for n in range(CAPACITY_FRAMES):
         stream.append(expected_frame(n, FRAME), frame_metadata={"n": n})
+    assert stream.storage_path is None  # in memory
     with pytest.warns(UserWarning, match="temporary directory") as record:
         stream.append(expected_frame(CAPACITY_FRAMES, FRAME), frame_metadata={"n": 20})
     assert len(record) == 1
@@ -661,6 +662,7 @@ def test_spill_to_disk_when_growth_crosses_the_limit(
     assert match is not None
     spill_root = Path(match.group(1))
     try:
+        assert stream.storage_path == str(spill_root)
         assert (spill_root / "manifest.json").is_file()
         total = 2 * CAPACITY_FRAMES + 3
         for n in range(CAPACITY_FRAMES + 1, total):  # no second warning

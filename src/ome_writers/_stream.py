@@ -270,6 +270,16 @@ class OMEStream:
         return self._closed
 
     @property
+    def storage_path(self) -> str | None:
+        """Where the data is on disk, or None while it is only in memory.
+
+        ``settings.output_path`` for output on disk; for a scratch stream that
+        spilled to disk, the temporary directory it moved to (removed at
+        process exit).
+        """
+        return self._backend.storage_path
+
+    @property
     def arrays(self) -> list[PositionArray]:
         """One read-only array per position, storage order, live."""
         dims = (

@@ -126,6 +126,18 @@ def test_bounded_round_trip(engine):
         np.testing.assert_array_equal(independent, _to_storage(expected, settings))
 
 
+def test_storage_path_names_where_the_data_is(engine):
+    settings = engine.settings({"t": 2, "y": 16, "x": 24})
+    with create_stream(settings) as stream:
+        stream.append(_frame(1))
+        if engine.root:
+            assert stream.storage_path == settings.output_path
+            assert Path(stream.storage_path).exists()
+        else:
+            assert stream.storage_path is None
+    assert stream.storage_path == (settings.output_path or None)
+
+
 def test_acquisition_order_differs_from_ome_order(engine):
     settings = engine.settings({"z": 3, "c": 2, "y": 16, "x": 24})
     with create_stream(settings) as stream:

@@ -98,5 +98,10 @@ class Backend(abc.ABC):
     def close(self, frames_written: int) -> None:
         """Finish the output; idempotence is handled by the stream."""
 
+    @property
+    def storage_path(self) -> str | None:
+        """Where the data is on disk now, or None while it is only in memory."""
+        return self.settings.output_path or None
+
     def abort(self) -> None:  # noqa: B027 - optional hook, default is nothing
         """Release resources after a failed ``open()``; default does nothing."""

@@ -504,6 +504,11 @@ class ScratchBackend(Backend):
 
     # ---------------------------------------------------------------- reading
 
+    @property
+    def storage_path(self) -> str | None:
+        """The root on disk (``root_path``, or a spill directory), else None."""
+        return str(self._root) if self._on_disk and self._root else None
+
     def position_data(self, position_index: int, frames_written: int) -> np.ndarray:
         """Read-only view of one position with its logical shape."""
         shape = self.router.storage_shape(frames_written) + self._frame_shape
