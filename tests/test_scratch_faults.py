@@ -15,6 +15,7 @@ import math
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -225,6 +226,27 @@ def test_open_scratch_refuses_corrupt_metadata_in_the_middle(
     path.write_text("".join(lines))
     with pytest.raises(NotADatasetError, match=r"line 3 of .*frame_metadata\.jsonl"):
         open_scratch(written_root)
+
+
+def test_open_scratch_reads_what_the_files_hold_when_the_count_ran_ahead(
+    tmp_path: Path,
+) -> None:
+    """After a power loss the counter can reach the disk before a file's growth."""
+    sizes: dict[str, int | None] = {"t": None, "c": 2, "y": 32, "x": 32}
+    root = tmp_path / "scratch"
+    stream = create_stream(make_settings(sizes, root_path=root))
+    for n in range(5):
+        stream.append(expected_frame(n, FRAME))
+    (root / "progress.bin").write_bytes(struct.pack("<Q", 40))
+    with pytest.warns(UserWarning, match=r"counts 40 frames but .* hold only 3 steps"):
+        ds = open_scratch(root)
+    assert ds.frames_written == 6
+    assert ds.arrays[0].shape == (3, 2, 32, 32)
+    for n in range(5):
+        _, index = locate(sizes, n)
+        np.testing.assert_array_equal(ds.arrays[0][index], expected_frame(n, FRAME))
+    del ds
+    stream.close()
 
 
 # --------------------------------------------------------------- disk full
@@ -577,12 +599,16 @@ def test_stalled_manifest_write_does_not_hold_up_appends(
     stream = create_stream(make_settings(sizes, root_path=root))
     for n in range(4):
         stream.append(expected_frame(n, FRAME))
+    deadline = time.monotonic() + 10  # the manifest has its own thread
+    while read_with_memmap(root)[0]["position_shapes"] != [[2, 2, 32, 32]]:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
     replace = ManifestReplace("block")
     monkeypatch.setattr(os, "replace", replace)
     try:
         for n in range(4, 12):  # four more steps, each one a manifest rewrite
             stream.append(expected_frame(n, FRAME))
-        assert replace.called.is_set()
+        assert replace.called.wait(10)
         assert not replace.release.is_set()  # every append returned mid-stall
         manifest, raw = read_with_memmap(root)
         assert manifest["position_shapes"] == [[2, 2, 32, 32]]  # trails the data
@@ -601,6 +627,70 @@ def test_stalled_manifest_write_does_not_hold_up_appends(
     assert manifest["complete"] is True
     assert manifest["position_shapes"] == [[6, 2, 32, 32]]
     check_frames(root, sizes, {n: expected_frame(n, FRAME) for n in range(12)})
+
+
+@pytest.fixture
+def small_ext4(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 MiB ext4 on a loop device: unlike tmpfs, a failed fallocate
+    there keeps the blocks it took, unless the writer gives them back."""
+    image, mount = tmp_path / "ext4.img", tmp_path / "ext4"
+    mount.mkdir()
+    with image.open("wb") as fh:
+        fh.truncate(64 * 2**20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        if subprocess.run(["umount", str(mount)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(mount)], check=True)  # still mapped
+
+
+BIG = (512, 1024)  # 1 MiB frames: unbounded files grow ahead and are allocated
+
+
+@pytest.mark.parametrize("count", [None, 80], ids=["unbounded", "bounded-too-big"])
+def test_ext4_fills_up_to_the_last_frame_that_fits(
+    small_ext4: Path, count: int | None
+) -> None:
+    stat = os.statvfs(small_ext4)
+    free_frames = stat.f_bavail * stat.f_frsize // 2**20
+    root = small_ext4 / "scratch"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"t": count, "y": BIG[0], "x": BIG[1]}),
+        dtype="uint16",
+    )
+    room = pytest.warns(UserWarning, match=r"needs 83,886,080 bytes but .* bytes free")
+    with room if count else contextlib.nullcontext():
+        stream = create_stream(settings)
+    frame = np.full(BIG, 7, "uint16")
+    error: WriteError | None = None
+    for _ in range(200):
+        try:
+            stream.append(frame)
+        except WriteError as exc:
+            error = exc
+            break
+    assert error is not None
+    assert error.errno == errno.ENOSPC
+    assert error.filename == str(root / "pos_0.dat")
+    written = stream.frames_written
+    assert written >= free_frames - 3, (written, free_frames)  # the disk, not us
+    # the final manifest may find no room either: then it says so, and the
+    # previous one still describes every frame (the counter has the rest)
+    close_error: WriteError | None = None
+    try:
+        stream.close()
+    except WriteError as exc:
+        close_error = exc
+    assert stream.closed
+    if close_error is not None:
+        assert close_error.filename == str(root / "manifest.json")
+    data = open_scratch(root).arrays[0]
+    assert data.shape[0] >= written
+    assert (data[:written, ::64, ::64] == 7).all()
+    del data, error, close_error, stream
 
 
 # ------------------------------------------------------------ memory limit

@@ -854,39 +854,41 @@ def test_storage_order_must_be_writable_by_the_format(fmt, order, refused):
 
 
 @pytest.mark.parametrize(
-    ("dims", "refused"),
+    ("dims", "frame_type", "refused"),
     [
         pytest.param(
-            [("t", 2, None), ("c", 2, None), ("z", 3, None)], None, id="tczyx-five"
+            [("t", 2, None), ("c", 2, None), ("z", 3, None)], None, None,
+            id="tczyx-five",
         ),
         pytest.param(
             [("t", 2, None), ("c", 2, None), ("a", 2, "other"), ("z", 3, None)],
-            r"6 axes \(at most 5\)",
-            id="six-axes",
+            None, r"6 axes \(at most 5\)", id="six-axes",
         ),
         pytest.param(
-            [("t", 2, None), ("u", 2, "time")],
-            r"2 time axes \(at most 1\)",
-            id="two-time-axes",
+            [("t", 2, None), ("u", 2, "time")], None,
+            r"2 time axes \(at most 1\)", id="two-time-axes",
         ),
         pytest.param(
-            [("c", 2, None), ("d", 2, "channel")],
-            r"2 channel axes \(at most 1\)",
-            id="two-channel-axes",
+            [("c", 2, None), ("d", 2, "channel")], None,
+            r"2 channel axes \(at most 1\)", id="two-channel-axes",
         ),
         pytest.param(
-            [("w", 2, "space"), ("z", 3, None)],
-            r"4 space axes \(at most 3\)",
-            id="four-space-axes",
+            [("w", 2, "space"), ("z", 3, None)], None,
+            r"4 space axes \(at most 3\)", id="four-space-axes",
+        ),
+        pytest.param(
+            [("t", 2, None)], "other",
+            r"frame axes \['y', 'x'\] not of type 'space'", id="frame-axes-not-space",
         ),
     ],
-)
-def test_ome_zarr_refuses_axes_the_spec_forbids(dims, refused):
+)  # fmt: skip
+def test_ome_zarr_refuses_axes_the_spec_forbids(dims, frame_type, refused):
     def make(fmt):
         dimensions = [Dimension(n, c, type=t) for n, c, t in dims]
+        frame = [Dimension(n, 4, type=frame_type) for n in ("y", "x")]
         return AcquisitionSettings(
             root_path="out",
-            dimensions=[*dimensions, Dimension("y", 4), Dimension("x", 4)],
+            dimensions=[*dimensions, *frame],
             dtype="uint16",
             format=fmt,
         )

@@ -158,6 +158,9 @@ class OmeZarrFormat(_Format):
         ]
         if len(stored) > 5:
             too_many.insert(0, f"{len(stored)} axes (at most 5)")
+        not_space = [d.name for d in stored[-2:] if d.type != "space"]
+        if not_space:
+            too_many.append(f"frame axes {not_space!r} not of type 'space'")
         if too_many:
             raise ValueError(
                 f"OME-Zarr 0.5 cannot store the axes {names!r}: "

@@ -34,15 +34,19 @@ import logging
 import mmap
 import sys
 import threading
+from typing import Any
 
 import numpy as np
 
 logger = logging.getLogger("ome_writers")
 
 _MADV_POPULATE_WRITE = 23  # linux/mman.h
+_FALLOC_FL_KEEP_SIZE = 0x01  # linux/falloc.h
+_FALLOC_FL_PUNCH_HOLE = 0x02
 _MAP_NORESERVE = 0x4000  # linux/mman.h (x86, arm)
 
 _libc: ctypes.CDLL | None = None
+_fallocate: Any = None
 if sys.platform.startswith("linux"):
     try:
         _libc = ctypes.CDLL(
@@ -50,13 +54,15 @@ if sys.platform.startswith("linux"):
         )
         _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
         _libc.madvise.restype = ctypes.c_int
-        _libc.fallocate.argtypes = [
+        # the 64-bit-offset entry point, also on 32-bit systems
+        _fallocate = getattr(_libc, "fallocate64", None) or _libc.fallocate
+        _fallocate.argtypes = [
             ctypes.c_int,
             ctypes.c_int,
             ctypes.c_int64,
             ctypes.c_int64,
         ]
-        _libc.fallocate.restype = ctypes.c_int
+        _fallocate.restype = ctypes.c_int
     except OSError:  # pragma: no cover - no libc to talk to
         _libc = None
 
@@ -103,15 +109,20 @@ def populate(array: np.ndarray, first_row: int, stop_row: int) -> bool:
 def allocate_blocks(fd: int, offset: int, length: int) -> int:
     """Allocate the blocks of ``[offset, offset + length)``; 0 or an errno.
 
-    The file grows to cover the range; its contents read as zeros.
+    The range must lie within the file, whose contents there read as zeros.
     ``EOPNOTSUPP`` means the file system cannot (or this is not Linux),
-    ``ENOSPC`` that the disk has no room for the range.
+    ``ENOSPC`` that the disk has no room for the range. A failed call gives
+    back whatever blocks it took (ext4 keeps a partial allocation), so the
+    range must hold no data yet.
     """
-    if _libc is None:
+    if _fallocate is None:
         return errno.EOPNOTSUPP
-    if length <= 0 or _libc.fallocate(fd, 0, offset, length) == 0:
+    if length <= 0 or _fallocate(fd, 0, offset, length) == 0:
         return 0
-    return ctypes.get_errno()
+    error = ctypes.get_errno()
+    if error != errno.EOPNOTSUPP:
+        _fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length)
+    return int(error)
 
 
 class Prefaulter:

@@ -124,6 +124,7 @@ class ScratchBackend(Backend):
         self._progress_fd: int | None = None
         self._manifest: files.ManifestWriter | None = None
         self._file_rows = 0  # rows each data file holds (>= the logical extent)
+        self._described_rows = 0  # the most rows a manifest written has described
         self._can_allocate = True
         step_bytes = self._rows_per_step * self._frame_bytes
         self._grows_ahead = step_bytes >= _ALLOCATE_MIN_STEP_BYTES
@@ -453,29 +454,34 @@ class ScratchBackend(Backend):
     def _allocate(self, root: Path | None, first_row: int, stop_row: int) -> None:
         """Allocate rows ``[first_row, stop_row)`` of every data file, best effort.
 
-        Without room for them (``root`` given: at create), warn that the
-        acquisition will not fit; a file system that cannot allocate turns
-        this off. Writes report a real disk-full error either way.
+        At create (``root`` given) the files are allocated only if the disk
+        has room for all of them, else a warning says the acquisition will not
+        fit; growing ahead takes at most half of the free space. Either way
+        writing goes on until the disk is actually full, and a write then
+        reports it. A file system that cannot allocate turns this off.
         """
-        if not self._can_allocate:
+        if not self._can_allocate or not self._fds:
+            return
+        needed = self._npos * (stop_row - first_row) * self._frame_bytes
+        stat = os.fstatvfs(self._fds[0])
+        free = stat.f_bavail * stat.f_frsize
+        if needed > (free if root is not None else free // 2):
+            if root is not None:
+                warnings.warn(
+                    f"the acquisition needs {needed:,} bytes but {str(root)!r} "
+                    f"has {free:,} bytes free: frames past the free space will "
+                    "fail with a disk-full error. Free space, or choose another "
+                    "root_path.",
+                    UserWarning,
+                    stacklevel=user_stacklevel(),
+                )
             return
         for fd in self._fds:
             offset = first_row * self._frame_bytes
             error = allocate_blocks(
                 fd, offset, (stop_row - first_row) * self._frame_bytes
             )
-            if error == errno.ENOSPC:
-                if root is not None:
-                    needed = self._npos * stop_row * self._frame_bytes
-                    stat = os.statvfs(root)
-                    warnings.warn(
-                        f"the acquisition needs {needed:,} bytes but "
-                        f"{str(root)!r} has {stat.f_bavail * stat.f_frsize:,} bytes "
-                        "free: frames past the free space will fail with a "
-                        "disk-full error. Free space, or choose another root_path.",
-                        UserWarning,
-                        stacklevel=user_stacklevel(),
-                    )
+            if error == errno.ENOSPC:  # taken meanwhile; nothing kept
                 return
             if error:
                 logger.debug("no block allocation here (errno %d)", error)
@@ -576,6 +582,7 @@ class ScratchBackend(Backend):
             complete=complete,
         )
         payload[files.MARKER_KEY] = {"kind": files.KIND, "version": __version__}
+        self._described_rows = max(self._described_rows, self._extent_rows_per_file())
         if not wait:
             self._manifest.submit(payload, durable=durable)
             return
@@ -611,17 +618,22 @@ class ScratchBackend(Backend):
         try:
             assert self._progress is not None
             struct.pack_into("<Q", self._progress, 0, frames_written)
-            rows = self._extent_rows_per_file()
-            if self._file_rows > rows:  # an unbounded file grown ahead
-                for fd in self._fds:
-                    os.ftruncate(fd, rows * self._frame_bytes)
-                self._file_rows = rows
             if durable:
                 for fd in self._fds:
                     os.fsync(fd)
                 if self._meta_fd is not None:
                     os.fsync(self._meta_fd)
                 self._progress.flush()
+            # trimmed first, freeing the disk space for the manifest, but never
+            # below what any manifest handed to the disk has described
+            rows = max(self._extent_rows_per_file(), self._described_rows)
+            if self._file_rows > rows:  # an unbounded file grown ahead
+                for fd, path in zip(self._fds, self._paths):
+                    try:
+                        os.ftruncate(fd, rows * self._frame_bytes)
+                    except OSError as exc:
+                        raise _write_error(exc, "cannot trim", path) from exc
+                self._file_rows = rows
             self._write_manifest(complete=True, durable=durable)
         finally:
             self._close_files()

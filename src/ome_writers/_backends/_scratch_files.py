@@ -78,8 +78,10 @@ def remove_scratch_files(path: Path) -> None:
     for entry in path.iterdir():
         if entry.is_file() and is_our_file(entry.name) and entry.name != MANIFEST:
             entry.unlink()
-    for leftover in path.glob(f".{MANIFEST}.*.tmp"):
-        leftover.unlink()
+    # hidden names now, "manifest.json.<pid>.tmp" from versions before 0.2
+    for pattern in (f".{MANIFEST}.*.tmp", f"{MANIFEST}.*.tmp"):
+        for leftover in path.glob(pattern):
+            leftover.unlink()
     (path / MANIFEST).unlink(missing_ok=True)
 
 
@@ -122,7 +124,8 @@ class ManifestWriter:
         """Wait up to ``timeout_s`` for what is queued; True if it is written."""
         with self._cond:
             return self._cond.wait_for(
-                lambda: self._pending is None and not self._busy, timeout_s
+                lambda: (self._pending is None and not self._busy) or not self._alive(),
+                timeout_s,
             )
 
     def write_now(self, payload: dict[str, Any], *, durable: bool = False) -> None:
@@ -131,9 +134,17 @@ class ManifestWriter:
             self._pending = (payload, durable)
             self.error = None
             self._cond.notify_all()
-            while self._pending is not None or self._busy:
-                self._cond.wait()
-        self.raise_error()
+            while (self._pending is not None or self._busy) and self._alive():
+                self._cond.wait(0.5)
+            # the caller handles a failure (no retry of a state it rolls back)
+            error, self.error, self._failed = self.error, None, None
+            if error is None and not self._alive():
+                error = OSError(f"the thread writing {str(self.path)!r} has stopped")
+        if error is not None:
+            raise error
+
+    def _alive(self) -> bool:
+        return self._thread.is_alive()
 
     def raise_error(self) -> None:
         """Raise the ``OSError`` of the last write if it failed, and queue a retry."""
@@ -168,6 +179,8 @@ class ManifestWriter:
                 replace_file(self.path, text, durable=job[1])
             except OSError as exc:
                 error = exc
+            except BaseException as exc:  # e.g. MemoryError: report, keep going
+                error = OSError(f"cannot write {str(self.path)!r}: {exc!r}")
             with self._cond:
                 self._busy = False
                 # a later write that succeeds makes an earlier failure moot

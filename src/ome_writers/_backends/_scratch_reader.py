@@ -137,6 +137,17 @@ def open_scratch(root_path: str | Path) -> ScratchDataset:
         router = build_router(settings)
         if router.is_unbounded:
             steps = router.storage_shape(frames_written)[0]
+            held = _steps_held(root, shapes, np.dtype(settings.dtype))
+            if held < steps:  # counter on disk before the files grew (power loss)
+                warnings.warn(
+                    f"{str(root)!r} counts {frames_written} frames but its data "
+                    f"files hold only {held} steps of {shapes[0][1:]!r}; reading "
+                    "those (the writer lost power or its disk filled up)",
+                    UserWarning,
+                    stacklevel=user_stacklevel(),
+                )
+                steps = held
+                frames_written = min(frames_written, held * router.frames_per_step)
             shapes = [(max(s[0], steps), *s[1:]) for s in shapes]
     arrays = [_map(root, p, shape, dtype) for p, shape in enumerate(shapes)]
     return ScratchDataset(
@@ -177,6 +188,19 @@ def _map(
         return np.zeros(shape, dtype)
     array = np.memmap(path, dtype=dtype, mode="r", shape=shape)
     return array
+
+
+def _steps_held(root: Path, shapes: list[tuple[int, ...]], dtype: np.dtype) -> int:
+    """Whole steps of the first axis that every position's data file holds."""
+    held = []
+    for position, shape in enumerate(shapes):
+        step_bytes = math.prod(shape[1:]) * dtype.itemsize
+        try:
+            size = (root / files.data_file_name(position)).stat().st_size
+        except OSError:
+            return 0
+        held.append(size // step_bytes if step_bytes else 0)
+    return min(held, default=0)
 
 
 def _read_progress(root: Path) -> int:

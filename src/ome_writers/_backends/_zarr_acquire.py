@@ -124,9 +124,9 @@ class ShapeKeeper:
 
     def grow(self, extent0: int) -> None:
         """Write every array's ``zarr.json`` with ``extent0`` along the first axis."""
-        if self._failure is not None:
-            path, exc = self._failure
-            raise write_error(path, "write", exc) from exc
+        if self._failure is not None:  # raised once; the thread goes on
+            (path, exc), self._failure = self._failure, None
+            raise write_error(path, "keep the shape of", exc) from exc
         with self._lock:
             for position, path in enumerate(self._paths):
                 self._extents[position] = extent0
@@ -157,24 +157,26 @@ class ShapeKeeper:
         self._written[position] = data
 
     def _run(self) -> None:
-        position = 0
-        try:
-            while not self._stop.is_set():
-                due = [
-                    p for p, (d, s) in enumerate(zip(self._due, self._seen)) if d > s
-                ]
-                if not due:
-                    self._wake.wait()
-                    self._wake.clear()
-                    continue
-                if self._stop.wait(SHAPE_CHECK_S):
-                    return
-                for position in due:
+        while not self._stop.is_set():
+            due = [p for p, (d, s) in enumerate(zip(self._due, self._seen)) if d > s]
+            if not due:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            if self._stop.wait(SHAPE_CHECK_S):
+                return
+            for position in due:
+                try:
                     with self._lock:
                         self._check(position)
-        except Exception as exc:  # raised to the writer by the next grow()
-            self._failure = (self._paths[position], exc)
-            _logger.exception("cannot keep %r at its shape", str(self._paths[position]))
+                except Exception as exc:  # raised once by the next grow(); retried
+                    if self._failure is None:
+                        _logger.warning(
+                            "cannot keep %r at its shape: %r (will retry)",
+                            str(self._paths[position]),
+                            exc,
+                        )
+                    self._failure = (self._paths[position], exc)
 
     def _check(self, position: int) -> None:
         """Read the file; write it again if acquire-zarr's shape is smaller."""
