@@ -339,6 +339,24 @@ def test_metadata_files_are_readable_by_others(tmp_path: Path, backend: str) -> 
     assert not list(root.rglob("*.tmp"))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unbounded_positions_closed_mid_step_end_alike(
+    tmp_path: Path, backend: str
+) -> None:
+    dims = [Dimension("t", None), Dimension("p", coords=["a", "b", "c"]), *yx()]
+    settings = make_settings(tmp_path, backend, dims)
+    stream = write_all(settings, 4)  # t=0 for a, b, c; t=1 for a only
+    root = Path(settings.output_path)
+    for position in range(3):
+        reader = read_independently(backend, root / str(position) / "0")
+        assert tuple(reader.shape) == (2, *FRAME)
+    view = stream.view()
+    assert view.shape == (2, 3, *FRAME)
+    np.testing.assert_array_equal(view[1, 0], frame_for(3))
+    assert not np.asarray(view[1, 1]).any()
+    assert not np.asarray(view[1, 2]).any()
+
+
 def test_backends_read_back_identically(tmp_path: Path) -> None:
     dims = [Dimension("t", 3), Dimension("z", 2, chunk_size=2), channels(), *yx()]
     results = []

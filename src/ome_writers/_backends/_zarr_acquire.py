@@ -479,6 +479,13 @@ class AcquireZarrBackend(ZarrBackendBase):
                     while self._next[position] <= last:
                         frame = pending.pop(self._next[position], self._zeros)
                         self._append(position, frame)
+            if self.router.is_unbounded:
+                # every position ends with the steps started, as with the other
+                # engines (acquire-zarr sizes each array by its own frames)
+                rows = self.router.steps_started(frames_written) * self._per_step
+                for position in range(len(self._next)):
+                    while self._next[position] < rows:
+                        self._append(position, self._zeros)
         finally:
             self._stream = None
             self._closed = True
