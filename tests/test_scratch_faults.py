@@ -590,6 +590,22 @@ def test_failed_background_manifest_write_surfaces_at_the_next_append(
     assert open_scratch(root).frames_written == failed_at + 2
 
 
+def test_failed_global_metadata_write_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "scratch"
+    stream = create_stream(make_settings({"t": 2, "y": 32, "x": 32}, root_path=root))
+    stream.set_global_metadata("lab", {"run": 1})
+    monkeypatch.setattr(os, "replace", ManifestReplace("fail"))
+    with pytest.raises(WriteError, match=re.escape(str(root / "manifest.json"))):
+        stream.set_global_metadata("lab", {"run": 2})
+    monkeypatch.undo()
+    assert stream.global_metadata == {"lab": {"run": 1}}
+    stream.append(expected_frame(0, FRAME))
+    stream.close()
+    assert open_scratch(root).global_metadata == {"lab": {"run": 1}}
+
+
 def test_stalled_manifest_write_does_not_hold_up_appends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

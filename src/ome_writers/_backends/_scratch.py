@@ -559,10 +559,17 @@ class ScratchBackend(Backend):
     # ---------------------------------------------------------------- metadata
 
     def set_global_metadata(self, metadata: dict[str, Any]) -> None:
-        """Keep the namespaces; on disk, rewrite the manifest now."""
-        self._global_metadata = metadata
+        """Keep the namespaces; on disk, rewrite the manifest now.
+
+        If that fails, the earlier namespaces stay, as in the stream.
+        """
+        previous, self._global_metadata = self._global_metadata, metadata
         if self._on_disk and self._fds:
-            self._write_manifest(complete=False)
+            try:
+                self._write_manifest(complete=False)
+            except OSError:
+                self._global_metadata = previous
+                raise
 
     def _write_manifest(
         self, *, complete: bool, durable: bool = False, wait: bool = True

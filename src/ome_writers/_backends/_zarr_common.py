@@ -258,9 +258,16 @@ class ZarrBackendBase(Backend):
             self._frame_records[position].append(record)
 
     def set_global_metadata(self, metadata: dict[str, Any]) -> None:
-        """Keep the namespaces and rewrite the root group now."""
-        self._global_metadata = metadata
-        self.write_root_group()
+        """Keep the namespaces and rewrite the root group now.
+
+        If that fails, the earlier namespaces stay, as in the stream.
+        """
+        previous, self._global_metadata = self._global_metadata, metadata
+        try:
+            self.write_root_group()
+        except OSError:
+            self._global_metadata = previous
+            raise
         self.write_metadata_xml(with_planes=False)
 
     def _root_namespace(self) -> dict[str, Any]:
