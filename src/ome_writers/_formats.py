@@ -167,7 +167,7 @@ class OmeZarrFormat(_Format):
                 f"{', '.join(too_many)}; combine dimensions (for example two "
                 "'other' dimensions into one), or use format='scratch'"
             )
-        ranks = [_ZARR_AXIS_RANK.get(d.type or "other", 2) for d in stored]
+        ranks = [_ZARR_AXIS_RANK.get(t, 2) for t in types]
         if ranks != sorted(ranks):
             raise ValueError(
                 f"storage order {names!r} is not allowed by OME-Zarr, whose axes "

@@ -269,9 +269,7 @@ class ScratchBackend(Backend):
                 self._allocate(root, 0, rows)
             elif not rows and self._grows_ahead:
                 # an unbounded stream's first stretch, ready before frame 0
-                self._file_rows = self._first_ahead_rows
-                for fd in self._fds:
-                    os.ftruncate(fd, self._file_rows * self._frame_bytes)
+                self._resize_files(self._first_ahead_rows, "cannot grow")
                 self._allocate(None, 0, self._file_rows)
             self._meta_path = root / files.FRAME_METADATA
             self._meta_fd = os.open(
@@ -420,18 +418,13 @@ class ScratchBackend(Backend):
             # files of big steps grow ahead of the data, doubling (sparse, then
             # allocated): a few resizes and block allocations in all, each of
             # which can wait behind writeback, rather than one per step
-            target = rows
-            if self._grows_ahead:
-                ahead = max(self._first_ahead_rows, self._file_rows)
-                target = max(rows, self._file_rows + ahead)
-            for fd, path in zip(self._fds, self._paths):
-                try:
-                    os.ftruncate(fd, target * self._frame_bytes)
-                except OSError as exc:
-                    raise _write_error(exc, "cannot grow", path) from exc
-            first, self._file_rows = self._file_rows, target
-            if self._grows_ahead:
-                self._allocate(None, first, target)
+            first = self._file_rows
+            if not self._grows_ahead:
+                self._resize_files(rows, "cannot grow")
+            else:
+                ahead = max(self._first_ahead_rows, first)
+                self._resize_files(max(rows, first + ahead), "cannot grow")
+                self._allocate(None, first, self._file_rows)
         if self._on_disk:
             previous, self._extent_frames = (
                 self._extent_frames,
@@ -450,6 +443,15 @@ class ScratchBackend(Backend):
                 raise
         else:
             self._extent_frames = steps * self.router.frames_per_step
+
+    def _resize_files(self, rows: int, action: str) -> None:
+        """Make every data file hold ``rows`` rows (sparse where it grows)."""
+        for fd, path in zip(self._fds, self._paths):
+            try:
+                os.ftruncate(fd, rows * self._frame_bytes)
+            except OSError as exc:
+                raise _write_error(exc, action, path) from exc
+        self._file_rows = rows
 
     def _allocate(self, root: Path | None, first_row: int, stop_row: int) -> None:
         """Allocate rows ``[first_row, stop_row)`` of every data file, best effort.
@@ -545,12 +547,6 @@ class ScratchBackend(Backend):
                     self._readers[position] = reader
         return reader[:rows]
 
-    def _extent_rows_per_file(self) -> int:
-        steps = self.router.steps_started(self._extent_frames)
-        return (
-            steps * self._rows_per_step if self.router.is_unbounded else self._file_rows
-        )
-
     def _extent_rows(self) -> int:
         # rows of the storage shape: acquisition steps only match storage steps
         # when the first storage axis is the first acquisition axis
@@ -589,7 +585,7 @@ class ScratchBackend(Backend):
             complete=complete,
         )
         payload[files.MARKER_KEY] = {"kind": files.KIND, "version": __version__}
-        self._described_rows = max(self._described_rows, self._extent_rows_per_file())
+        self._described_rows = max(self._described_rows, self._extent_rows())
         if not wait:
             self._manifest.submit(payload, durable=durable)
             return
@@ -633,14 +629,9 @@ class ScratchBackend(Backend):
                 self._progress.flush()
             # trimmed first, freeing the disk space for the manifest, but never
             # below what any manifest handed to the disk has described
-            rows = max(self._extent_rows_per_file(), self._described_rows)
+            rows = max(self._extent_rows(), self._described_rows)
             if self._file_rows > rows:  # an unbounded file grown ahead
-                for fd, path in zip(self._fds, self._paths):
-                    try:
-                        os.ftruncate(fd, rows * self._frame_bytes)
-                    except OSError as exc:
-                        raise _write_error(exc, "cannot trim", path) from exc
-                self._file_rows = rows
+                self._resize_files(rows, "cannot trim")
             self._write_manifest(complete=True, durable=durable)
         finally:
             self._close_files()

@@ -123,10 +123,7 @@ class ManifestWriter:
     def wait(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for what is queued; True if it is written."""
         with self._cond:
-            return self._cond.wait_for(
-                lambda: (self._pending is None and not self._busy) or not self._alive(),
-                timeout_s,
-            )
+            return self._cond.wait_for(self._settled, timeout_s)
 
     def write_now(self, payload: dict[str, Any], *, durable: bool = False) -> None:
         """Replace the manifest with ``payload`` and wait; raise its ``OSError``."""
@@ -134,8 +131,8 @@ class ManifestWriter:
             self._pending = (payload, durable)
             self.error = None
             self._cond.notify_all()
-            while (self._pending is not None or self._busy) and self._alive():
-                self._cond.wait(0.5)
+            while not self._cond.wait_for(self._settled, 0.5):
+                pass
             # the caller handles a failure (no retry of a state it rolls back)
             error, self.error, self._failed = self.error, None, None
             if error is None and not self._alive():
@@ -145,6 +142,10 @@ class ManifestWriter:
 
     def _alive(self) -> bool:
         return self._thread.is_alive()
+
+    def _settled(self) -> bool:
+        """Nothing queued or being written (or no thread left to write it)."""
+        return (self._pending is None and not self._busy) or not self._alive()
 
     def raise_error(self) -> None:
         """Raise the ``OSError`` of the last write if it failed, and queue a retry."""

@@ -63,7 +63,6 @@ import numpy as np
 
 from ome_writers._backends._zarr_common import (
     ZarrBackendBase,
-    compression_codec,
     write_error,
 )
 from ome_writers._util import replace_file
@@ -302,33 +301,10 @@ class AcquireZarrBackend(ZarrBackendBase):
 
     def _array_document(self) -> dict[str, Any]:
         """An array's ``zarr.json`` as acquire-zarr writes it (always sharded)."""
-        little = {"name": "bytes", "configuration": {"endian": "little"}}
-        inner = [little]
-        codec = compression_codec(self.settings.compression, self.dtype.itemsize)
-        if codec is not None:
-            inner.append(codec)
-        sharding = {
-            "chunk_shape": list(self.geometry.chunks),
-            "codecs": inner,
-            "index_codecs": [little, {"name": "crc32c"}],
-            "index_location": "end",
-        }
         return {
+            **self.array_metadata(self._shard_shape()),
             "attributes": {},
-            "chunk_grid": {
-                "name": "regular",
-                "configuration": {"chunk_shape": list(self._shard_shape())},
-            },
-            "chunk_key_encoding": {
-                "name": "default",
-                "configuration": {"separator": "/"},
-            },
-            "codecs": [{"name": "sharding_indexed", "configuration": sharding}],
-            "data_type": self.dtype.name,
-            "dimension_names": list(self.dimension_names),
-            "fill_value": 0,
             "node_type": "array",
-            "shape": list(self.geometry.shape),
             "storage_transformers": [],
             "zarr_format": 3,
         }

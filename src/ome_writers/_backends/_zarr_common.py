@@ -44,9 +44,8 @@ from ome_writers._backends._zarr_metadata import (
     image_metadata,
     storage_dimensions,
 )
-from ome_writers._backends._zarr_ome_xml import MetadataXml
+from ome_writers._backends._zarr_ome_xml import MetadataXml, write_bytes_atomic
 from ome_writers._errors import WriteError
-from ome_writers._util import replace_file
 from ome_writers._version import __version__
 
 if TYPE_CHECKING:
@@ -157,14 +156,7 @@ def prepare_output(root: Path, *, overwrite: bool) -> None:
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
     """Write ``document`` to ``path`` atomically; ``WriteError`` on failure."""
-    data = json.dumps(document, indent=2, allow_nan=False).encode("utf-8")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_file(path, data)
-    except OSError as exc:
-        raise WriteError(
-            exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}", str(path)
-        ) from exc
+    write_bytes_atomic(path, json.dumps(document, indent=2, allow_nan=False).encode())
 
 
 def write_error(path: Path, action: str, exc: BaseException) -> WriteError:
@@ -269,6 +261,42 @@ class ZarrBackendBase(Backend):
             self._global_metadata = previous
             raise
         self.write_metadata_xml(with_planes=False)
+
+    def array_metadata(self, shards: tuple[int, ...] | None) -> dict[str, Any]:
+        """The Zarr v3 fields of an array's ``zarr.json`` for this acquisition.
+
+        Chunks and codecs from the settings, sharded with ``shards`` as the
+        chunk grid when given (an engine may shard when the geometry does not).
+        """
+        geometry = self.geometry
+        little = {"name": "bytes", "configuration": {"endian": "little"}}
+        codecs: list[dict[str, Any]] = [little]
+        codec = compression_codec(self.settings.compression, self.dtype.itemsize)
+        if codec is not None:
+            codecs.append(codec)
+        if shards is not None:
+            sharding = {
+                "chunk_shape": list(geometry.chunks),
+                "codecs": codecs,
+                "index_codecs": [little, {"name": "crc32c"}],
+                "index_location": "end",
+            }
+            codecs = [{"name": "sharding_indexed", "configuration": sharding}]
+        return {
+            "shape": list(geometry.shape),
+            "data_type": self.dtype.name,
+            "dimension_names": list(self.dimension_names),
+            "chunk_grid": {
+                "name": "regular",
+                "configuration": {"chunk_shape": list(shards or geometry.chunks)},
+            },
+            "chunk_key_encoding": {
+                "name": "default",
+                "configuration": {"separator": "/"},
+            },
+            "codecs": codecs,
+            "fill_value": 0,
+        }
 
     def _root_namespace(self) -> dict[str, Any]:
         return {

@@ -20,7 +20,6 @@ import numpy as np
 import tensorstore as ts
 
 from ome_writers._backends._zarr_chunked import ChunkedZarrBackend
-from ome_writers._backends._zarr_common import compression_codec
 
 if TYPE_CHECKING:
     from ome_writers._backends._zarr_chunked import Index, WriteHandle
@@ -45,52 +44,10 @@ class TensorstoreBackend(ChunkedZarrBackend):
             spec = {
                 "driver": "zarr3",
                 "kvstore": {"driver": "file", "path": str(path)},
-                "metadata": self._metadata(),
+                "metadata": self.array_metadata(self.geometry.shards),
                 "create": True,
             }
             self._arrays.append(ts.open(spec, context=context).result())
-
-    def _metadata(self) -> dict[str, Any]:
-        geometry = self.geometry
-        inner: list[dict[str, Any]] = [
-            {"name": "bytes", "configuration": {"endian": "little"}}
-        ]
-        codec = compression_codec(self.settings.compression, self.dtype.itemsize)
-        if codec is not None:
-            inner.append(codec)
-        if geometry.shards is None:
-            codecs, grid = inner, geometry.chunks
-        else:
-            grid = geometry.shards
-            codecs = [
-                {
-                    "name": "sharding_indexed",
-                    "configuration": {
-                        "chunk_shape": list(geometry.chunks),
-                        "codecs": inner,
-                        "index_codecs": [
-                            {"name": "bytes", "configuration": {"endian": "little"}},
-                            {"name": "crc32c"},
-                        ],
-                        "index_location": "end",
-                    },
-                }
-            ]
-        return {
-            "shape": list(geometry.shape),
-            "data_type": self.dtype.name,
-            "dimension_names": self.dimension_names,
-            "chunk_grid": {
-                "name": "regular",
-                "configuration": {"chunk_shape": list(grid)},
-            },
-            "chunk_key_encoding": {
-                "name": "default",
-                "configuration": {"separator": "/"},
-            },
-            "codecs": codecs,
-            "fill_value": 0,
-        }
 
     def _start_write(
         self, position: int, origin: Index, data: np.ndarray
