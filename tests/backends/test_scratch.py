@@ -464,6 +464,7 @@ def test_unbounded_growth_on_disk(tmp_path: Path, make_frame: Callable) -> None:
 
 
 BIG_FRAME = (512, 1024)  # 1 MiB of uint16: files grow 64 MiB ahead, then double
+MIB = 2**20
 
 
 def test_big_frame_files_are_allocated_ahead_and_trimmed_at_close(
@@ -497,6 +498,34 @@ def test_big_frame_files_are_allocated_ahead_and_trimmed_at_close(
     data = np.memmap(path, dtype="uint16", mode="r", shape=(70, *BIG_FRAME))
     assert (data.reshape(70, -1).min(axis=1) == np.arange(1, 71)).all()
     assert (data.reshape(70, -1).max(axis=1) == np.arange(1, 71)).all()
+
+
+def test_growth_ahead_doubles_up_to_512_mib_at_a_time(tmp_path: Path) -> None:
+    # one allocation per growth sits on one append: past 512 MiB the files
+    # grow by 512 MiB steps rather than doubling (1 MiB per frame here)
+    root = tmp_path / "root"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"t": None, "y": 512, "x": 1024}),
+        dtype="uint16",
+    )
+    path = root / "pos_0.dat"
+    sizes_mib: list[int] = []
+    with create_stream(settings) as stream:
+        for _ in range(1100):
+            stream.skip()
+            size = path.stat().st_size // MIB
+            if not sizes_mib or sizes_mib[-1] != size:
+                sizes_mib.append(size)
+                # grown ahead and allocated, not sparse
+                assert path.stat().st_blocks * 512 >= size * MIB
+        stream.append(np.full(BIG_FRAME, 7, "uint16"))
+        assert open_scratch(root).arrays[0].shape == (1101, *BIG_FRAME)
+    assert sizes_mib == [64, 128, 256, 512, 1024, 1536]
+    assert path.stat().st_size == 1101 * MIB
+    data = np.memmap(path, dtype="uint16", mode="r", shape=(1101, *BIG_FRAME))
+    assert (data[1100] == 7).all()
+    assert not data[1099].any()
 
 
 def test_bounded_files_are_allocated_at_create(tmp_path: Path) -> None:

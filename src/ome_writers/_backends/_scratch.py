@@ -23,9 +23,12 @@ line stays in the middle of the file.
 No stalls: file creation and rename (the manifest) and block allocation are
 what waits behind the kernel's writeback, so they stay off the per-frame path.
 Bounded files are allocated at create; unbounded files with big steps grow
-ahead of the data by doubling (a handful of resizes per run) and are trimmed
-at close; the manifest is replaced from its own thread (``ManifestWriter``)
-while the frame is written, with a bounded wait.
+ahead of the data by doubling up to 512 MiB at a time (a few resizes per
+gigabyte) and are trimmed at close: one allocation takes about 1.6 ms per GiB
+on the append that grows the files, so bigger steps would be the slowest
+appends of a run, and a killed writer leaves at most one step's tail; the
+manifest is replaced from its own thread (``ManifestWriter``) while the frame
+is written, with a bounded wait.
 """
 
 from __future__ import annotations
@@ -68,10 +71,12 @@ _PREFAULT_AT_CREATE_BYTES = 2 * 1024**3
 _PREFAULT_LOOKAHEAD_BYTES = 16 * 1024**2
 _UNBOUNDED_ROWS = 1 << 62
 #: unbounded data files whose steps are at least this big grow ahead of the
-#: data, first by _ALLOCATE_AHEAD_BYTES over all positions, then by doubling;
-#: files of smaller steps grow one step at a time
+#: data, first by _ALLOCATE_AHEAD_BYTES over all positions, then by doubling
+#: up to _ALLOCATE_MAX_BYTES per growth; files of smaller steps grow one step
+#: at a time
 _ALLOCATE_MIN_STEP_BYTES = 1024**2
 _ALLOCATE_AHEAD_BYTES = 64 * 1024**2
+_ALLOCATE_MAX_BYTES = 512 * 1024**2
 #: how long an append that grew the arrays waits for the new manifest
 _MANIFEST_WAIT_S = 0.001
 
@@ -130,6 +135,9 @@ class ScratchBackend(Backend):
         self._grows_ahead = step_bytes >= _ALLOCATE_MIN_STEP_BYTES
         self._first_ahead_rows = self._rows_per_step * max(
             1, _ALLOCATE_AHEAD_BYTES // (self._npos * step_bytes)
+        )
+        self._max_ahead_rows = self._rows_per_step * max(
+            1, _ALLOCATE_MAX_BYTES // (self._npos * step_bytes)
         )
         # both
         if router.num_frames is None:
@@ -415,14 +423,15 @@ class ScratchBackend(Backend):
                 )
             self._spill(needed)
         if self._on_disk and rows > self._file_rows:
-            # files of big steps grow ahead of the data, doubling (sparse, then
-            # allocated): a few resizes and block allocations in all, each of
-            # which can wait behind writeback, rather than one per step
+            # files of big steps grow ahead of the data, doubling up to a cap
+            # (sparse, then allocated): a few resizes and block allocations per
+            # gigabyte, each of which can wait behind writeback, rather than
+            # one per step
             first = self._file_rows
             if not self._grows_ahead:
                 self._resize_files(rows, "cannot grow")
             else:
-                ahead = max(self._first_ahead_rows, first)
+                ahead = min(max(self._first_ahead_rows, first), self._max_ahead_rows)
                 self._resize_files(max(rows, first + ahead), "cannot grow")
                 self._allocate(None, first, self._file_rows)
         if self._on_disk:
