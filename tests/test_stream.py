@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from ome_writers import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from conftest import StreamFactory
 
@@ -600,3 +602,42 @@ def test_storage_order_permutes_arrays_not_view(
         assert stream.arrays[p].dims == (*storage_names, "y", "x")
         np.testing.assert_array_equal(stream.arrays[p], expected)
         np.testing.assert_array_equal(stored[p], expected)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "on_disk"),
+    [
+        pytest.param("scratch", True, id="scratch-disk"),
+        pytest.param("scratch", False, id="scratch-memory"),
+        pytest.param("tensorstore", True, id="tensorstore"),
+        pytest.param("acquire-zarr", True, id="acquire-zarr"),
+    ],
+)
+def test_appending_leaves_no_reference_cycles(
+    tmp_path: Path, fmt: str, on_disk: bool
+) -> None:
+    # a garbage collection stops every thread, the camera loop included: the
+    # frame path, and the metadata rewritten on every growth of an unbounded
+    # stream, must not feed it
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "out") if on_disk else "",
+        dimensions=dims_from_standard_axes({"t": None, "c": 2, "y": 16, "x": 16}),
+        dtype="uint16",
+        format=fmt,
+    )
+    frame = np.ones((16, 16), "uint16")
+    with create_stream(settings) as stream:
+        stream.append(frame, frame_metadata={"exposure_ms": 5.0, "tags": ["a"]})
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            gc.collect()
+            for n in range(200):
+                stream.append(frame, frame_metadata={"exposure_ms": 5.0, "n": n})
+                stream.skip()
+            time.sleep(0.1)  # the metadata threads finish their last writes
+            assert gc.collect() == 0
+        finally:
+            if was_enabled:
+                gc.enable()
+        assert stream.frames_written == 401

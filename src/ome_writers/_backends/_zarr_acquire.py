@@ -149,7 +149,9 @@ class ShapeKeeper:
     def _write(self, position: int) -> None:
         document = dict(self._document)
         document["shape"] = [self._extents[position], *document["shape"][1:]]
-        data = (json.dumps(document, indent=4, sort_keys=True) + "\n").encode()
+        # compact: json's C serializer leaves no reference cycles for the
+        # garbage collector, whose passes stop every thread (one per step here)
+        data = (json.dumps(document, sort_keys=True) + "\n").encode()
         path = self._paths[position]
         path.parent.mkdir(parents=True, exist_ok=True)
         replace_file(path, data)
