@@ -357,6 +357,24 @@ def test_unbounded_positions_closed_mid_step_end_alike(
     assert not np.asarray(view[1, 2]).any()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("t_shard", [None, 2], ids=["t-chunks", "t-shards-of-2"])
+def test_bounded_closed_early_keeps_the_declared_shape(
+    tmp_path: Path, backend: str, t_shard: int | None
+) -> None:
+    dims = [Dimension("t", 5, shard_size_chunks=t_shard), channels(), *yx()]
+    settings = make_settings(tmp_path, backend, dims)
+    write_all(settings, 7)  # t=0..2 for both channels, t=3 for the first
+    root = Path(settings.output_path)
+    validate(root)
+    data = np.asarray(read_independently(backend, root / "0")[...])
+    assert data.shape == (5, 2, *FRAME)
+    flat = data.reshape(10, *FRAME)
+    for n in range(7):
+        np.testing.assert_array_equal(flat[n], frame_for(n))
+    assert not flat[7:].any()
+
+
 def test_backends_read_back_identically(tmp_path: Path) -> None:
     dims = [Dimension("t", 3), Dimension("z", 2, chunk_size=2), channels(), *yx()]
     results = []

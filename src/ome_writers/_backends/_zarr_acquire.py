@@ -38,7 +38,10 @@ so such arrays keep acquire-zarr's own shape, whole shard rows, after the one
 written at open. Either way a reader may fail on a shard at the instant
 acquire-zarr writes it (its chunk files are not written atomically); reading
 again succeeds. At close the keeper stops before acquire-zarr's final write,
-which rewrites the file in place: the final ``zarr.json`` is acquire-zarr's.
+which rewrites the file in place: the final ``zarr.json`` is acquire-zarr's,
+except that a bounded array closed early gets its declared first axis back
+(acquire-zarr sizes it by the steps it was given; the frames never written
+read as the fill value, as with the other engines).
 
 Live reads: acquire-zarr cannot be read back while it streams (chunks are
 written when complete, in its own threads, some time after ``append``), so
@@ -476,6 +479,27 @@ class AcquireZarrBackend(ZarrBackendBase):
                 raise write_error(
                     self.root, "finish acquire-zarr output in", exc
                 ) from exc
+        if not self.router.is_unbounded:
+            self._restore_declared_extent()
+
+    def _restore_declared_extent(self) -> None:
+        """Give a bounded array closed early its declared first axis again.
+
+        acquire-zarr sizes each array by the steps it was given; the other
+        engines keep the declared shape, whose unwritten frames read as the
+        fill value (their chunks are simply absent), and so does this one.
+        """
+        declared = self.geometry.shape[0]
+        for path in self.array_paths:
+            meta = path / "zarr.json"
+            try:
+                document = json.loads(meta.read_bytes())
+                if document["shape"][0] >= declared:
+                    continue
+                document["shape"][0] = declared
+                replace_file(meta, (json.dumps(document) + "\n").encode())
+            except (OSError, ValueError, LookupError, TypeError) as exc:
+                raise write_error(meta, "restore the declared shape in", exc) from exc
 
 
 def open_array(path: Any) -> Any:
