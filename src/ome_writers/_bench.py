@@ -420,6 +420,23 @@ def format_results(results: list[dict[str, Any]]) -> str:
             f"{s['total_s']:.3f} | {s['cores_used']:.1f} | {r['ratio']:.2f} | "
             f"{target_text} |"
         )
+    latency = [r for r in results if r["scenario"].startswith("unbounded")]
+    if latency:
+        # how a plain loop's slowest write compares on the same machine, in
+        # the same run: stalls of the kernel or the host hit it as well
+        lines += [
+            "",
+            "| scenario | limit | limit append median / p99 / max (us) "
+            "| limit max / median |",
+            "|---|---|---|---|",
+        ]
+        for r in latency:
+            b = r["baseline"]
+            lines.append(
+                f"| {r['scenario']} | {r['baseline_kind']} | "
+                f"{b['median_us']:.1f} / {b['p99_us']:.1f} / {b['max_us']:.1f} | "
+                f"{b['max_us'] / b['median_us']:.2f} |"
+            )
     return "\n".join(lines)
 
 
