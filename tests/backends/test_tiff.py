@@ -560,6 +560,39 @@ def test_closed_early_and_empty_files_are_valid(tmp_path: Path) -> None:
     assert not read_series(b)[1][0].any()
 
 
+def test_growing_xml_stays_small_and_the_final_one_has_every_plane(
+    tmp_path: Path,
+) -> None:
+    # the XML replaced as an unbounded stream grows declares the planes but
+    # does not carry their metadata, so replacing it costs the same at frame
+    # 1,000 as at frame 10; the XML written at close has every Plane
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "grow.ome.tiff"),
+        dimensions=dims_from_standard_axes({"t": None, "y": 8, "x": 8}),
+        dtype="uint16",
+    )
+    path = Path(settings.output_path)
+    sizes = []
+    with create_stream(settings) as stream:
+        for n in range(130):
+            stream.append(np.full((8, 8), n, "uint16"), frame_metadata={"delta_t": n})
+            if n + 1 in (9, 17, 65, 129):  # just past a replacement
+                with tifffile.TiffFile(path) as tif:
+                    xml = tif.pages[0].description
+                    ome = from_xml(xml)
+                    assert ome.images[0].pixels.size_t >= n + 1
+                    assert not ome.images[0].pixels.planes
+                    sizes.append(len(xml))
+                    series = tif.series[0].asarray()
+                np.testing.assert_array_equal(series[n], np.full((8, 8), n))
+    assert max(sizes) - min(sizes) < 100  # only the counts change
+    with tifffile.TiffFile(path) as tif:
+        ome = from_xml(tif.pages[0].description)
+    pixels = ome.images[0].pixels
+    assert pixels.size_t == 130
+    assert [p.delta_t for p in pixels.planes] == list(range(130))
+
+
 def test_zero_frames(tmp_path: Path) -> None:
     settings = AcquisitionSettings(
         root_path=str(tmp_path / "a.ome.tiff"),

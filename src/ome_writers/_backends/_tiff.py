@@ -7,13 +7,14 @@ reference to the caller's buffer. Pages land in each file in acquisition
 order; ``TiffData`` elements map them to planes (see ``_tiff_planes``), so
 any storage order and interleaved positions need no buffering or seeking.
 
-Crash safety. The first page of a file carries an OME-XML that already
-declares every plane of the acquisition (for an unbounded stream: a capacity
-that doubles as the stream grows, the XML being replaced each time), and the
-IFD chain is valid after every page. A killed process thus leaves files that
-tifffile opens with every page written before the kill in its OME series;
-planes never written read as zeros. What only the final XML has: per-plane
-metadata (``DeltaT``, ``ExposureTime``, ``PositionX/Y/Z``, per-frame
+Crash safety. The first page of a file carries an OME-XML that already declares
+every plane of the acquisition (for an unbounded stream: a capacity that
+doubles as the stream grows, the XML being replaced each time, without the per-
+plane metadata so far, which would make each replacement cost more than the
+last), and the IFD chain is valid after every page. A killed process thus
+leaves files that tifffile opens with every page written before the kill in its
+OME series; planes never written read as zeros. What only the final XML has:
+per-plane metadata (``DeltaT``, ``ExposureTime``, ``PositionX/Y/Z``, per-frame
 MapAnnotations), global metadata set after a file's first page, the exact
 extent of an unbounded dimension, and ``complete=true`` in the writer's
 MapAnnotation.
@@ -25,6 +26,7 @@ per replacement, about log2(steps) replacements for an unbounded stream).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -324,18 +326,22 @@ class TiffBackend(Backend):
         if step < self._state.declared_steps:
             return
         self._state.declared_steps = max(2 * self._state.declared_steps, step + 1)
-        self._rewrite_descriptions()
+        # without the planes so far: building them grew with the stream (94 ms
+        # on the append that crossed 256 frames, and doubling with each
+        # replacement), and only the final XML promises them
+        self._rewrite_descriptions(dataclasses.replace(self._state, planes=[]))
 
-    def _rewrite_descriptions(self) -> None:
+    def _rewrite_descriptions(self, state: TiffDocumentState | None = None) -> None:
+        state = self._state if state is None else state
         for i, f in enumerate(self._files):
             if f.description is not None:
-                f.description.replace(self._document.file_xml(i, self._state))
+                f.description.replace(self._document.file_xml(i, state))
         if self._companion is not None:
-            self._write_companion()
+            self._write_companion(state)
 
-    def _write_companion(self) -> None:
+    def _write_companion(self, state: TiffDocumentState | None = None) -> None:
         assert self._companion is not None
-        data = self._document.companion_xml(self._state)
+        data = self._document.companion_xml(self._state if state is None else state)
         try:
             replace_file(self._companion, data)
         except OSError as exc:
