@@ -9,8 +9,8 @@ any storage order and interleaved positions need no buffering or seeking.
 
 Crash safety. The first page of a file carries an OME-XML that already declares
 every plane of the acquisition (for an unbounded stream: a capacity that
-doubles as the stream grows, the XML being replaced each time, without the per-
-plane metadata so far, which would make each replacement cost more than the
+doubles as the stream grows, the XML being replaced each time, without the
+per-plane metadata so far, which would make each replacement cost more than the
 last), and the IFD chain is valid after every page. A killed process thus
 leaves files that tifffile opens with every page written before the kill in its
 OME series; planes never written read as zeros. What only the final XML has:
