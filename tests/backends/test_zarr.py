@@ -375,6 +375,38 @@ def test_bounded_closed_early_keeps_the_declared_shape(
     assert not flat[7:].any()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("frames", [0, 2], ids=["no-frame", "position-b-unreached"])
+def test_bounded_arrays_without_frames_exist_with_the_declared_shape(
+    tmp_path: Path, backend: str, frames: int
+) -> None:
+    dims = [Dimension("p", coords=["a", "b"]), Dimension("t", 3), *yx()]
+    settings = make_settings(tmp_path, backend, dims)
+    write_all(settings, frames)  # position "a" only, or nothing
+    root = Path(settings.output_path)
+    validate(root)
+    for position in range(2):
+        data = np.asarray(read_independently(backend, root / str(position) / "0")[...])
+        assert data.shape == (3, *FRAME)
+        for n in range(3):
+            expected = frame_for(n) if position == 0 and n < frames else 0
+            np.testing.assert_array_equal(data[n], expected)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_exception_in_the_with_block_is_the_one_raised(
+    tmp_path: Path, backend: str
+) -> None:
+    settings = make_settings(tmp_path, backend, [Dimension("t", 3), *yx()])
+    # before its first frame, as when the camera fails to start
+    with pytest.raises(KeyError, match="camera did not start"):
+        with create_stream(settings):
+            raise KeyError("camera did not start")
+    data = np.asarray(read_independently(backend, Path(settings.output_path) / "0"))
+    assert data.shape == (3, *FRAME)
+    assert not data.any()
+
+
 def test_backends_read_back_identically(tmp_path: Path) -> None:
     dims = [Dimension("t", 3), Dimension("z", 2, chunk_size=2), channels(), *yx()]
     results = []

@@ -485,19 +485,27 @@ class AcquireZarrBackend(ZarrBackendBase):
     def _restore_declared_extent(self) -> None:
         """Give a bounded array closed early its declared first axis again.
 
-        acquire-zarr sizes each array by the steps it was given; the other
-        engines keep the declared shape, whose unwritten frames read as the
-        fill value (their chunks are simply absent), and so does this one.
+        acquire-zarr sizes each array by the steps it was given, and writes no
+        ``zarr.json`` at all for an array that was given none (no frame, or a
+        position never reached); the other engines keep the declared shape,
+        whose unwritten frames read as the fill value (their chunks are simply
+        absent), and so does this one.
         """
         declared = self.geometry.shape[0]
         for path in self.array_paths:
             meta = path / "zarr.json"
             try:
-                document = json.loads(meta.read_bytes())
-                if document["shape"][0] >= declared:
-                    continue
+                try:
+                    document = json.loads(meta.read_bytes())
+                except FileNotFoundError:
+                    document = self._array_document()
+                    path.mkdir(parents=True, exist_ok=True)
+                else:
+                    if document["shape"][0] >= declared:
+                        continue
                 document["shape"][0] = declared
-                replace_file(meta, (json.dumps(document) + "\n").encode())
+                text = json.dumps(document, indent=4, sort_keys=True) + "\n"
+                replace_file(meta, text.encode())
             except (OSError, ValueError, LookupError, TypeError) as exc:
                 raise write_error(meta, "restore the declared shape in", exc) from exc
 
