@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -511,6 +512,8 @@ def test_growth_ahead_doubles_up_to_512_mib_at_a_time(tmp_path: Path) -> None:
     )
     path = root / "pos_0.dat"
     sizes_mib: list[int] = []
+    # allocation takes at most half the free space (best effort by design)
+    room = shutil.disk_usage(tmp_path).free > 4 * 1024**3
     with create_stream(settings) as stream:
         for _ in range(1100):
             stream.skip()
@@ -518,7 +521,7 @@ def test_growth_ahead_doubles_up_to_512_mib_at_a_time(tmp_path: Path) -> None:
             if not sizes_mib or sizes_mib[-1] != size:
                 sizes_mib.append(size)
                 # grown ahead and allocated, not sparse
-                assert path.stat().st_blocks * 512 >= size * MIB
+                assert not room or path.stat().st_blocks * 512 >= size * MIB
         stream.append(np.full(BIG_FRAME, 7, "uint16"))
         assert open_scratch(root).arrays[0].shape == (1101, *BIG_FRAME)
     assert sizes_mib == [64, 128, 256, 512, 1024, 1536]

@@ -132,9 +132,11 @@ class TiffBackend(Backend):
         self._frame_shape = settings.frame_shape
         self._frame_bytes = math.prod(self._frame_shape) * self._dtype.itemsize
         self._compression = _COMPRESSION_ARGS[settings.compression]
-        # tifffile compresses a page's strips on cpu_count() // 2 threads by
-        # default, one on a 2-core machine; every core is ~1.8x faster there
-        self._maxworkers = (os.cpu_count() or 1) if self._compression else None
+        # tifffile compresses a page's strips on half the cores by default:
+        # one on a 2-core machine, where two are ~1.8x faster
+        self._maxworkers = (
+            max(2, tifffile.TIFF.MAXWORKERS) if self._compression else None
+        )
         self._per_position_file = fmt.position_layout == "files"
         npos = router.num_positions
         stem, suffix = fmt.split_tiff_path(settings.root_path)
