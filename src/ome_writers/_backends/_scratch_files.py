@@ -11,8 +11,9 @@ A scratch root is a directory holding:
   The final manifest (``complete: true``) is indented; the ones written while
   the arrays grow are compact, which json serializes in C without leaving
   reference cycles behind: up to Python 3.12 the indenting serializer is
-  pure Python and leaves ~30 objects per call for the garbage collector, and a collection (about 10 ms here, far more
-  in a large application) blocks every thread, the camera loop included.
+  pure Python and leaves ~30 objects per call for the garbage collector, and
+  a collection (about 10 ms here, far more in a large application) blocks
+  every thread, the camera loop included.
 - ``pos_<p>.dat``: raw C-order pixels of position ``p``. The file always holds
   at least ``position_shapes[p]``; after a clean close exactly that.
 - ``frame_metadata.jsonl``: one JSON object per frame appended with metadata.
