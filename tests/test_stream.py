@@ -626,6 +626,7 @@ def wait_for_extent(path: Path, extent0: int) -> None:
         pytest.param("scratch", False, id="scratch-memory"),
         pytest.param("tensorstore", True, id="tensorstore"),
         pytest.param("acquire-zarr", True, id="acquire-zarr"),
+        pytest.param("zarr-python", True, id="zarr-python"),
     ],
 )
 def test_appending_leaves_no_reference_cycles(

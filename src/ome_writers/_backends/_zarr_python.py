@@ -5,13 +5,18 @@ worker per core) to use more than one core for compression. Two writes into
 the same chunk or shard would race (each reads, changes and rewrites it), so a
 write waits for an earlier one still in flight to the same shard. Resizing
 waits for every write in flight, because zarr-python rewrites ``zarr.json``
-and the array object's shape.
+and the array object's shape. That rewrite is made compact (zarr's
+``json_indent`` set to None for its duration, under a lock): up to Python
+3.12 indented JSON is serialized in pure Python, which leaves reference
+cycles for the garbage collector, whose passes stop every thread, at every
+step of an unbounded stream.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +28,9 @@ from ome_writers._backends._zarr_common import compression_codec
 
 if TYPE_CHECKING:
     from ome_writers._backends._zarr_chunked import Index, WriteHandle
+
+
+_COMPACT_JSON_LOCK = threading.Lock()
 
 
 class ZarrPythonBackend(ChunkedZarrBackend):
@@ -94,8 +102,10 @@ class ZarrPythonBackend(ChunkedZarrBackend):
     def _resize(self, extent0: int) -> None:
         self._reap(wait=True, until_empty=True)
         self._raise_failure()
-        for array in self._arrays:
-            array.resize((extent0, *array.shape[1:]))
+        # zarr's config is process-wide: one compact rewrite at a time
+        with _COMPACT_JSON_LOCK, zarr.config.set({"json_indent": None}):
+            for array in self._arrays:
+                array.resize((extent0, *array.shape[1:]))
 
     def _read(self, position: int, region: tuple[slice, ...]) -> np.ndarray:
         return np.asarray(self._arrays[position][region])
