@@ -460,6 +460,7 @@ SLOT_CASES = [
     pytest.param("retry", 0, id="retry-after-failure"),
     pytest.param("retry", FRAME_BYTES // 2, id="retry-after-partial-write"),
     pytest.param("skip", FRAME_BYTES // 2, id="skip-after-partial-write"),
+    pytest.param("close", FRAME_BYTES // 2, id="close-after-partial-write"),
 ]
 
 
@@ -482,6 +483,13 @@ def test_failed_pixel_write_does_not_use_a_slot(
     assert stream.frames_written == 5
 
     expected = {n: expected_frame(n, FRAME) for n in range(5)}
+    if then == "close":
+        # the half-written slot lies inside the step begun: it reads as zeros
+        stream.close()
+        expected[5] = np.zeros(FRAME, np.uint16)
+        check_frames(root, sizes, expected)
+        assert open_scratch(root).frames_written == 5
+        return
     if then == "retry":
         stream.append(expected_frame(5, FRAME), frame_metadata={"n": 5})
         expected[5] = expected_frame(5, FRAME)

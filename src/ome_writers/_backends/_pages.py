@@ -125,6 +125,20 @@ def allocate_blocks(fd: int, offset: int, length: int) -> int:
     return int(error)
 
 
+def punch_hole(fd: int, offset: int, length: int) -> int:
+    """Make ``[offset, offset + length)`` read as zeros, freeing its blocks.
+
+    Needs no free space (unlike writing zeros), so it works on a full disk.
+    Returns 0 or an errno (``EOPNOTSUPP`` where the file system cannot).
+    """
+    if _fallocate is None:
+        return errno.EOPNOTSUPP
+    flags = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
+    if length <= 0 or _fallocate(fd, flags, offset, length) == 0:
+        return 0
+    return int(ctypes.get_errno())
+
+
 class Prefaulter:
     """Keep the pages of a few rows ahead of each position's writer populated.
 

@@ -55,6 +55,7 @@ from ome_writers._backends._pages import (
     Prefaulter,
     allocate_blocks,
     populate,
+    punch_hole,
     reserve_array,
 )
 from ome_writers._errors import WriteError
@@ -636,6 +637,7 @@ class ScratchBackend(Backend):
                 if self._meta_fd is not None:
                     os.fsync(self._meta_fd)
                 self._progress.flush()
+            self._clear_failed_slot(frames_written)
             # trimmed first, freeing the disk space for the manifest, but never
             # below what any manifest handed to the disk has described
             rows = max(self._extent_rows(), self._described_rows)
@@ -644,6 +646,35 @@ class ScratchBackend(Backend):
             self._write_manifest(complete=True, durable=durable)
         finally:
             self._close_files()
+
+    def _clear_failed_slot(self, frames_written: int) -> None:
+        """Zero the slot of a frame whose write failed and was never redone.
+
+        A failed ``pwrite`` can leave part of a frame in a slot the stream did
+        not count; readers would see those pixels as data. Punching a hole
+        needs no disk space (the failure was often a full disk); where the
+        file system cannot, zeros are written, best effort.
+        """
+        failed = self._failed_frame
+        if failed is None or failed < frames_written:
+            return
+        position, row = self._locate(failed)
+        if row >= self._file_rows:
+            return
+        fd, offset = self._fds[position], row * self._frame_bytes
+        error = punch_hole(fd, offset, self._frame_bytes)
+        if error:
+            try:
+                _pwrite_all(fd, np.zeros(self._frame_shape, self._dtype), offset)
+            except OSError as exc:
+                logger.warning(
+                    "could not clear the partly written frame %d in %r: %s",
+                    failed,
+                    str(self._paths[position]),
+                    exc,
+                )
+                return
+        self._failed_frame = None
 
     def abort(self) -> None:
         """Release file handles after a failed open."""
