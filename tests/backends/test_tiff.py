@@ -593,6 +593,37 @@ def test_growing_xml_stays_small_and_the_final_one_has_every_plane(
     assert [p.delta_t for p in pixels.planes] == list(range(130))
 
 
+def test_interleaved_positions_read_back_while_growing(tmp_path: Path) -> None:
+    # two positions interleaved in one file need one TiffData per plane; the
+    # XML replaced as the stream grows must map every page written so far
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "two.ome.tiff"),
+        dimensions=dims_from_standard_axes({"t": None, "p": 2, "y": 8, "x": 8}),
+        dtype="uint16",
+    )
+    path = Path(settings.output_path)
+    with create_stream(settings) as stream:
+        for n in range(70):
+            stream.append(np.full((8, 8), n, "uint16"))
+            if n + 1 in (3, 9, 33, 65):  # just past a replacement
+                with tifffile.TiffFile(path) as tif:
+                    ome = from_xml(tif.pages[0].description)
+                    for p in range(2):
+                        pixels = ome.images[p].pixels
+                        assert pixels.size_t > n // 2  # the declared capacity
+                        blocks = pixels.tiff_data_blocks
+                        # one element per declared plane, IFDs interleaved
+                        assert [b.ifd for b in blocks] == list(
+                            range(p, 2 * pixels.size_t, 2)
+                        )
+                        assert [b.first_t for b in blocks] == list(range(pixels.size_t))
+                        assert {b.plane_count for b in blocks} == {1}
+                        for b in blocks:
+                            if b.ifd <= n:  # written: the page holds its frame
+                                page = tif.pages[b.ifd].asarray()
+                                np.testing.assert_array_equal(page, b.ifd)
+
+
 def test_zero_frames(tmp_path: Path) -> None:
     settings = AcquisitionSettings(
         root_path=str(tmp_path / "a.ome.tiff"),
