@@ -624,6 +624,39 @@ def test_interleaved_positions_read_back_while_growing(tmp_path: Path) -> None:
                                 np.testing.assert_array_equal(page, b.ifd)
 
 
+@pytest.mark.parametrize("layout", ["series", "files"])
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        pytest.param({"y": 8, "x": 8}, id="one-frame"),
+        pytest.param({"p": 3, "y": 8, "x": 8}, id="one-frame-per-position"),
+    ],
+)
+def test_no_t_c_or_z_axis(tmp_path: Path, sizes: dict[str, int], layout: str) -> None:
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "snap.ome.tiff"),
+        dimensions=dims_from_standard_axes(sizes),
+        dtype="uint16",
+        format=OmeTiffFormat(position_layout=layout),
+    )
+    positions = sizes.get("p", 1)
+    with create_stream(settings) as stream:
+        for p in range(positions):
+            stream.append(np.full((8, 8), p + 1, "uint16"))
+    files = sorted(tmp_path.glob("*.tif*"))
+    pages = []
+    for path in files:
+        with tifffile.TiffFile(path) as tif:
+            ome = from_xml(tif.pages[0].description)
+            for image in ome.images:
+                (block,) = image.pixels.tiff_data_blocks
+                assert (block.first_t, block.first_c, block.first_z) == (0, 0, 0)
+            pages += [page.asarray() for page in tif.pages]
+    assert len(pages) == positions
+    for p, page in enumerate(pages):
+        np.testing.assert_array_equal(page, p + 1)
+
+
 def test_zero_frames(tmp_path: Path) -> None:
     settings = AcquisitionSettings(
         root_path=str(tmp_path / "a.ome.tiff"),

@@ -631,13 +631,13 @@ class ScratchBackend(Backend):
         try:
             assert self._progress is not None
             struct.pack_into("<Q", self._progress, 0, frames_written)
+            self._clear_failed_slot(frames_written)  # before the fsync covers it
             if durable:
                 for fd in self._fds:
                     os.fsync(fd)
                 if self._meta_fd is not None:
                     os.fsync(self._meta_fd)
                 self._progress.flush()
-            self._clear_failed_slot(frames_written)
             # trimmed first, freeing the disk space for the manifest, but never
             # below what any manifest handed to the disk has described
             rows = max(self._extent_rows(), self._described_rows)

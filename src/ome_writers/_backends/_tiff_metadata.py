@@ -112,7 +112,8 @@ class OmeDocument(OmeXmlBuilder):
         runs = tiff_data_runs(ifds, limit)
         if not runs:
             return ""
-        starts = np.unravel_index(np.array([r[0] for r in runs]), shape)
+        # no T, C or Z axis (one plane per position): every plane is at 0
+        starts = np.unravel_index([r[0] for r in runs], shape) if shape else ()
         uuid = ""
         if uuid_ref is not None:
             uuid = (
@@ -169,8 +170,9 @@ class OmeDocument(OmeXmlBuilder):
         if filled != len(position_indices):
             raise RuntimeError(
                 f"ome-types wrote {filled} of {len(position_indices)} TiffData "
-                "placeholders; the OME-XML of this version of ome-types is not "
-                "understood"
+                "placeholders in a form this version of ome-writers does not "
+                "recognise (it was tested with ome-types 0.6 and 0.7); install "
+                "ome-types 0.7, or report your ome-types version"
             )
         return xml.encode("utf-8")
 

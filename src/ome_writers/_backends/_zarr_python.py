@@ -5,17 +5,20 @@ worker per core) to use more than one core for compression. Two writes into
 the same chunk or shard would race (each reads, changes and rewrites it), so a
 write waits for an earlier one still in flight to the same shard. Resizing
 waits for every write in flight, because zarr-python rewrites ``zarr.json``
-and the array object's shape. That rewrite is made compact (zarr's
-``json_indent`` set to None for its duration, under a lock): up to Python
-3.12 indented JSON is serialized in pure Python, which leaves reference
-cycles for the garbage collector, whose passes stop every thread, at every
-step of an unbounded stream.
+and the array object's shape. Up to Python 3.12 that rewrite is made compact
+(zarr's process-wide ``json_indent`` set to None for its duration, under a
+lock): there, indented JSON is serialized in pure Python, which leaves
+reference cycles for the garbage collector, whose passes stop every thread,
+at every step of an unbounded stream. Zarr code of the application running
+at that instant in another thread also writes compact JSON, and a
+``zarr.config.set`` it makes then is undone when the resize ends.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import os
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +105,10 @@ class ZarrPythonBackend(ChunkedZarrBackend):
     def _resize(self, extent0: int) -> None:
         self._reap(wait=True, until_empty=True)
         self._raise_failure()
+        if sys.version_info >= (3, 13):  # json's C encoder indents too
+            for array in self._arrays:
+                array.resize((extent0, *array.shape[1:]))
+            return
         # zarr's config is process-wide: one compact rewrite at a time
         with _COMPACT_JSON_LOCK, zarr.config.set({"json_indent": None}):
             for array in self._arrays:
