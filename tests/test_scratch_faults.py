@@ -30,6 +30,7 @@ from _crash_child import expected_frame
 from ome_writers import (
     AcquisitionSettings,
     NotADatasetError,
+    OMEStream,
     OmeWritersError,
     ScratchFormat,
     WriteError,
@@ -87,6 +88,20 @@ def read_with_memmap(root: Path) -> tuple[dict[str, Any], list[np.memmap]]:
         for p, s in enumerate(manifest["position_shapes"])
     ]
     return manifest, arrays
+
+
+TC_UNBOUNDED: dict[str, int | None] = {"t": None, "c": 2, "y": 32, "x": 32}
+
+
+def started_stream(
+    root: Path, frames: int, *, with_metadata: bool = False
+) -> OMEStream:
+    """A (t unbounded, c) stream at ``root`` with frames 0 to ``frames - 1``."""
+    stream = create_stream(make_settings(TC_UNBOUNDED, root_path=root))
+    for n in range(frames):
+        metadata = {"n": n} if with_metadata else None
+        stream.append(expected_frame(n, FRAME), frame_metadata=metadata)
+    return stream
 
 
 def check_frames(
@@ -232,11 +247,9 @@ def test_open_scratch_reads_what_the_files_hold_when_the_count_ran_ahead(
     tmp_path: Path,
 ) -> None:
     """After a power loss the counter can reach the disk before a file's growth."""
-    sizes: dict[str, int | None] = {"t": None, "c": 2, "y": 32, "x": 32}
+    sizes = TC_UNBOUNDED
     root = tmp_path / "scratch"
-    stream = create_stream(make_settings(sizes, root_path=root))
-    for n in range(5):
-        stream.append(expected_frame(n, FRAME))
+    stream = started_stream(root, 5)
     (root / "progress.bin").write_bytes(struct.pack("<Q", 40))
     with pytest.warns(UserWarning, match=r"counts 40 frames but .* hold only 3 steps"):
         ds = open_scratch(root)
@@ -513,11 +526,9 @@ def test_failed_pixel_write_does_not_use_a_slot(
 def test_failed_metadata_write_does_not_use_a_slot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then: str
 ) -> None:
-    sizes: dict[str, int | None] = {"t": None, "c": 2, "y": 32, "x": 32}
+    sizes = TC_UNBOUNDED
     root = tmp_path / "scratch"
-    stream = create_stream(make_settings(sizes, root_path=root))
-    for n in range(3):
-        stream.append(expected_frame(n, FRAME), frame_metadata={"n": n})
+    stream = started_stream(root, 3, with_metadata=True)
     real_write = os.write
 
     def write(fd: int, data: Any) -> int:
@@ -618,11 +629,9 @@ def test_stalled_manifest_write_does_not_hold_up_appends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Appends go on while the manifest's rename hangs; the reader is exact."""
-    sizes: dict[str, int | None] = {"t": None, "c": 2, "y": 32, "x": 32}
+    sizes = TC_UNBOUNDED
     root = tmp_path / "scratch"
-    stream = create_stream(make_settings(sizes, root_path=root))
-    for n in range(4):
-        stream.append(expected_frame(n, FRAME))
+    stream = started_stream(root, 4)
     deadline = time.monotonic() + 10  # the manifest has its own thread
     while read_with_memmap(root)[0]["position_shapes"] != [[2, 2, 32, 32]]:
         assert time.monotonic() < deadline

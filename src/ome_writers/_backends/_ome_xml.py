@@ -155,6 +155,14 @@ class DocumentState:
     complete: bool = False
 
 
+def _set_with_unit(kwargs: dict[str, Any], unit: Any, **values: Any) -> None:
+    """Set each value that is not None in ``kwargs``, with ``<name>_unit``."""
+    for name, value in values.items():
+        if value is not None:
+            kwargs[name] = value
+            kwargs[f"{name}_unit"] = unit
+
+
 # ---------------------------------------------------------------- builder
 
 
@@ -216,12 +224,12 @@ class OmeXmlBuilder:
             }
             if isinstance(spec, ChannelSpec):
                 kwargs["name"] = spec.name
-                if spec.excitation_wavelength_nm is not None:
-                    kwargs["excitation_wavelength"] = spec.excitation_wavelength_nm
-                    kwargs["excitation_wavelength_unit"] = UnitsLength.NANOMETER
-                if spec.emission_wavelength_nm is not None:
-                    kwargs["emission_wavelength"] = spec.emission_wavelength_nm
-                    kwargs["emission_wavelength_unit"] = UnitsLength.NANOMETER
+                _set_with_unit(
+                    kwargs,
+                    UnitsLength.NANOMETER,
+                    excitation_wavelength=spec.excitation_wavelength_nm,
+                    emission_wavelength=spec.emission_wavelength_nm,
+                )
                 if spec.fluorophore is not None:
                     kwargs["fluor"] = spec.fluorophore
                 if spec.color is not None:
@@ -260,14 +268,9 @@ class OmeXmlBuilder:
             return None
         pos = self.settings.positions[position_index]
         kwargs: dict[str, Any] = {"name": pos.name}
-        for key, value in (
-            ("x", pos.x_coord),
-            ("y", pos.y_coord),
-            ("z", pos.z_coord),
-        ):
-            if value is not None:
-                kwargs[key] = value
-                kwargs[f"{key}_unit"] = UnitsLength.MICROMETER
+        _set_with_unit(
+            kwargs, UnitsLength.MICROMETER, x=pos.x_coord, y=pos.y_coord, z=pos.z_coord
+        )
         return StageLabel(**kwargs)
 
     def image(
@@ -368,12 +371,12 @@ class OmeXmlBuilder:
                     "index": p,
                     "image_ref": ImageRef(id=f"Image:{p}"),
                 }
-                if pos.x_coord is not None:
-                    kwargs["position_x"] = pos.x_coord
-                    kwargs["position_x_unit"] = UnitsLength.MICROMETER
-                if pos.y_coord is not None:
-                    kwargs["position_y"] = pos.y_coord
-                    kwargs["position_y_unit"] = UnitsLength.MICROMETER
+                _set_with_unit(
+                    kwargs,
+                    UnitsLength.MICROMETER,
+                    position_x=pos.x_coord,
+                    position_y=pos.y_coord,
+                )
                 samples.append(WellSample(**kwargs))
             well_models.append(
                 Well(

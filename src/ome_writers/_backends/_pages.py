@@ -119,10 +119,10 @@ def allocate_blocks(fd: int, offset: int, length: int) -> int:
         return errno.EOPNOTSUPP
     if length <= 0 or _fallocate(fd, 0, offset, length) == 0:
         return 0
-    error = ctypes.get_errno()
+    error = int(ctypes.get_errno())
     if error != errno.EOPNOTSUPP:
-        _fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length)
-    return int(error)
+        punch_hole(fd, offset, length)
+    return error
 
 
 def punch_hole(fd: int, offset: int, length: int) -> int:

@@ -148,7 +148,13 @@ class ScratchBackend(Backend):
         self._frames_done = 0
         self._failed_frame: int | None = None
         self._global_metadata: dict[str, Any] = {}
+        # what every manifest says whatever the progress (one per growth)
         self._settings_json = settings.model_dump(mode="json")
+        self._storage_dimension_names = [
+            *router.storage_names,
+            *(d.name for d in settings.frame_dimensions),
+        ]
+        self._marker = {"kind": files.KIND, "version": __version__}
 
     # ---------------------------------------------------------------- opening
 
@@ -343,14 +349,9 @@ class ScratchBackend(Backend):
         self._frames_done = first_frame
         if stop > self._extent_frames:
             self._extend(stop)
-        failed = self._failed_frame
+        failed = self._failed_frame  # only ever set on disk
         if failed is not None and first_frame <= failed < stop:
-            position, row = self._locate(failed)
-            zeros = np.zeros(self._frame_shape, self._dtype)
-            if self._on_disk:
-                self._pwrite(position, row, zeros, failed)
-            else:
-                self._buffers[position][row] = zeros
+            self._zero_slot(failed)
             self._failed_frame = None
         self._frames_done = stop
         if self._progress is not None:
@@ -586,15 +587,12 @@ class ScratchBackend(Backend):
         payload = dict(self._settings_json)
         payload.update(
             position_shapes=[shape for _ in range(self._npos)],
-            storage_dimension_names=[
-                *self.router.storage_names,
-                *(d.name for d in self.settings.frame_dimensions),
-            ],
+            storage_dimension_names=self._storage_dimension_names,
             global_metadata=self._global_metadata,
             frames_written=self._frames_done,
             complete=complete,
         )
-        payload[files.MARKER_KEY] = {"kind": files.KIND, "version": __version__}
+        payload[files.MARKER_KEY] = self._marker
         self._described_rows = max(self._described_rows, self._extent_rows())
         if not wait:
             self._manifest.submit(payload, durable=durable)
@@ -651,30 +649,31 @@ class ScratchBackend(Backend):
         """Zero the slot of a frame whose write failed and was never redone.
 
         A failed ``pwrite`` can leave part of a frame in a slot the stream did
-        not count; readers would see those pixels as data. Punching a hole
-        needs no disk space (the failure was often a full disk); where the
-        file system cannot, zeros are written, best effort.
+        not count; readers would see those pixels as data. Best effort: close
+        goes on if it cannot.
         """
         failed = self._failed_frame
         if failed is None or failed < frames_written:
             return
-        position, row = self._locate(failed)
-        if row >= self._file_rows:
+        if self._locate(failed)[1] >= self._file_rows:
             return
-        fd, offset = self._fds[position], row * self._frame_bytes
-        error = punch_hole(fd, offset, self._frame_bytes)
-        if error:
-            try:
-                _pwrite_all(fd, np.zeros(self._frame_shape, self._dtype), offset)
-            except OSError as exc:
-                logger.warning(
-                    "could not clear the partly written frame %d in %r: %s",
-                    failed,
-                    str(self._paths[position]),
-                    exc,
-                )
-                return
+        try:
+            self._zero_slot(failed)
+        except WriteError as exc:
+            logger.warning("could not clear the partly written frame: %s", exc)
+            return
         self._failed_frame = None
+
+    def _zero_slot(self, n: int) -> None:
+        """Make frame ``n``'s slot on disk read as zeros; ``WriteError`` if not.
+
+        A punched hole needs no disk space (a failed write was often a full
+        disk); where the file system cannot punch, zeros are written.
+        """
+        position, row = self._locate(n)
+        fd, offset = self._fds[position], row * self._frame_bytes
+        if punch_hole(fd, offset, self._frame_bytes):
+            self._pwrite(position, row, np.zeros(self._frame_shape, self._dtype), n)
 
     def abort(self) -> None:
         """Release file handles after a failed open."""

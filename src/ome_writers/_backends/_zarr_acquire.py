@@ -150,15 +150,9 @@ class ShapeKeeper:
             self._thread.join()
 
     def _write(self, position: int) -> None:
-        document = dict(self._document)
-        document["shape"] = [self._extents[position], *document["shape"][1:]]
-        # compact: json's C serializer leaves no reference cycles for the
-        # garbage collector, whose passes stop every thread (one per step here)
-        data = (json.dumps(document, sort_keys=True) + "\n").encode()
-        path = self._paths[position]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_file(path, data)
-        self._written[position] = data
+        self._written[position] = write_array_json(
+            self._paths[position], self._document, self._extents[position]
+        )
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -497,17 +491,27 @@ class AcquireZarrBackend(ZarrBackendBase):
             try:
                 try:
                     document = json.loads(meta.read_bytes())
-                except FileNotFoundError:
-                    document = self._array_document()
-                    path.mkdir(parents=True, exist_ok=True)
-                else:
-                    if document["shape"][0] >= declared:
-                        continue
-                document["shape"][0] = declared
-                text = json.dumps(document, indent=4, sort_keys=True) + "\n"
-                replace_file(meta, text.encode())
+                    written = int(document["shape"][0])
+                except FileNotFoundError:  # no frame reached this array
+                    document, written = self._array_document(), -1
+                if written < declared:
+                    write_array_json(meta, document, declared)
             except (OSError, ValueError, LookupError, TypeError) as exc:
                 raise write_error(meta, "restore the declared shape in", exc) from exc
+
+
+def write_array_json(path: Path, document: dict[str, Any], extent0: int) -> bytes:
+    """Replace an array's ``zarr.json`` with ``document`` at ``extent0``; its bytes.
+
+    Compact: json's C serializer leaves no reference cycles for the garbage
+    collector, whose passes stop every thread (this runs once per step). The
+    trailing newline tells these files from acquire-zarr's own.
+    """
+    document = {**document, "shape": [extent0, *document["shape"][1:]]}
+    data = (json.dumps(document, sort_keys=True) + "\n").encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_file(path, data)
+    return data
 
 
 def open_array(path: Any) -> Any:

@@ -17,6 +17,7 @@ at that instant in another thread also writes compact JSON, and a
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import sys
 import threading
@@ -30,10 +31,23 @@ from ome_writers._backends._zarr_chunked import ChunkedZarrBackend
 from ome_writers._backends._zarr_common import compression_codec
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ome_writers._backends._zarr_chunked import Index, WriteHandle
 
 
 _COMPACT_JSON_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _compact_json() -> Iterator[None]:
+    """zarr writes compact JSON meanwhile (Python <= 3.12; see the notes)."""
+    if sys.version_info >= (3, 13):  # json's C encoder indents too
+        yield
+        return
+    # zarr's config is process-wide: one compact rewrite at a time
+    with _COMPACT_JSON_LOCK, zarr.config.set({"json_indent": None}):
+        yield
 
 
 class ZarrPythonBackend(ChunkedZarrBackend):
@@ -105,12 +119,7 @@ class ZarrPythonBackend(ChunkedZarrBackend):
     def _resize(self, extent0: int) -> None:
         self._reap(wait=True, until_empty=True)
         self._raise_failure()
-        if sys.version_info >= (3, 13):  # json's C encoder indents too
-            for array in self._arrays:
-                array.resize((extent0, *array.shape[1:]))
-            return
-        # zarr's config is process-wide: one compact rewrite at a time
-        with _COMPACT_JSON_LOCK, zarr.config.set({"json_indent": None}):
+        with _compact_json():
             for array in self._arrays:
                 array.resize((extent0, *array.shape[1:]))
 
