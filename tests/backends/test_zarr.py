@@ -9,6 +9,7 @@ order alone, without the package's router.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -25,6 +26,9 @@ import yaozarrs
 import zarr
 from ome_types import from_xml
 from ome_zarr_models.v05 import HCS, BioFormats2Raw, Image
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 from ome_writers import (
     AcquisitionSettings,
@@ -37,6 +41,8 @@ from ome_writers import (
     WriteError,
     create_stream,
 )
+from ome_writers._backends._zarr_common import ChunkGeometry
+from ome_writers._backends._zarr_direct import FrameFileLayout
 
 BACKENDS = ["tensorstore", "acquire-zarr", "zarr-python"]
 FRAME = (6, 8)
@@ -319,6 +325,200 @@ def test_default_sharding_is_one_shard_per_frame(
     np.testing.assert_array_equal(
         np.asarray(reader[...]), expected_positions(settings, 3)[0]
     )
+
+
+# ---------------------------------------- tensorstore: one whole file per frame
+
+WHOLE_FRAME_FILES = [
+    pytest.param([Dimension("t", 3), *yx()], 3, id="frame-chunks"),
+    pytest.param(
+        [Dimension("t", 3), *yx(chunk_size=3)[:1], Dimension("x", 8, chunk_size=4)],
+        3,
+        id="shard-of-chunks",
+    ),
+    pytest.param(
+        [
+            Dimension("t", None),
+            Dimension("p", coords=["a", "b"]),
+            channels(),
+            Dimension("y", FRAME[0], chunk_size=3),
+            Dimension("x", FRAME[1], chunk_size=4),
+        ],
+        10,
+        id="unbounded-positions-partial-step",
+    ),
+    pytest.param(
+        [Dimension("z", 2), Dimension("t", 2), *yx()], 4, id="storage-order-tz"
+    ),
+]
+
+
+def data_files(array: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(array)): p.read_bytes()
+        for p in array.rglob("*")
+        if p.is_file() and p.name != "zarr.json"
+    }
+
+
+@pytest.mark.parametrize(("dims", "frames"), WHOLE_FRAME_FILES)
+def test_whole_frame_files_are_the_files_tensorstore_writes(
+    tmp_path: Path, dims: list[Dimension], frames: int
+) -> None:
+    """Frames that are one uncompressed file each skip tensorstore's buffers.
+
+    Their files must be byte for byte what tensorstore itself writes for the
+    same pixels and metadata, with nothing else beside them.
+    """
+    settings = make_settings(tmp_path, "tensorstore", dims)
+    write_all(settings, frames)
+    root = Path(settings.output_path)
+    for n, (path, want) in enumerate(
+        zip(array_paths(root), expected_positions(settings, frames))
+    ):
+        metadata = json.loads((path / "zarr.json").read_text())
+        metadata.pop("attributes", None)
+        metadata.pop("zarr_format")
+        metadata.pop("node_type")
+        spec = {
+            "driver": "zarr3",
+            "kvstore": {"driver": "file", "path": str(tmp_path / f"reference{n}")},
+            "metadata": metadata,
+            "create": True,
+        }
+        reference = ts.open(spec).result()
+        reference[...].write(want).result()
+        ours = data_files(path)
+        assert ours  # every written frame is a file ...
+        assert ours == data_files(tmp_path / f"reference{n}")  # ... and only those
+        np.testing.assert_array_equal(zarr.open_array(str(path), mode="r")[...], want)
+
+
+def test_whole_frame_files_convert_the_callers_frames(tmp_path: Path) -> None:
+    """Byte order and (safe) dtype of the caller's frames are converted."""
+    dims = [Dimension("t", 3), Dimension("y", FRAME[0], chunk_size=3), yx()[1]]
+    settings = make_settings(tmp_path, "tensorstore", dims)
+    with create_stream(settings) as stream:
+        stream.append(frame_for(0).astype(">u2"))
+        stream.append(np.asfortranarray(frame_for(1)))
+        stream.append((frame_for(2) % 256).astype("uint8"))
+    data = zarr.open_array(str(Path(settings.output_path) / "0"), mode="r")[...]
+    np.testing.assert_array_equal(data[0], frame_for(0))
+    np.testing.assert_array_equal(data[1], frame_for(1))
+    np.testing.assert_array_equal(data[2], frame_for(2) % 256)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A 128 KiB tmpfs (where mounting is refused, ENOSPC injected into writes)."""
+    path = tmp_path / "small"
+    path.mkdir()
+    size_bytes = 128 * 1024
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", path],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        real_write = os.write
+        budget = [size_bytes]
+
+        def write(fd: int, data: Any) -> int:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(str(path)):
+                budget[0] -= len(memoryview(data).cast("B"))
+                if budget[0] < 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_write(fd, data)
+
+        monkeypatch.setattr(os, "write", write)
+    try:
+        yield path
+    finally:
+        if mounted.returncode == 0:
+            subprocess.run(["umount", "-l", path], check=True)
+
+
+@pytest.mark.parametrize("chunk", [None, 32], ids=["frame-chunks", "shard-of-chunks"])
+def test_whole_frame_files_on_a_full_disk(full_disk: Path, chunk: int | None) -> None:
+    """ENOSPC surfaces with the path; no part-written file; earlier frames read.
+
+    The cause is the ``OSError`` of the package's own write (tensorstore's
+    would be a ``ValueError``), so this also shows the direct path ran.
+    """
+    frame_shape = (64, 64)  # 8 KiB: the 128 KiB disk fills within 16 frames
+    settings = AcquisitionSettings(
+        root_path=str(full_disk / "out.ome.zarr"),
+        dimensions=[
+            Dimension("t", 40),
+            Dimension("y", 64, chunk_size=chunk),
+            Dimension("x", 64, chunk_size=chunk),
+        ],
+        dtype="uint16",
+        format="tensorstore",
+    )
+    stream = create_stream(settings)
+    frames = [np.full(frame_shape, n + 1, "uint16") for n in range(40)]
+    with pytest.raises(WriteError, match=r"out\.ome\.zarr") as info:  # noqa: PT012
+        for frame in frames:
+            stream.append(frame)
+        stream.close()
+    cause = info.value.__cause__
+    assert isinstance(cause, OSError)
+    assert cause.errno == errno.ENOSPC
+    if not stream.closed:
+        with pytest.raises(WriteError):
+            stream.close()
+    array = full_disk / "out.ome.zarr" / "0"
+    assert not [p for p in array.rglob("*") if "partial" in p.name]
+    files = [p for p in (array / "c").rglob("*") if p.is_file()]
+    written = sorted(int(p.relative_to(array / "c").parts[0]) for p in files)
+    assert written == list(range(len(written)))
+    assert 0 < len(written) < len(frames)
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(array)}}
+    reader = ts.open(spec, open=True, read=True).result()
+    for n in written:
+        np.testing.assert_array_equal(reader[n].read().result(), frames[n])
+
+
+def test_whole_frame_files_only_where_tensorstore_agrees() -> None:
+    """The guard against an engine that encodes differently: it writes then.
+
+    Private names: no public setting can make tensorstore disagree.
+    """
+    geometry = ChunkGeometry((0, 6, 8), (1, 3, 4), (1, 6, 8))
+    layout = FrameFileLayout.for_geometry(geometry, np.dtype("uint16"), None)
+    assert layout is not None
+
+    def chunk_order(probe: np.ndarray) -> bytes:
+        buffer = layout.new_buffer()
+        layout.encode_into(buffer, probe)
+        return buffer.tobytes()
+
+    size = 3 * 4 * 2
+    entries = np.array([[k * size, size] for k in range(4)], "<u8").tobytes()
+    crc = b"\x01\x02\x03\x04"
+    engines = {
+        "frame-order": (lambda p: p.tobytes() + entries + crc, False),
+        "short-index": (lambda p: chunk_order(p) + entries, False),
+        "other-offsets": (lambda p: chunk_order(p) + entries[::-1] + crc, False),
+        "agrees": (lambda p: chunk_order(p) + entries + crc, True),
+    }
+    for case, (engine, agrees) in engines.items():
+        verified = layout.verified({"guard-test": case}, engine)
+        assert (verified is not None) == agrees, case
+        if verified is not None:
+            assert verified.index == entries + crc
+
+    def not_asked_again(probe: np.ndarray) -> bytes:
+        raise AssertionError("the verdict is kept per metadata")
+
+    assert layout.verified({"guard-test": "agrees"}, not_asked_again) is not None
+    assert layout.verified({"guard-test": "frame-order"}, not_asked_again) is None
+    for compression, z_chunk in [("zstd", 1), (None, 2)]:
+        other = ChunkGeometry((0, 6, 8), (z_chunk, 3, 4), (z_chunk, 6, 8))
+        assert FrameFileLayout.for_geometry(other, layout.dtype, compression) is None
+    edge = ChunkGeometry((0, 6, 8), (1, 4, 3), (1, 8, 9))
+    assert FrameFileLayout.for_geometry(edge, layout.dtype, None) is None
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

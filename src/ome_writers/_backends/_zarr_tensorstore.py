@@ -9,6 +9,11 @@ after it), not for the chunk files: copying the frame first would cost a pass
 over fresh memory per frame, as much as writing the files' pages. The file
 kvstore is opened with ``file_io_sync: false``: data is handed to the
 operating system when a write commits, without an fsync per chunk.
+
+When each frame is one whole uncompressed file (the default geometry), and
+tensorstore encodes a probe frame exactly as ``_zarr_direct`` does, frames
+skip tensorstore's chunk buffers and are written by ``DirectFrameWriter``;
+tensorstore still creates, resizes and reads the arrays.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 import tensorstore as ts
 
 from ome_writers._backends._zarr_chunked import ChunkedZarrBackend
+from ome_writers._backends._zarr_direct import DirectFrameWriter, FrameFileLayout
 
 if TYPE_CHECKING:
     from ome_writers._backends._zarr_chunked import Index, WriteHandle
@@ -29,6 +35,7 @@ class TensorstoreBackend(ChunkedZarrBackend):
     """OME-Zarr v0.5 written with tensorstore's ``zarr3`` driver."""
 
     _arrays: list[Any]
+    _direct: DirectFrameWriter | None = None
 
     def _create_arrays(self) -> None:
         cores = os.cpu_count() or 1
@@ -48,6 +55,43 @@ class TensorstoreBackend(ChunkedZarrBackend):
                 "create": True,
             }
             self._arrays.append(ts.open(spec, context=context).result())
+        self._direct = self._direct_writer(context)
+
+    def _direct_writer(self, context: Any) -> DirectFrameWriter | None:
+        """The direct writer, when tensorstore would write the same files."""
+        layout = FrameFileLayout.for_geometry(
+            self.geometry, self.dtype, self.settings.compression
+        )
+        if layout is None:
+            return None
+        metadata = self.array_metadata(self.geometry.shards)
+
+        def engine_bytes(probe: np.ndarray) -> bytes:
+            ones = [1] * (len(self.geometry.shape) - 2)
+            spec = {
+                "driver": "zarr3",
+                "kvstore": {"driver": "memory"},
+                "metadata": {**metadata, "shape": [*ones, *probe.shape]},
+                "create": True,
+            }
+            array = ts.open(spec, context=context).result()
+            array.write(probe.reshape(array.shape)).result()
+            kvstore = array.kvstore
+            if kvstore is None:
+                return b""
+            keys = [k for k in kvstore.list().result() if k != b"zarr.json"]
+            if len(keys) != 1:
+                return b""
+            value: bytes = kvstore.read(keys[0]).result().value
+            return value
+
+        verified = layout.verified(metadata, engine_bytes)
+        if verified is None:
+            return None
+        # one writer per core the copying thread leaves free, up to two (on
+        # two cores a second writer was no faster)
+        workers = max(1, min(2, (os.cpu_count() or 1) - 1))
+        return DirectFrameWriter(verified, self.array_paths, workers)
 
     def _start_write(
         self, position: int, origin: Index, data: np.ndarray
@@ -59,6 +103,8 @@ class TensorstoreBackend(ChunkedZarrBackend):
     def _start_write_frame(
         self, position: int, origin: Index, frame: np.ndarray
     ) -> WriteHandle:
+        if self._direct is not None:
+            return self._direct.start(position, origin, frame)
         if frame.dtype != self.dtype:
             return super()._start_write_frame(position, origin, frame)
         region = (*(slice(o, o + 1) for o in origin), slice(None), slice(None))
@@ -82,3 +128,11 @@ class TensorstoreBackend(ChunkedZarrBackend):
 
     def _read(self, position: int, region: tuple[slice, ...]) -> np.ndarray:
         return np.asarray(self._arrays[position][region].read().result())
+
+    def _finish(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
+
+    def _abort_engine(self) -> None:
+        super()._abort_engine()
+        self._finish()

@@ -1,0 +1,249 @@
+"""Frames that are one whole file each, written straight to disk.
+
+Why: with the default geometry, a frame is exactly one file of the array (one
+chunk, or one shard of whole chunks when Y/X are chunked, as with the
+benchmark's (1, 512, 512)). Written by tensorstore, such a frame is copied
+into the engine's chunk buffers and then into the page cache, and on a
+2-core machine that reaches only 0.5-0.6 of a plain sequential write of the
+same bytes (benchmarks/RESULTS.md). Uncompressed, the file's bytes are just the
+frame's pixels in chunk order (little-endian), followed for a shard by its
+index, which is the same for every full shard. So ``append`` copies the frame
+once into chunk order (the copy that lets the caller reuse its buffer at once)
+and a writer thread writes the file while the next frame is copied: 0.8-1.0
+of the plain write.
+
+Trust: the layout is not assumed. Before the first frame, the engine itself
+encodes a probe frame with the array's metadata into an in-memory store, and
+this path is used only if our encoding of that probe is byte-identical to the
+engine's; the shard index (with its checksum) is taken from the engine's
+bytes, so this module computes no checksum. Otherwise, and for compressed or
+partial-chunk layouts, the engine writes every frame. Every chunk of a frame
+is written, also one equal to the fill value (which the engine would leave
+out); readers see the same pixels either way.
+
+Files are written under a temporary name in their directory and renamed, so a
+reader of the live output, or a crash, never sees part of a file: a frame's
+file is either absent (read as the fill value) or complete.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import os
+import threading
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from ome_writers._backends._zarr_common import ChunkGeometry
+
+#: suffix of a file being written (renamed to its key once complete)
+TEMP_SUFFIX = ".ome-writers-partial"
+#: chunk-order buffers per writer: as many frames as fit here, but at least 4
+_BUFFER_BUDGET_BYTES = 64 * 1024**2
+_MIN_BUFFERS = 4
+_SHARD_INDEX_ENTRY_BYTES = 16  # offset and size, two uint64 per chunk
+_CRC32C_BYTES = 4
+
+_verified: dict[str, bytes | None] = {}
+_verified_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class FrameFileLayout:
+    """How one frame becomes one chunk or shard file.
+
+    ``grid`` is the number of chunks along Y and X (1, 1 for an unsharded
+    chunk), ``chunk`` the chunk's Y/X shape, ``index`` the bytes that follow
+    the chunks in a shard (empty until ``verified``, and for a chunk).
+    """
+
+    grid: tuple[int, int]
+    chunk: tuple[int, int]
+    dtype: np.dtype
+    is_shard: bool
+    index: bytes = b""
+
+    @classmethod
+    def for_geometry(
+        cls, geometry: ChunkGeometry, dtype: np.dtype, compression: str | None
+    ) -> FrameFileLayout | None:
+        """The layout when each frame is exactly one uncompressed file, else None."""
+        if compression is not None or any(b != 1 for b in geometry.block[:-2]):
+            return None
+        frame = geometry.shape[-2:]
+        if geometry.block[-2:] != frame:
+            return None
+        chunk = geometry.chunks[-2:]
+        if any(f % c for f, c in zip(frame, chunk)):
+            return None
+        grid = (frame[0] // chunk[0], frame[1] // chunk[1])
+        little = dtype.newbyteorder("<")
+        return cls(grid, (chunk[0], chunk[1]), little, geometry.shards is not None)
+
+    @property
+    def data_bytes(self) -> int:
+        """Bytes of the chunks, without the index."""
+        return (
+            self.grid[0] * self.grid[1] * self.chunk[0] * self.chunk[1]
+        ) * self.dtype.itemsize
+
+    def new_buffer(self) -> np.ndarray:
+        """An empty buffer in chunk order: (grid Y, grid X, chunk Y, chunk X)."""
+        return np.empty((*self.grid, *self.chunk), self.dtype)
+
+    def encode_into(self, buffer: np.ndarray, frame: np.ndarray) -> None:
+        """Copy ``frame`` into ``buffer`` in chunk order (and little-endian)."""
+        (gy, gx), (cy, cx) = self.grid, self.chunk
+        np.copyto(
+            buffer.transpose(0, 2, 1, 3),
+            frame.reshape(gy, cy, gx, cx),
+            casting="unsafe",
+        )
+
+    def verified(
+        self, metadata: dict[str, Any], engine_bytes: Callable[[np.ndarray], bytes]
+    ) -> FrameFileLayout | None:
+        """This layout with the engine's shard index, if the engine agrees.
+
+        ``engine_bytes(probe)`` returns the file the engine writes for a frame
+        ``probe`` of an array with ``metadata``. The verdict is kept for the
+        process, per metadata (shape aside).
+        """
+        key = json.dumps({**metadata, "shape": None}, sort_keys=True)
+        with _verified_lock:
+            if key in _verified:
+                index = _verified[key]
+                return None if index is None else replace(self, index=index)
+        index = self._probe(engine_bytes)
+        with _verified_lock:
+            _verified[key] = index
+        return None if index is None else replace(self, index=index)
+
+    def _probe(self, engine_bytes: Callable[[np.ndarray], bytes]) -> bytes | None:
+        """The engine's index bytes if it encodes a probe frame as we do."""
+        shape = (self.grid[0] * self.chunk[0], self.grid[1] * self.chunk[1])
+        count = int(np.prod(shape))
+        # nonzero everywhere, so the engine writes every chunk
+        probe = (np.arange(count, dtype=np.uint32) % 251 + 1).astype(self.dtype)
+        probe = probe.reshape(shape)
+        buffer = self.new_buffer()
+        self.encode_into(buffer, probe)
+        ours = buffer.tobytes()
+        theirs = engine_bytes(probe)
+        if theirs[: len(ours)] != ours:
+            return None
+        index = theirs[len(ours) :]
+        chunks = self.grid[0] * self.grid[1]
+        if not self.is_shard:
+            return None if index else index
+        if len(index) != chunks * _SHARD_INDEX_ENTRY_BYTES + _CRC32C_BYTES:
+            return None
+        size = self.data_bytes // chunks
+        entries = np.frombuffer(index[:-_CRC32C_BYTES], "<u8").reshape(chunks, 2)
+        expected = np.stack([np.arange(chunks) * size, np.full(chunks, size)], 1)
+        return index if np.array_equal(entries, expected) else None
+
+
+class DirectFrameWriter:
+    """Copies each frame into chunk order and writes its file on a thread.
+
+    The chunk-order buffers are a fixed set, reused: when all of them wait to
+    be written, ``start`` waits for one (the writer's speed is the stream's).
+    Fresh buffers for every frame would cost page faults on each.
+
+    Parameters
+    ----------
+    layout
+        A verified layout (see ``FrameFileLayout.verified``).
+    array_paths
+        Each position's array directory.
+    workers
+        Writer threads. One suffices on two cores; more overlap more files.
+    """
+
+    def __init__(
+        self, layout: FrameFileLayout, array_paths: list[Path], workers: int = 1
+    ) -> None:
+        self._layout = layout
+        self._array_paths = array_paths
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(workers, 1), thread_name_prefix="ome-writers-zarr"
+        )
+        self._spare: list[np.ndarray] = []
+        self._allocated = 0
+        self._max_buffers = max(_MIN_BUFFERS, _BUFFER_BUDGET_BYTES // layout.data_bytes)
+        self._spare_ready = threading.Condition()
+        self._directories: set[Path] = set()
+
+    def start(
+        self, position: int, index: tuple[int, ...], frame: np.ndarray
+    ) -> concurrent.futures.Future[None]:
+        """Copy ``frame`` now; write its file in the background.
+
+        ``index`` is the frame's storage index over the non-frame axes, which
+        is also its file's chunk index there (the file spans Y/X: 0, 0).
+        """
+        buffer = self._take_buffer()
+        try:
+            self._layout.encode_into(buffer, frame)
+        except BaseException:
+            self._release(buffer)
+            raise
+        key = "/".join(str(i) for i in (*index, 0, 0))
+        path = self._array_paths[position] / "c" / key
+        return self._pool.submit(self._write_file, path, buffer)
+
+    def close(self) -> None:
+        """Wait for every file and stop the writer threads."""
+        self._pool.shutdown(wait=True)
+
+    def _take_buffer(self) -> np.ndarray:
+        with self._spare_ready:
+            while not self._spare and self._allocated >= self._max_buffers:
+                self._spare_ready.wait()
+            if self._spare:
+                return self._spare.pop()
+            self._allocated += 1
+        return self._layout.new_buffer()
+
+    def _release(self, buffer: np.ndarray) -> None:
+        with self._spare_ready:
+            self._spare.append(buffer)
+            self._spare_ready.notify()
+
+    def _write_file(self, path: Path, buffer: np.ndarray) -> None:
+        try:
+            directory = path.parent
+            if directory not in self._directories:
+                directory.mkdir(parents=True, exist_ok=True)
+                self._directories.add(directory)
+            partial = path.with_name(path.name + TEMP_SUFFIX)
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                try:
+                    _write_all(fd, buffer.data.cast("B"))
+                    if self._layout.index:
+                        _write_all(fd, memoryview(self._layout.index))
+                finally:
+                    os.close(fd)
+                os.replace(partial, path)
+            except BaseException:
+                with contextlib.suppress(OSError):  # the write's error is the one
+                    partial.unlink()
+                raise
+        finally:
+            self._release(buffer)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    written = 0
+    while written < len(data):
+        written += os.write(fd, data[written:])
