@@ -202,8 +202,10 @@ class DirectFrameWriter:
         return self._pool.submit(self._write_file, path, buffer)
 
     def close(self) -> None:
-        """Wait for every file and stop the writer threads."""
+        """Wait for every file, stop the writer threads and free the buffers."""
         self._pool.shutdown(wait=True)
+        with self._spare_ready:
+            self._spare.clear()
 
     def _take_buffer(self) -> np.ndarray:
         with self._spare_ready:

@@ -88,9 +88,10 @@ class TensorstoreBackend(ChunkedZarrBackend):
         verified = layout.verified(metadata, engine_bytes)
         if verified is None:
             return None
-        # one writer per core the copying thread leaves free, up to two (on
-        # two cores a second writer was no faster)
-        workers = max(1, min(2, (os.cpu_count() or 1) - 1))
+        # a writer blocked in the file system (creating a file or directory,
+        # allocating pages) leaves the others writing: on two cores three
+        # writers reached 0.87 of a plain write, one 0.77 (same sitting)
+        workers = max(3, min(4, os.cpu_count() or 1))
         return DirectFrameWriter(verified, self.array_paths, workers)
 
     def _start_write(
