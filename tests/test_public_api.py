@@ -63,3 +63,25 @@ def test_errors_subclass_package_base_and_builtin(
     error = getattr(ome_writers, name)
     assert issubclass(error, ome_writers.OmeWritersError)
     assert issubclass(error, builtin)
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        pytest.param(
+            ("cannot write to '/x/0': ValueError: disk quota",),
+            "cannot write to '/x/0': ValueError: disk quota",
+            id="cause-without-errno",
+        ),
+        pytest.param(
+            (28, "cannot write to '/x/0'", "/x/0"),
+            "[Errno 28] cannot write to '/x/0': '/x/0'",
+            id="cause-with-errno",
+        ),
+    ],
+)
+def test_write_error_text_keeps_the_cause(args: tuple, text: str) -> None:
+    """A path set on an error without errno must not turn its text into None."""
+    error = ome_writers.WriteError(*args)
+    error.filename = "/x/0"
+    assert str(error) == text

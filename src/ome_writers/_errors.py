@@ -22,6 +22,13 @@ class StreamClosedError(OmeWritersError, RuntimeError):
 class WriteError(OmeWritersError, OSError):
     """Writing to storage failed; the message names the path and the cause."""
 
+    def __str__(self) -> str:
+        # OSError's own text, for a cause without an errno but with a
+        # filename, would be "[Errno None] None: 'path'"
+        if self.errno is None and self.strerror is None and len(self.args) == 1:
+            return str(self.args[0])
+        return super().__str__()
+
 
 class NotADatasetError(OmeWritersError, ValueError):
     """A path does not hold a dataset that ``ome_writers`` can read."""

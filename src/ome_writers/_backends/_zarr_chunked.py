@@ -430,12 +430,12 @@ class ChunkedZarrBackend(ZarrBackendBase):
         if not all(out_shape):
             return np.zeros(out_shape, self.dtype)
         with self._inflight_lock:
-            handles = [h for h, _, _ in self._inflight]
-        for handle in handles:
+            handles = [(h, p) for h, _, p in self._inflight]
+        for handle, written_position in handles:
             try:
                 handle.result()
             except Exception as exc:  # raised to the writer by its next call
-                self._fail(position, exc)
+                self._fail(written_position, exc)
         lows = [int(s.min()) for s in selections]
         region = tuple(slice(low, int(s.max()) + 1) for low, s in zip(lows, selections))
         data = np.asarray(self._read(position, region))

@@ -27,6 +27,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
+from ome_writers._backends._workers import WorkerThreads
 from ome_writers._backends._zarr_chunked import ChunkedZarrBackend
 from ome_writers._backends._zarr_common import compression_codec
 
@@ -54,7 +55,7 @@ class ZarrPythonBackend(ChunkedZarrBackend):
     """OME-Zarr v0.5 written with zarr-python."""
 
     _arrays: list[Any]
-    _pool: concurrent.futures.ThreadPoolExecutor | None = None
+    _pool: WorkerThreads | None = None
 
     def _create_arrays(self) -> None:
         geometry = self.geometry
@@ -88,9 +89,7 @@ class ZarrPythonBackend(ChunkedZarrBackend):
             )
             for path in self.array_paths
         ]
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=os.cpu_count() or 1, thread_name_prefix="ome-writers-zarr"
-        )
+        self._pool = WorkerThreads(os.cpu_count() or 1, "ome-writers-zarr-python")
         self._last_write: dict[tuple[int, Index], concurrent.futures.Future[Any]] = {}
 
     def _start_write(
@@ -128,7 +127,7 @@ class ZarrPythonBackend(ChunkedZarrBackend):
 
     def _finish(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown()
             self._pool = None
 
     def _abort_engine(self) -> None:

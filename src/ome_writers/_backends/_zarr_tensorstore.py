@@ -55,9 +55,9 @@ class TensorstoreBackend(ChunkedZarrBackend):
                 "create": True,
             }
             self._arrays.append(ts.open(spec, context=context).result())
-        self._direct = self._direct_writer(context)
+        self._direct = self._direct_writer()
 
-    def _direct_writer(self, context: Any) -> DirectFrameWriter | None:
+    def _direct_writer(self) -> DirectFrameWriter | None:
         """The direct writer, when tensorstore would write the same files."""
         layout = FrameFileLayout.for_geometry(
             self.geometry, self.dtype, self.settings.compression
@@ -67,22 +67,24 @@ class TensorstoreBackend(ChunkedZarrBackend):
         metadata = self.array_metadata(self.geometry.shards)
 
         def engine_bytes(probe: np.ndarray) -> bytes:
-            ones = [1] * (len(self.geometry.shape) - 2)
+            ndim = len(self.geometry.shape)
             spec = {
                 "driver": "zarr3",
                 "kvstore": {"driver": "memory"},
-                "metadata": {**metadata, "shape": [*ones, *probe.shape]},
+                "metadata": {**metadata, "shape": [1] * (ndim - 2) + [*probe.shape]},
                 "create": True,
             }
-            array = ts.open(spec, context=context).result()
+            # a context of its own, so the in-memory store goes with the probe
+            array = ts.open(spec, context=ts.Context()).result()
             array.write(probe.reshape(array.shape)).result()
             kvstore = array.kvstore
+            expected_key = "/".join(["c"] + ["0"] * ndim).encode()
             if kvstore is None:
                 return b""
             keys = [k for k in kvstore.list().result() if k != b"zarr.json"]
-            if len(keys) != 1:
+            if keys != [expected_key]:  # the file name the direct writer uses
                 return b""
-            value: bytes = kvstore.read(keys[0]).result().value
+            value: bytes = kvstore.read(expected_key).result().value
             return value
 
         verified = layout.verified(metadata, engine_bytes)
