@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 #: suffix of a file being written (renamed to its key once complete)
 TEMP_SUFFIX = ".ome-writers-partial"
-#: chunk-order buffers per writer: as many frames as fit here, but at least 4
+#: chunk-order buffers of one stream: as many frames as fit here, but at least 4
 _BUFFER_BUDGET_BYTES = 64 * 1024**2
 _MIN_BUFFERS = 4
 _SHARD_INDEX_ENTRY_BYTES = 16  # offset and size, two uint64 per chunk
