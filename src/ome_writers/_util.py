@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from _typeshed import ReadableBuffer
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -30,22 +32,31 @@ def user_stacklevel() -> int:
     return level
 
 
-def replace_file(path: Path, data: bytes, *, durable: bool = False) -> None:
-    """Replace ``path`` with ``data``: readers see the old file or the new, never half.
+def replace_file(
+    path: Path,
+    *pieces: ReadableBuffer,
+    durable: bool = False,
+    temporary: Path | None = None,
+) -> None:
+    """Replace ``path`` with ``pieces`` joined: readers see the old file or the new.
 
-    The data goes to a hidden temporary file beside ``path`` (permissions
-    0o666 less the umask, so other users and servers can read it), which is
-    then renamed over ``path``. With ``durable`` the file and the directory
-    entry are flushed to the device before returning. Raises ``OSError``; the
-    temporary file is removed on failure.
+    The data goes to a temporary file beside ``path`` (hidden and unique
+    unless ``temporary`` names it; permissions 0o666 less the umask, so other
+    users and servers can read it), which is then renamed over ``path``. With
+    ``durable`` the file and the directory entry are flushed to the device
+    before returning. Raises ``OSError``; the temporary file is removed on
+    failure.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temporary or path.with_name(
+        f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    )
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for piece in pieces:
+                view = memoryview(piece).cast("B")
+                while view:
+                    view = view[os.write(fd, view) :]
             if durable:
                 os.fsync(fd)
         finally:
@@ -56,6 +67,17 @@ def replace_file(path: Path, data: bytes, *, durable: bool = False) -> None:
         raise
     if durable:
         fsync_directory(path.parent)
+
+
+def pwrite_all(fd: int, data: ReadableBuffer, offset: int) -> None:
+    """Write all of ``data`` at ``offset``; the kernel may take less per call."""
+    view = memoryview(data).cast("B")
+    done = os.pwrite(fd, view, offset)
+    while done < len(view):
+        step = os.pwrite(fd, view[done:], offset + done)
+        if step == 0:
+            raise OSError(28, "no space left on device (short write)")
+        done += step
 
 
 def fsync_directory(path: Path) -> None:

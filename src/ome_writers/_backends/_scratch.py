@@ -60,7 +60,7 @@ from ome_writers._backends._pages import (
 )
 from ome_writers._errors import WriteError
 from ome_writers._formats import ScratchFormat
-from ome_writers._util import user_stacklevel
+from ome_writers._util import pwrite_all, user_stacklevel
 from ome_writers._version import __version__
 
 if TYPE_CHECKING:
@@ -278,7 +278,7 @@ class ScratchBackend(Backend):
                 self._fds.append(fd)
                 os.ftruncate(fd, rows * self._frame_bytes)
                 if copy_from:
-                    _pwrite_all(fd, copy_from[len(self._fds) - 1][:rows], 0)
+                    pwrite_all(fd, copy_from[len(self._fds) - 1][:rows].data, 0)
             self._file_rows = rows
             if rows and not copy_from:
                 self._allocate(root, 0, rows)
@@ -363,7 +363,7 @@ class ScratchBackend(Backend):
         if not frame.flags.c_contiguous:
             frame = np.ascontiguousarray(frame)
         try:
-            _pwrite_all(self._fds[position], frame, row * self._frame_bytes)
+            pwrite_all(self._fds[position], frame.data, row * self._frame_bytes)
         except OSError as exc:
             self._failed_frame = n
             raise _write_error(
@@ -695,18 +695,6 @@ class ScratchBackend(Backend):
         self._fds = []
         self._meta_fd = None
         self._progress_fd = None
-
-
-def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
-    """Write all of ``data`` at ``offset``; the kernel may take less per call."""
-    view = memoryview(data).cast("B")  # type: ignore[arg-type]
-    total = len(view)
-    done = os.pwrite(fd, view, offset)
-    while done < total:
-        step = os.pwrite(fd, view[done:], offset + done)
-        if step == 0:
-            raise OSError(28, "no space left on device (short write)")
-        done += step
 
 
 def _write_error(exc: OSError, action: str, path: Path) -> WriteError:

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ome_writers._util import pwrite_all
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -180,17 +182,6 @@ def _merge(held: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
         else:
             out.append((offset, data))
     return out
-
-
-def pwrite_all(fd: int, view: memoryview, offset: int) -> None:
-    """Write all of ``view`` at ``offset``; the kernel may take less per call."""
-    done = os.pwrite(fd, view, offset)
-    total = len(view)
-    while done < total:
-        step = os.pwrite(fd, view[done:], offset + done)
-        if step == 0:
-            raise OSError(28, "no space left on device (short write)")
-        done += step
 
 
 class TiffLayout:

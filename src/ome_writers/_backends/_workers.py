@@ -53,9 +53,8 @@ class WorkerThreads:
     def shutdown(self) -> None:
         """Run everything submitted, then stop the threads; idempotent."""
         with self._lock:
-            first = not self._is_shut_down
-            self._is_shut_down = True
-            if first:
+            if not self._is_shut_down:
+                self._is_shut_down = True
                 for _ in self._threads:
                     self._queue.put(None)
         for thread in self._threads:

@@ -30,9 +30,7 @@ no fsync: a power cut is another matter).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -40,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ome_writers._backends._workers import WorkerThreads
+from ome_writers._util import replace_file
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -238,24 +237,6 @@ class DirectFrameWriter:
                 directory.mkdir(parents=True, exist_ok=True)
                 self._directories.add(directory)
             partial = path.with_name(path.name + TEMP_SUFFIX)
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            try:
-                try:
-                    _write_all(fd, buffer.data.cast("B"))
-                    if self._layout.index:
-                        _write_all(fd, memoryview(self._layout.index))
-                finally:
-                    os.close(fd)
-                os.replace(partial, path)
-            except BaseException:
-                with contextlib.suppress(OSError):  # the write's error is the one
-                    partial.unlink()
-                raise
+            replace_file(path, buffer.data, self._layout.index, temporary=partial)
         finally:
             self._release(buffer)
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    written = 0
-    while written < len(data):
-        written += os.write(fd, data[written:])

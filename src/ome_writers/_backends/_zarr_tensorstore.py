@@ -46,25 +46,25 @@ class TensorstoreBackend(ChunkedZarrBackend):
                 "file_io_concurrency": {"limit": max(cores * 2, 8)},
             }
         )
+        metadata = self.array_metadata(self.geometry.shards)
         self._arrays = []
         for path in self.array_paths:
             spec = {
                 "driver": "zarr3",
                 "kvstore": {"driver": "file", "path": str(path)},
-                "metadata": self.array_metadata(self.geometry.shards),
+                "metadata": metadata,
                 "create": True,
             }
             self._arrays.append(ts.open(spec, context=context).result())
-        self._direct = self._direct_writer()
+        self._direct = self._direct_writer(metadata)
 
-    def _direct_writer(self) -> DirectFrameWriter | None:
+    def _direct_writer(self, metadata: dict[str, Any]) -> DirectFrameWriter | None:
         """The direct writer, when tensorstore would write the same files."""
         layout = FrameFileLayout.for_geometry(
             self.geometry, self.dtype, self.settings.compression
         )
         if layout is None:
             return None
-        metadata = self.array_metadata(self.geometry.shards)
 
         def engine_bytes(probe: np.ndarray) -> bytes:
             ndim = len(self.geometry.shape)
