@@ -41,6 +41,7 @@ from ome_writers import (
     WriteError,
     create_stream,
 )
+from ome_writers._backends import _zarr_direct
 from ome_writers._backends._zarr_common import ChunkGeometry
 from ome_writers._backends._zarr_direct import FrameFileLayout
 
@@ -361,15 +362,26 @@ def data_files(array: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.parametrize("copy", ["compiled", "numpy"])
 @pytest.mark.parametrize(("dims", "frames"), WHOLE_FRAME_FILES)
 def test_whole_frame_files_are_the_files_tensorstore_writes(
-    tmp_path: Path, dims: list[Dimension], frames: int
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dims: list[Dimension],
+    frames: int,
+    copy: str,
 ) -> None:
     """Frames that are one uncompressed file each skip tensorstore's buffers.
 
     Their files must be byte for byte what tensorstore itself writes for the
-    same pixels and metadata, with nothing else beside them.
+    same pixels and metadata, with nothing else beside them: through the
+    compiled chunk-order copy, and through numpy's (an install without a C
+    compiler).
     """
+    if copy == "numpy":
+        monkeypatch.setattr(_zarr_direct, "copy_to_chunk_order", None)
+    else:
+        assert _zarr_direct.copy_to_chunk_order is not None
     settings = make_settings(tmp_path, "tensorstore", dims)
     write_all(settings, frames)
     root = Path(settings.output_path)
