@@ -154,16 +154,28 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyModuleDef_Slot slots[] = {
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#ifdef Py_GIL_DISABLED
+    /* no module state: safe without the GIL on free-threaded builds */
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    "ome_writers._chunk_order",
-    "Copy frames into chunk order (see the source's header for why).",
-    0,
-    methods,
+    .m_name = "ome_writers._chunk_order",
+    .m_doc = "Copy frames into chunk order (see the source's header for why).",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = slots,
 };
 
 PyMODINIT_FUNC
 PyInit__chunk_order(void)
 {
-    return PyModule_Create(&module);
+    return PyModuleDef_Init(&module);
 }
