@@ -143,6 +143,36 @@ def test_bench_lists_scenarios():
         assert name in result.stdout
 
 
+def test_bench_runs_a_scenario_and_reports_it():
+    """A real (small) scenario, as JSON and as the table printed from it."""
+    from ome_writers._bench import format_results
+
+    result = run("bench", "overhead", "--repeats", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    (record,) = json.loads(result.stdout)
+    stream, limit = record["stream"], record["baseline"]
+    assert record["scenario"] == "overhead"
+    assert record["ratio"] == pytest.approx(stream["mean_us"] / limit["mean_us"])
+    assert record["frames_per_s"] == pytest.approx(5000 / stream["append_s"])
+    assert 0 < stream["median_us"] <= stream["p99_us"] <= stream["max_us"]
+    table = format_results([record]).splitlines()
+    cells = [c.strip() for c in table[2].strip("|").split("|")]
+    assert cells[0] == "overhead"
+    assert cells[1] == f"{record['frames_per_s']:,.0f}"
+    assert cells[3] == (
+        f"{stream['median_us']:.1f} / {stream['p99_us']:.1f} / {stream['max_us']:.1f}"
+    )
+    assert cells[4] == f"{limit['total_s']:.3f} (numpy)"
+    assert cells[7] == f"{record['ratio']:.2f}"
+    assert cells[8] == "append time / limit <= 1.4"
+    assert len(table) == 3  # no latency table: not an unbounded scenario
+    # the unbounded scenarios add the limit's own latency, from the same run
+    latency = format_results([{**record, "scenario": "unbounded-disk"}]).splitlines()
+    cells = [c.strip() for c in latency[-1].strip("|").split("|")]
+    assert cells[:2] == ["unbounded-disk", "numpy"]
+    assert cells[3] == f"{limit['max_us'] / limit['median_us']:.2f}"
+
+
 def test_bench_rejects_unknown_scenario():
     result = run("bench", "nonsense")
     assert result.returncode == 2
