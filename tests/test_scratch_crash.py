@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from _crash_child import expected_frame
+from _frame_index import locate
 
 from ome_writers import (
     AcquisitionSettings,
@@ -67,24 +68,6 @@ CASES = [
         id="tpyx-unbounded-fsync-every-frame",
     ),
 ]
-
-
-def locate(sizes: dict[str, int | None], n: int) -> tuple[int, tuple[int, ...]]:
-    """Independent index math: (position, storage index) of frame ``n``.
-
-    Scratch stores the non-position dimensions in acquisition order.
-    """
-    names = [k for k in sizes if k not in ("y", "x")]
-    digits: dict[str, int] = {}
-    rest = n
-    for name in reversed(names):
-        count = sizes[name]
-        if count is None:
-            digits[name] = rest
-        else:
-            rest, digits[name] = divmod(rest, count)
-    position = digits.get("p", 0)
-    return position, tuple(digits[k] for k in names if k != "p")
 
 
 def run_child_and_kill(

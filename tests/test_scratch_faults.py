@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 from _crash_child import expected_frame
+from _frame_index import acq_index, locate
 
 from ome_writers import (
     AcquisitionSettings,
@@ -54,28 +55,6 @@ def make_settings(sizes: dict[str, int | None], **kwargs: Any) -> AcquisitionSet
     return AcquisitionSettings(
         dimensions=dims_from_standard_axes(sizes), dtype="uint16", **kwargs
     )
-
-
-def acq_index(sizes: dict[str, int | None], n: int) -> tuple[int, ...]:
-    """Index of frame ``n`` over the non-frame dimensions, acquisition order."""
-    names = [k for k in sizes if k not in ("y", "x")]
-    digits: list[int] = []
-    rest = n
-    for name in reversed(names):
-        count = sizes[name]
-        if count is None:
-            digits.append(rest)
-        else:
-            rest, digit = divmod(rest, count)
-            digits.append(digit)
-    return tuple(reversed(digits))
-
-
-def locate(sizes: dict[str, int | None], n: int) -> tuple[int, tuple[int, ...]]:
-    """(position, storage index) of frame ``n``; scratch keeps acquisition order."""
-    names = [k for k in sizes if k not in ("y", "x")]
-    index = dict(zip(names, acq_index(sizes, n)))
-    return index.get("p", 0), tuple(v for k, v in index.items() if k != "p")
 
 
 def read_with_memmap(root: Path) -> tuple[dict[str, Any], list[np.memmap]]:

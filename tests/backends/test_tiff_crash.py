@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tifffile
+from _frame_index import locate
 from _tiff_crash_child import expected_frame
 from ome_types import from_xml
 
@@ -78,20 +79,6 @@ def run_child_and_kill(
         done = len(reports["appended"]) + len(reports["skipped"])
         assert done == config["stall_after"], reports["stderr"]
     return reports
-
-
-def locate(sizes: dict[str, int | None], n: int) -> tuple[int, tuple[int, ...]]:
-    """(position, storage index): storage is acquisition order without p."""
-    names = [k for k in sizes if k not in ("y", "x")]
-    digits: dict[str, int] = {}
-    rest = n
-    for name in reversed(names):
-        count = sizes[name]
-        if count is None:
-            digits[name] = rest
-        else:
-            rest, digits[name] = divmod(rest, count)
-    return digits.get("p", 0), tuple(digits[k] for k in names if k != "p")
 
 
 @pytest.mark.parametrize(("config", "kill_after"), CASES)
