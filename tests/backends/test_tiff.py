@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import tifffile
+from _frame_index import acq_index
 from ome_types import from_xml
 
 from ome_writers import (
@@ -178,7 +179,7 @@ def test_write_and_read_back(
         np.testing.assert_array_equal(array[..., 1:3, ::2], want[..., 1:3, ::2])
     view = stream.view()
     for n, frame in frames.items():
-        index = _acq_index(sizes, n, total)
+        index = acq_index(sizes, n)
         np.testing.assert_array_equal(view[index], frame)
 
     # independent reader: tifffile + ome-types
@@ -216,20 +217,6 @@ def test_write_and_read_back(
 def _squeezed(array: np.ndarray) -> np.ndarray:
     keep = [i for i, n in enumerate(array.shape[:-2]) if n > 1]
     return array.reshape([array.shape[i] for i in keep] + list(array.shape[-2:]))
-
-
-def _acq_index(sizes: dict[str, int | None], n: int, total: int) -> tuple[int, ...]:
-    names = [k for k in sizes if k not in ("y", "x")]
-    digits = []
-    rest = n
-    for name in reversed(names):
-        count = sizes[name]
-        if count is None:
-            digits.append(rest)
-        else:
-            rest, digit = divmod(rest, count)
-            digits.append(digit)
-    return tuple(reversed(digits))
 
 
 # ------------------------------------------------------------------ metadata
