@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from _crash_child import expected_frame
 from _frame_index import acq_index, locate
+from _small_fs import SmallFilesystem
 
 from ome_writers import (
     AcquisitionSettings,
@@ -244,58 +245,14 @@ def test_open_scratch_reads_what_the_files_hold_when_the_count_ran_ahead(
 # --------------------------------------------------------------- disk full
 
 
-class SmallFilesystem:
-    """A 256 KiB tmpfs with a ballast file that can be deleted to free space.
-
-    Where mounting is not permitted, the same interface injects ENOSPC into
-    ``os.pwrite`` once a byte budget is spent, and deleting the ballast raises
-    the budget.
-    """
-
-    SIZE_BYTES = 256 * 1024
-    BALLAST_BYTES = 32 * 1024
-
-    def __init__(self, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.path = path
-        path.mkdir()
-        result = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={self.SIZE_BYTES}", "tmpfs", path],
-            capture_output=True,
-            check=False,
-        )
-        self.is_tmpfs = result.returncode == 0
-        self._budget = self.SIZE_BYTES - self.BALLAST_BYTES - 64 * 1024
-        if self.is_tmpfs:
-            (path / "ballast").write_bytes(b"\0" * self.BALLAST_BYTES)
-        else:
-            # fallback fault injection: no tmpfs mount here, so ENOSPC is faked
-            real_pwrite = os.pwrite
-
-            def pwrite(fd: int, data: Any, offset: int) -> int:
-                size = len(memoryview(data).cast("B"))
-                if size > self._budget:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                self._budget -= size
-                return real_pwrite(fd, data, offset)
-
-            monkeypatch.setattr(os, "pwrite", pwrite)
-
-    def free_ballast(self) -> None:
-        if self.is_tmpfs:
-            (self.path / "ballast").unlink()
-        else:
-            self._budget += self.BALLAST_BYTES
-
-    def unmount(self) -> None:
-        if self.is_tmpfs:
-            result = subprocess.run(["umount", self.path], capture_output=True)
-            if result.returncode != 0:  # still mapped by a leaked reader
-                subprocess.run(["umount", "-l", self.path], check=True)
+SMALL_FS_BYTES = 256 * 1024
 
 
 @pytest.fixture
 def small_fs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    fs = SmallFilesystem(tmp_path / "small", monkeypatch)
+    fs = SmallFilesystem(
+        tmp_path / "small", monkeypatch, SMALL_FS_BYTES, ballast_bytes=32 * 1024
+    )
     try:
         yield fs
     finally:
@@ -306,7 +263,7 @@ def test_small_filesystem_is_a_real_tmpfs(small_fs: SmallFilesystem) -> None:
     """The disk-full tests below run against a real full filesystem here."""
     assert small_fs.is_tmpfs
     assert os.statvfs(small_fs.path).f_blocks * os.statvfs(small_fs.path).f_frsize <= (
-        SmallFilesystem.SIZE_BYTES
+        SMALL_FS_BYTES
     )
 
 
@@ -320,7 +277,7 @@ def fill_until_error(
             )
         except OSError as exc:
             return n, exc
-    pytest.fail(f"{limit} frames fit on a {SmallFilesystem.SIZE_BYTES} byte disk")
+    pytest.fail(f"{limit} frames fit on a {SMALL_FS_BYTES} byte disk")
 
 
 DISK_FULL = [

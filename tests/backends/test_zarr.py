@@ -24,6 +24,7 @@ import pytest
 import tensorstore as ts
 import yaozarrs
 import zarr
+from _small_fs import SmallFilesystem
 from ome_types import from_xml
 from ome_zarr_models.v05 import HCS, BioFormats2Raw, Image
 
@@ -422,35 +423,12 @@ def test_whole_frame_files_convert_the_callers_frames(tmp_path: Path) -> None:
 
 @pytest.fixture
 def full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A 128 KiB tmpfs (where mounting is refused, ENOSPC injected into writes)."""
-    path = tmp_path / "small"
-    path.mkdir()
-    size_bytes = 128 * 1024
+    """A 128 KiB filesystem (see ``_small_fs``)."""
+    fs = SmallFilesystem(tmp_path / "small", monkeypatch, 128 * 1024)
     try:
-        mounted = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", path],
-            capture_output=True,
-            check=False,
-        ).returncode
-    except FileNotFoundError:  # no mount command
-        mounted = 1
-    if mounted != 0:
-        real_write = os.write
-        budget = [size_bytes]
-
-        def write(fd: int, data: Any) -> int:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith(str(path)):
-                budget[0] -= len(memoryview(data).cast("B"))
-                if budget[0] < 0:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            return real_write(fd, data)
-
-        monkeypatch.setattr(os, "write", write)
-    try:
-        yield path
+        yield fs.path
     finally:
-        if mounted == 0:
-            subprocess.run(["umount", "-l", path], check=True)
+        fs.unmount()
 
 
 @pytest.mark.parametrize("chunk", [None, 32], ids=["frame-chunks", "shard-of-chunks"])
