@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import pytest
 
@@ -34,28 +36,37 @@ def random_frame(shape: tuple[int, int], dtype: str) -> np.ndarray:
     return raw.astype(np.uint8).view(dtype).reshape(shape)
 
 
+STREAMS = platform.machine().lower() in ("x86_64", "amd64")
+
+
 @pytest.mark.parametrize(("shape", "chunk", "dtype"), LAYOUTS)
 @pytest.mark.parametrize("out_offset", [0, 1, 8], ids=["aligned", "off-1", "off-8"])
 def test_copy_matches_numpy(
     shape: tuple[int, int], chunk: tuple[int, int], dtype: str, out_offset: int
 ) -> None:
-    """Every byte lands where numpy puts it, in aligned and unaligned buffers."""
+    """Every byte lands where numpy puts it, streamed or not.
+
+    Stores are streamed (x86-64) exactly when every output row starts on 16
+    bytes: a 16-byte multiple of a chunk row in an aligned output.
+    """
     frame = random_frame(shape, dtype)
-    storage = bytearray(frame.nbytes + out_offset + 1)
-    storage[-1] = 0xAB  # a guard byte after the output
-    out = memoryview(storage)[out_offset : out_offset + frame.nbytes]
+    raw = np.zeros(frame.nbytes + out_offset + 32, np.uint8)
+    start = (-raw.ctypes.data) % 16 + out_offset  # 16-byte aligned, then offset
+    raw[start + frame.nbytes :] = 0xAB  # guard bytes after the output
+    out = raw[start : start + frame.nbytes]
     row_bytes = chunk[1] * frame.itemsize
-    copy_to_chunk_order(frame, out, shape[0], chunk[0], row_bytes)
-    assert bytes(out) == in_chunk_order(frame, chunk)
-    assert storage[:out_offset] == bytes(out_offset)
-    assert storage[-1] == 0xAB
+    streamed = copy_to_chunk_order(frame, out, shape[0], chunk[0], row_bytes)
+    assert out.tobytes() == in_chunk_order(frame, chunk)
+    assert not raw[:start].any()
+    assert (raw[start + frame.nbytes :] == 0xAB).all()
+    assert streamed == (STREAMS and out_offset == 0 and row_bytes % 16 == 0)
 
 
 def test_copy_into_a_numpy_buffer_leaves_the_frame_alone() -> None:
     frame = random_frame((64, 64), "uint16")
     before = frame.copy()
     out = np.empty((2, 2, 32, 32), "uint16")
-    copy_to_chunk_order(frame, out, 64, 32, 64)
+    assert copy_to_chunk_order(frame, out, 64, 32, 64) == STREAMS
     np.testing.assert_array_equal(
         out, frame.reshape(2, 32, 2, 32).transpose(0, 2, 1, 3)
     )
@@ -90,3 +101,15 @@ def test_buffers_that_do_not_fit_are_refused() -> None:
         copy_to_chunk_order(frame[:, ::2], bytearray(128), 8, 4, 8)  # strided
     with pytest.raises((BufferError, TypeError)):
         copy_to_chunk_order(frame, bytes(256), 8, 4, 16)  # read-only
+
+
+def test_overlapping_buffers_are_refused() -> None:
+    storage = np.arange(384, dtype=np.uint8)
+    before = storage.copy()
+    with pytest.raises(ValueError, match="overlaps the frame"):
+        copy_to_chunk_order(storage[:256], storage[128:], 8, 4, 16)
+    with pytest.raises(ValueError, match="overlaps the frame"):
+        copy_to_chunk_order(storage[:256], storage[:256], 8, 4, 16)
+    np.testing.assert_array_equal(storage, before)
+    # side by side is fine
+    copy_to_chunk_order(storage[:128], storage[128:256], 8, 4, 8)

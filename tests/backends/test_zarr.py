@@ -379,10 +379,29 @@ def test_whole_frame_files_are_the_files_tensorstore_writes(
     compiled chunk-order copy, and through numpy's (an install without a C
     compiler).
     """
+    # a copy that got a byte wrong would fail the probe and quietly hand every
+    # frame back to tensorstore (same files): so count what took the frames
+    monkeypatch.setattr(_zarr_direct, "_verified", {})
+    encoded: list[np.ndarray] = []
+    real_encode = FrameFileLayout.encode_into
+
+    def encode_into(layout: FrameFileLayout, buffer: Any, frame: Any) -> None:
+        encoded.append(frame)
+        real_encode(layout, buffer, frame)
+
+    monkeypatch.setattr(FrameFileLayout, "encode_into", encode_into)
+    compiled: list[bool] = []
     if copy == "numpy":
         monkeypatch.setattr(_zarr_direct, "copy_to_chunk_order", None)
     else:
-        assert _zarr_direct.copy_to_chunk_order is not None
+        real_copy = _zarr_direct.copy_to_chunk_order
+        assert real_copy is not None
+
+        def copy_to_chunk_order(*args: Any) -> bool:
+            compiled.append(real_copy(*args))
+            return compiled[-1]
+
+        monkeypatch.setattr(_zarr_direct, "copy_to_chunk_order", copy_to_chunk_order)
     settings = make_settings(tmp_path, "tensorstore", dims)
     write_all(settings, frames)
     root = Path(settings.output_path)
@@ -405,6 +424,9 @@ def test_whole_frame_files_are_the_files_tensorstore_writes(
         assert ours  # every written frame is a file ...
         assert ours == data_files(tmp_path / f"reference{n}")  # ... and only those
         np.testing.assert_array_equal(zarr.open_array(str(path), mode="r")[...], want)
+    # the probe, then every frame, went through this path and this copy
+    assert len(encoded) == 1 + frames
+    assert len(compiled) == (1 + frames if copy == "compiled" else 0)
 
 
 def test_whole_frame_files_convert_the_callers_frames(tmp_path: Path) -> None:

@@ -47,10 +47,10 @@ import numpy as np
 from ome_writers._backends._workers import WorkerThreads
 from ome_writers._util import replace_file
 
-copy_to_chunk_order: Callable[[memoryview, memoryview, int, int, int], None] | None
+copy_to_chunk_order: Callable[[memoryview, memoryview, int, int, int], bool] | None
 try:
     from ome_writers._chunk_order import copy_to_chunk_order
-except ImportError:  # installed without a C compiler: numpy's copy, ~3x slower
+except ImportError:  # installed without a C compiler: numpy copies (append ~2x slower)
     copy_to_chunk_order = None
 
 if TYPE_CHECKING:
