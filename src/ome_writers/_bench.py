@@ -32,7 +32,7 @@ and on this project's test machine the first frames written after freeing
 gigabytes took 3-9 ms each instead of 1.2 ms, in the limit and the stream
 alike: a cost of the runner's own cleanup, not of the writer measured next.
 So before each timed disk run the runner also writes a few frames to a file
-of its own, unmeasured (kept until the run ends).
+of its own, unmeasured (emptied when the scenario's rounds are done).
 """
 
 from __future__ import annotations
@@ -378,6 +378,8 @@ def run_scenario(
             else:
                 streams.append(_stream_run(scenario, frames, workdir))
                 _retire_outputs(workdir)
+    for settled in (workdir / "settle").glob("*.raw"):
+        os.truncate(settled, 0)  # their space back; the inodes go with the run's
     baseline = _median_round(baselines)
     stream = _median_round(streams)
     nbytes = scenario.frames * scenario.frame_bytes
