@@ -16,7 +16,7 @@ cache already takes one core's worth, so the chunk-order copy must be cheap.
 With numpy's (1 KiB rows through cached stores) an 8 MiB frame's ``append``
 took 1.25 ms and the stream reached 0.62-0.97 of the plain write; with the
 compiled one (``_chunk_order.c``, streamed stores: 0.36 ms a frame) ``append``
-takes 0.6 ms and the stream reaches 0.94-1.19, against 0.47-0.56 for
+takes 0.6 ms and the stream reaches 0.94-1.31, against 0.47-0.56 for
 tensorstore's own writes (benchmarks/RESULTS.md). numpy remains the copy for
 frames that need converting and for installs without a C compiler.
 
