@@ -3,7 +3,9 @@
 A size-limited tmpfs where mounting is permitted (the tests' machine runs
 them as root). Elsewhere the same interface injects ENOSPC at the lowest layer
 a real one comes from: ``os.write`` and ``os.pwrite`` on files under the
-path, once a byte budget is spent.
+path, once a byte budget is spent. That stand-in has no ``statvfs`` of its
+own, so tests that check free-space warnings need the real tmpfs
+(``test_small_filesystem_is_a_real_tmpfs`` says when it is missing).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class SmallFilesystem:
         real_write, real_pwrite = os.write, os.pwrite
 
         def spend(fd: int, data: Any) -> None:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith(str(path)):
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(f"{path}{os.sep}"):
                 size = len(memoryview(data).cast("B"))
                 if size > self._budget:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -76,6 +78,7 @@ class SmallFilesystem:
             self._budget += self._ballast_bytes
 
     def unmount(self) -> None:
+        """Unmount the tmpfs (lazily, if a leaked reader still maps a file)."""
         if self.is_tmpfs:
             result = subprocess.run(["umount", self.path], capture_output=True)
             if result.returncode != 0:  # still mapped by a leaked reader

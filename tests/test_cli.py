@@ -145,7 +145,7 @@ def test_bench_lists_scenarios():
 
 def test_bench_runs_a_scenario_and_reports_it():
     """A real (small) scenario, as JSON and as the table printed from it."""
-    from ome_writers._bench import format_results
+    from ome_writers._bench import SCENARIOS, format_results
 
     result = run("bench", "overhead", "--repeats", "1", "--json")
     assert result.returncode == 0, result.stderr
@@ -153,7 +153,8 @@ def test_bench_runs_a_scenario_and_reports_it():
     stream, limit = record["stream"], record["baseline"]
     assert record["scenario"] == "overhead"
     assert record["ratio"] == pytest.approx(stream["mean_us"] / limit["mean_us"])
-    assert record["frames_per_s"] == pytest.approx(5000 / stream["append_s"])
+    frames = SCENARIOS["overhead"].frames
+    assert record["frames_per_s"] == pytest.approx(frames / stream["append_s"])
     assert 0 < stream["median_us"] <= stream["p99_us"] <= stream["max_us"]
     table = format_results([record]).splitlines()
     cells = [c.strip() for c in table[2].strip("|").split("|")]
@@ -171,6 +172,30 @@ def test_bench_runs_a_scenario_and_reports_it():
     cells = [c.strip() for c in latency[-1].strip("|").split("|")]
     assert cells[:2] == ["unbounded-disk", "numpy"]
     assert cells[3] == f"{limit['max_us'] / limit['median_us']:.2f}"
+
+
+def test_bench_disk_rounds_settle_and_leave_no_data(tmp_path: Path) -> None:
+    """A (tiny) disk scenario: 4 rounds of each side, a settle write before
+    each timed run, and every output emptied once measured."""
+    from ome_writers._bench import Scenario, run_scenario
+
+    scenario = Scenario(
+        "tiny-disk", 4, (16, 16), True, False, "raw-disk", "4 frames of 16x16"
+    )
+    work = tmp_path / "work"
+    result = run_scenario(scenario, work, warm=False)
+    stream, limit = result["stream"], result["baseline"]
+    assert len(stream["rounds_total_s"]) == len(limit["rounds_total_s"]) == 4
+    assert result["ratio"] == pytest.approx(limit["total_s"] / stream["total_s"])
+    assert stream["output_bytes"] >= 4 * 16 * 16 * 2  # measured before emptying
+    settled = sorted((work / "settle").iterdir())
+    assert len(settled) == 8  # before each timed run, limit and stream
+    assert all(p.stat().st_size == 0 for p in settled)
+    spent = [p for p in (work / "spent").rglob("*") if p.is_file()]
+    assert spent
+    assert all(p.stat().st_size == 0 for p in spent)
+    assert not list(work.glob("stream*"))
+    assert not list(work.glob("baseline*"))
 
 
 def test_bench_rejects_unknown_scenario():

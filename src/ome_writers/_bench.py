@@ -26,13 +26,15 @@ timed run of a disk scenario, limit and stream alike, the runner therefore
 touches and frees as much memory as the run will write (``--cold`` skips
 this); a workstation without a balloon behaves like the warm runs.
 
-Settled disk: each disk round frees the previous round's output (the limit
-deletes its file; the stream's files are truncated, see ``_retire_outputs``),
-and on this project's test machine the first frames written after freeing
-gigabytes took 3-9 ms each instead of 1.2 ms, in the limit and the stream
-alike: a cost of the runner's own cleanup, not of the writer measured next.
-So before each timed disk run the runner also writes a few frames to a file
-of its own, unmeasured (emptied when the scenario's rounds are done).
+Settled disk: the runner frees each round's output before the next (the
+limit deletes its file; the stream's files are truncated, see
+``_retire_outputs``), and on this project's test machine the first frames
+written after freeing gigabytes took 3-9 ms each instead of about 1.2 ms (the
+limit's first frame up to 50 ms): a cost of the runner's own cleanup, not of
+the writer measured next. So before each timed disk run, limit and stream
+alike, the runner also writes a few frames, unmeasured, to a file of its own
+(flushed to the device, so that it leaves no dirty pages behind; emptied when
+the scenario's rounds are done).
 """
 
 from __future__ import annotations
@@ -165,17 +167,21 @@ _SETTLE_FRAMES = 8
 def _settle_disk(frames: list[np.ndarray], workdir: Path) -> None:
     """Write a few frames to a new file of the runner's, right before a timed run.
 
-    Freeing the previous round's 1.6-2.4 GB made the next writer's first ~8
-    frames 3-9 ms slower each (ext4 mounted with ``discard``, both sides
-    alike); after this write they were not (benchmarks/RESULTS.md, session 5).
+    After the runner freed the previous round's 1.6-2.4 GB, the next writer's
+    first ~8 frames took 3-9 ms each instead of 1.1-1.4 ms; after this write
+    they took 1.4-2.5 ms (benchmarks/RESULTS.md, session 5). Why freeing does
+    that is not established (the disk here is ext4 mounted with ``discard``;
+    a 5 s pause did not help). The file is fsynced: its pages must not be
+    written back during the timed run that follows.
     """
     settle = workdir / "settle"
     settle.mkdir(exist_ok=True)
     path = settle / f"{len(list(settle.iterdir()))}.raw"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        for frame in frames[:_SETTLE_FRAMES]:
-            os.write(fd, frame.data)
+        for i in range(_SETTLE_FRAMES):
+            os.write(fd, frames[i % len(frames)].data)
+        os.fsync(fd)
     finally:
         os.close(fd)
 

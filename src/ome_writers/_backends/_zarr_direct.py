@@ -13,12 +13,13 @@ and writer threads write the files while the next frames are copied.
 
 That copy decides the speed on two cores: the kernel's copy into the page
 cache already takes one core's worth, so the chunk-order copy must be cheap.
-With numpy's (1 KiB rows through cached stores) an 8 MiB frame's ``append``
-took 1.25 ms and the stream reached 0.62-0.97 of the plain write; with the
-compiled one (``_chunk_order.c``, streamed stores: 0.36 ms a frame) ``append``
-takes 0.6 ms and the stream reaches 0.94-1.31, against 0.47-0.56 for
-tensorstore's own writes (benchmarks/RESULTS.md). numpy remains the copy for
-frames that need converting and for installs without a C compiler.
+numpy's copy (1 KiB rows through cached stores) takes 1.3 ms per 8 MiB
+frame, the compiled one (``_chunk_order.c``, streamed stores) 0.36 ms. In one
+sitting, ``append`` went from 1.25 ms to 0.6 ms and the stream from 0.90-0.93
+of the plain write to 1.02-1.14; over 12 benchmark runs it wrote at 0.94-1.31
+of it, against 0.47-0.56 for tensorstore's own writes (benchmarks/RESULTS.md).
+numpy remains the copy for frames that need converting and for installs
+without a C compiler.
 
 Trust: the layout is not assumed. Before the first frame, the engine itself
 encodes a probe frame with the array's metadata into an in-memory store, and
