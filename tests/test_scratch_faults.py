@@ -545,6 +545,34 @@ def test_failed_background_manifest_write_surfaces_at_the_next_append(
     assert open_scratch(root).frames_written == failed_at + 2
 
 
+def test_background_manifest_failure_that_has_passed_fails_no_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest write that failed once (the disk was full, and is no longer)
+    is rewritten before the next frame, which then goes through."""
+    sizes: dict[str, int | None] = {"t": None, "y": 32, "x": 32}
+    root = tmp_path / "scratch"
+    stream = create_stream(make_settings(sizes, root_path=root))
+    for n in range(3):
+        stream.append(expected_frame(n, FRAME))
+    replace = ManifestReplace("fail")
+    monkeypatch.setattr(os, "replace", replace)
+    stream.append(expected_frame(3, FRAME))  # grows; its manifest write fails
+    assert replace.called.wait(10)
+    # private, only to wait until the manifest's thread has recorded the failure
+    manifest_writer = stream._backend._manifest
+    deadline = time.monotonic() + 10
+    while manifest_writer.error is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    replace.mode = "pass"
+    stream.append(expected_frame(4, FRAME))  # no error: the fault has passed
+    manifest, _ = read_with_memmap(root)
+    assert manifest["position_shapes"][0][0] >= 4  # rewritten before frame 4
+    stream.close()
+    check_frames(root, sizes, {n: expected_frame(n, FRAME) for n in range(5)})
+
+
 def test_failed_global_metadata_write_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

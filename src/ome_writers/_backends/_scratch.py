@@ -319,7 +319,7 @@ class ScratchBackend(Backend):
     ) -> None:
         """Store one frame (see the contract in ``_base``)."""
         if self._manifest is not None and self._manifest.error is not None:
-            self._raise_manifest_error()
+            self._rewrite_failed_manifest()
         self._frames_done = frame_number  # frames before it may have gone direct
         grown = frame_number >= self._extent_frames
         if grown:
@@ -344,7 +344,7 @@ class ScratchBackend(Backend):
     def skip(self, first_frame: int, count: int) -> None:
         """Advance over frames that read as zeros (the storage is zero already)."""
         if self._manifest is not None and self._manifest.error is not None:
-            self._raise_manifest_error()
+            self._rewrite_failed_manifest()
         stop = first_frame + count
         self._frames_done = first_frame
         if stop > self._extent_frames:
@@ -602,13 +602,16 @@ class ScratchBackend(Backend):
         except OSError as exc:
             raise _write_error(exc, "cannot write", self._manifest.path) from exc
 
-    def _raise_manifest_error(self) -> None:
-        """Raise a failed background manifest write from the append path."""
-        assert self._manifest is not None
-        try:
-            self._manifest.raise_error()
-        except OSError as exc:
-            raise _write_error(exc, "cannot write", self._manifest.path) from exc
+    def _rewrite_failed_manifest(self) -> None:
+        """A background manifest write failed: write the current state now.
+
+        Raises (naming the manifest) only if this write fails too. A failure
+        that has passed since (space freed on a full disk) changes nothing
+        once the manifest describes the data again, so the append goes on;
+        the stream does not fail a frame for a fault that is gone.
+        """
+        durable = self._format.fsync == "every_frame" and not self._is_temporary
+        self._write_manifest(complete=False, durable=durable)
 
     # ---------------------------------------------------------------- closing
 

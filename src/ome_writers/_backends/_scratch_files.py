@@ -110,7 +110,9 @@ class ManifestWriter:
     manifest thus trails the data only while the file system stalls, and it
     never describes more than the files hold, because they are extended before
     a state is submitted. ``write_now`` goes through the same thread, so there
-    is only ever one writer of the file.
+    is only ever one writer of the file. A failed write is kept in ``error``
+    until the next write: the scratch writer then writes its current state
+    with ``write_now`` before its next frame, and raises only if that fails.
     """
 
     def __init__(self, path: Path) -> None:
@@ -118,7 +120,6 @@ class ManifestWriter:
         self.error: OSError | None = None
         self._cond = threading.Condition()
         self._pending: tuple[dict[str, Any], bool] | None = None
-        self._failed: tuple[dict[str, Any], bool] | None = None
         self._busy = False
         self._stopped = False
         self._thread = threading.Thread(
@@ -146,7 +147,7 @@ class ManifestWriter:
             while not self._cond.wait_for(self._settled, 0.5):
                 pass
             # the caller handles a failure (no retry of a state it rolls back)
-            error, self.error, self._failed = self.error, None, None
+            error, self.error = self.error, None
             if error is None and not self._alive():
                 error = OSError(f"the thread writing {str(self.path)!r} has stopped")
         if error is not None:
@@ -158,17 +159,6 @@ class ManifestWriter:
     def _settled(self) -> bool:
         """Nothing queued or being written (or no thread left to write it)."""
         return (self._pending is None and not self._busy) or not self._alive()
-
-    def raise_error(self) -> None:
-        """Raise the ``OSError`` of the last write if it failed, and queue a retry."""
-        with self._cond:
-            error, self.error = self.error, None
-            if error is None:
-                return
-            if self._pending is None:
-                self._pending = self._failed
-                self._cond.notify_all()
-        raise error
 
     def stop(self) -> None:
         """Finish what is queued, then end the thread (errors stay in ``error``)."""
@@ -196,6 +186,8 @@ class ManifestWriter:
                 error = OSError(f"cannot write {str(self.path)!r}: {exc!r}")
             with self._cond:
                 self._busy = False
-                # a later write that succeeds makes an earlier failure moot
-                self.error, self._failed = error, job if error else None
+                # a later write that succeeds makes an earlier failure moot;
+                # a failure is kept for the writer, which rewrites the current
+                # state itself (it does not retry an older one)
+                self.error = error
                 self._cond.notify_all()
