@@ -512,18 +512,29 @@ class ManifestReplace:
         self.real(src, dst)
 
 
-def test_failed_background_manifest_write_surfaces_at_the_next_append(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sizes: dict[str, int | None] = {"t": None, "y": 32, "x": 32}
-    root = tmp_path / "scratch"
-    stream = create_stream(make_settings(sizes, root_path=root))
+T_UNBOUNDED: dict[str, int | None] = {"t": None, "y": 32, "x": 32}
+
+
+def failing_manifest_write(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, ManifestReplace]:
+    """A t-only stream of 4 frames whose last growth's manifest write failed."""
+    stream = create_stream(make_settings(T_UNBOUNDED, root_path=root))
     for n in range(3):
         stream.append(expected_frame(n, FRAME))
     replace = ManifestReplace("fail")
     monkeypatch.setattr(os, "replace", replace)
     stream.append(expected_frame(3, FRAME))  # grows; its manifest write fails
     assert replace.called.wait(10)
+    return stream, replace
+
+
+def test_failed_background_manifest_write_surfaces_at_the_next_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = T_UNBOUNDED
+    root = tmp_path / "scratch"
+    stream, replace = failing_manifest_write(root, monkeypatch)
     error: WriteError | None = None
     for _ in range(1000):  # until the writer thread has recorded the failure
         try:
@@ -550,15 +561,9 @@ def test_background_manifest_failure_that_has_passed_fails_no_append(
 ) -> None:
     """A manifest write that failed once (the disk was full, and is no longer)
     is rewritten before the next frame, which then goes through."""
-    sizes: dict[str, int | None] = {"t": None, "y": 32, "x": 32}
+    sizes = T_UNBOUNDED
     root = tmp_path / "scratch"
-    stream = create_stream(make_settings(sizes, root_path=root))
-    for n in range(3):
-        stream.append(expected_frame(n, FRAME))
-    replace = ManifestReplace("fail")
-    monkeypatch.setattr(os, "replace", replace)
-    stream.append(expected_frame(3, FRAME))  # grows; its manifest write fails
-    assert replace.called.wait(10)
+    stream, replace = failing_manifest_write(root, monkeypatch)
     # private, only to wait until the manifest's thread has recorded the failure
     manifest_writer = stream._backend._manifest
     deadline = time.monotonic() + 10
