@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import uuid
@@ -76,7 +77,7 @@ def pwrite_all(fd: int, data: ReadableBuffer, offset: int) -> None:
     while done < len(view):
         step = os.pwrite(fd, view[done:], offset + done)
         if step == 0:
-            raise OSError(28, "no space left on device (short write)")
+            raise OSError(errno.ENOSPC, "no space left on device (short write)")
         done += step
 
 

@@ -336,7 +336,7 @@ class ScratchBackend(Backend):
         self._frames_done = frame_number + 1
         if self._progress is not None:
             struct.pack_into("<Q", self._progress, 0, frame_number + 1)
-            if self._format.fsync == "every_frame" and not self._is_temporary:
+            if self._syncs_every_frame:
                 self._sync_frame(position)
             if grown and self._manifest is not None:
                 self._manifest.wait(_MANIFEST_WAIT_S)
@@ -384,7 +384,7 @@ class ScratchBackend(Backend):
         data = line.encode("utf-8")
         try:
             if os.write(self._meta_fd, data) != len(data):
-                raise OSError(28, "short write")
+                raise OSError(errno.ENOSPC, "short write")
         except OSError as exc:
             os.ftruncate(self._meta_fd, self._meta_size)
             self._failed_frame = n  # its pixels are written: zero them on skip
@@ -392,6 +392,11 @@ class ScratchBackend(Backend):
                 exc, f"cannot write metadata of frame {n} to", self._meta_path
             ) from exc
         self._meta_size += len(data)
+
+    @property
+    def _syncs_every_frame(self) -> bool:
+        """``fsync="every_frame"`` applies: the root is the user's, not a spill."""
+        return self._format.fsync == "every_frame" and not self._is_temporary
 
     def _sync_frame(self, position: int) -> None:
         os.fdatasync(self._fds[position])
@@ -445,7 +450,7 @@ class ScratchBackend(Backend):
             # returns; otherwise the manifest is replaced while the frame is
             # written, and ``write`` waits a bounded time for it (see
             # ManifestWriter)
-            durable = self._format.fsync == "every_frame" and not self._is_temporary
+            durable = self._syncs_every_frame
             try:
                 self._write_manifest(complete=False, durable=durable, wait=durable)
             except OSError:
@@ -610,8 +615,7 @@ class ScratchBackend(Backend):
         once the manifest describes the data again, so the append goes on;
         the stream does not fail a frame for a fault that is gone.
         """
-        durable = self._format.fsync == "every_frame" and not self._is_temporary
-        self._write_manifest(complete=False, durable=durable)
+        self._write_manifest(complete=False, durable=self._syncs_every_frame)
 
     # ---------------------------------------------------------------- closing
 
