@@ -16,11 +16,13 @@ from ome_writers import (
     Position,
     ScratchFormat,
     StandardAxis,
+    create_stream,
     dims_from_standard_axes,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
 YX = [{"name": "y", "count": 3}, {"name": "x", "count": 4}]
 
@@ -650,7 +652,6 @@ def _dims(*specs: tuple[str, int | None]) -> list[dict[str, Any]]:
 
 
 INVALID_SETTINGS = [
-    pytest.param({"dimensions": []}, "dimensions", id="no-dimensions"),
     pytest.param({"dimensions": _dims(("x", 4))}, "dimensions", id="one-dimension"),
     pytest.param(
         {"dimensions": _dims(("t", 2), ("t", 3), ("y", 3), ("x", 4))},
@@ -901,3 +902,80 @@ def test_ome_zarr_refuses_axes_the_spec_forbids(dims, frame_type, refused):
             make("ome-zarr")
         assert info.match(refused)
         assert "format='scratch'" in str(info.value)
+
+
+# ------------------------------------------------------- incomplete settings
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "missing"),
+    [
+        pytest.param({"format": "scratch"}, "dimensions and dtype", id="scratch"),
+        pytest.param({"root_path": "a.ome.zarr"}, "dimensions and dtype", id="zarr"),
+        pytest.param(
+            {"root_path": "a.ome.tiff", "dimensions": _dims(("y", 3), ("x", 4))},
+            "dtype",
+            id="no-dtype",
+        ),
+        pytest.param({"dtype": "uint8"}, "dimensions", id="no-dimensions"),
+    ],
+)
+def test_incomplete_settings_wait_for_create_stream(
+    tmp_path: Path, kwargs: dict[str, Any], missing: str
+) -> None:
+    if "root_path" in kwargs:
+        kwargs = {**kwargs, "root_path": str(tmp_path / kwargs["root_path"])}
+    settings = AcquisitionSettings(**kwargs)
+    with pytest.raises(ValueError, match=f"incomplete: {missing} not set"):
+        settings.validate_stream_ready()
+    with pytest.raises(ValueError, match=f"incomplete: {missing} not set"):
+        create_stream(settings)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="not known"):
+        _ = settings.frame_shape if "dimensions" in missing else settings.itemsize
+
+
+def test_incomplete_settings_completed_from_model_dump(tmp_path: Path) -> None:
+    """What pymmcore-plus does: dump, merge dimensions and dtype, validate."""
+    partial = AcquisitionSettings(root_path=str(tmp_path / "run.ome.zarr"))
+    assert partial.format.name == "ome-zarr"
+    dims = [Dimension(name="t", count=2).model_copy(update={"chunk_size": 2})]
+    full = AcquisitionSettings.model_validate(
+        {
+            **partial.model_dump(),
+            "dimensions": [*dims, *_dims(("y", 3), ("x", 4))],
+            "dtype": "uint8",
+        }
+    )
+    assert full.validate_stream_ready() is True
+    assert full.dimensions[0].chunk_size == 2
+    assert full.output_path == str(tmp_path / "run.ome.zarr")
+
+
+@pytest.mark.parametrize(
+    ("root_path", "name", "output_name"),
+    [
+        pytest.param("", "scratch", "", id="empty"),
+        pytest.param("run", "scratch", "run", id="no-suffix"),
+        pytest.param("run.zarr", "ome-zarr", "run.zarr", id="zarr"),
+        pytest.param("run.ome.zarr", "ome-zarr", "run.ome.zarr", id="ome-zarr"),
+        pytest.param("run.ome.tiff", "ome-tiff", "run.ome.tiff", id="ome-tiff"),
+        pytest.param("run.ome.tif", "ome-tiff", "run.ome.tif", id="ome-tif"),
+        pytest.param("run.tif", "ome-tiff", "run.tif", id="tif"),
+        pytest.param("run.TIFF", "ome-tiff", "run.TIFF", id="tiff-upper"),
+    ],
+)
+def test_auto_format_follows_root_path(
+    root_path: str, name: str, output_name: str
+) -> None:
+    for fmt in ({}, {"format": "auto"}, {"format": None}):
+        settings = AcquisitionSettings(root_path=root_path, **fmt)
+        assert settings.format.name == name
+        full = AcquisitionSettings.model_validate(
+            {
+                **settings.model_dump(),
+                "dimensions": _dims(("y", 3), ("x", 4)),
+                "dtype": "uint8",
+            }
+        )
+        assert (full.format.name, full.output_path) == (name, output_name)

@@ -189,6 +189,10 @@ class OmeZarrFormat(_Format):
         return [d.name for d in ordered]
 
 
+#: TIFF file suffixes, longest first (so ``.ome.tiff`` wins over ``.tiff``)
+_TIFF_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
+
+
 class OmeTiffFormat(_Format):
     """OME-TIFF, written with tifffile; OME-XML from ome-types.
 
@@ -199,7 +203,9 @@ class OmeTiffFormat(_Format):
     Parameters
     ----------
     suffix
-        Appended to ``root_path`` unless it already ends in ``.ome.tif(f)``.
+        Appended to ``root_path`` unless it already ends in ``.tif`` or
+        ``.tiff`` (``.ome.tiff``, ``.ome.tif``, ``.tif``, ``.tiff`` are kept
+        as given).
     position_layout
         How positions are laid out. ``"series"`` (default): one file at
         ``output_path`` holding every position as an OME Image (a tifffile
@@ -241,17 +247,17 @@ class OmeTiffFormat(_Format):
         return [d.name for d in dimensions if d.type != "position"]
 
     def tiff_path(self, root_path: str) -> str:
-        """``root_path`` with ``suffix`` unless it ends in ``.ome.tif(f)``."""
-        if not root_path or root_path.lower().endswith((".ome.tif", ".ome.tiff")):
+        """``root_path`` as given if it ends in ``.tif``/``.tiff``, else + ``suffix``."""
+        if not root_path or root_path.lower().endswith(_TIFF_SUFFIXES):
             return root_path
         return root_path + self.suffix
 
     def split_tiff_path(self, root_path: str) -> tuple[str, str]:
-        """(path without its ``.ome.tif(f)`` suffix, that suffix)."""
+        """(path without its TIFF suffix, that suffix: ``.ome.tif(f)``/``.tif(f)``)."""
         path = self.tiff_path(root_path)
         lowered = path.lower()
-        cut = len(path) - (9 if lowered.endswith(".ome.tiff") else 8)
-        return path[:cut], path[cut:]
+        suffix = next(s for s in _TIFF_SUFFIXES if lowered.endswith(s))
+        return path[: len(path) - len(suffix)], path[len(path) - len(suffix) :]
 
     def get_output_path(self, root_path: str) -> str:
         """The TIFF file (``"series"``) or the companion file (``"files"``)."""
@@ -296,10 +302,14 @@ def resolve_format_name(name: str) -> dict[str, str]:
 
 
 def format_from_path(root_path: str) -> dict[str, str]:
-    """The format a ``root_path`` implies by its suffix (scratch otherwise)."""
+    """The format a ``root_path`` implies by its suffix (scratch otherwise).
+
+    >>> format_from_path("run1.ome.zarr"), format_from_path("run1.tif")
+    ({'name': 'ome-zarr'}, {'name': 'ome-tiff'})
+    """
     lowered = root_path.lower().rstrip("/")
     if lowered.endswith(".zarr"):
         return {"name": "ome-zarr"}
-    if lowered.endswith((".ome.tif", ".ome.tiff")):
+    if lowered.endswith(_TIFF_SUFFIXES):
         return {"name": "ome-tiff"}
     return {"name": "scratch"}

@@ -399,16 +399,24 @@ class AcquisitionSettings(_Model):
         required for on-disk formats.
     dimensions
         The dimensions in acquisition order; the last two are the frame (Y, X).
+        May be left empty until the stream is created (acquisition software
+        fills them in from its sequence); ``create_stream`` refuses settings
+        without them, see ``validate_stream_ready``.
     dtype
         Pixel type, one of ``SUPPORTED_DTYPES`` (numpy spellings accepted).
+        May be left empty (``""``) until the stream is created, as
+        ``dimensions``.
     format
-        A format name (``"scratch"``/``"memory"``, ``"ome-zarr"``/``"zarr"``,
-        ``"ome-tiff"``/``"tiff"``), a backend name used as a format
-        (``"tensorstore"``, ``"acquire-zarr"``, ``"zarr-python"``,
-        ``"tifffile"``), a format model such as ``ScratchFormat(...)``, or a
-        dict with a ``"name"`` key. When omitted it follows the suffix of
-        ``root_path`` (``.zarr`` -> OME-Zarr, ``.ome.tif(f)`` -> OME-TIFF) and
-        is scratch otherwise.
+        ``"auto"`` (default), a format name (``"scratch"``/``"memory"``,
+        ``"ome-zarr"``/``"zarr"``, ``"ome-tiff"``/``"tiff"``), a backend name
+        used as a format (``"tensorstore"``, ``"acquire-zarr"``,
+        ``"zarr-python"``, ``"tifffile"``), a format model such as
+        ``ScratchFormat(...)``, or a dict with a ``"name"`` key. ``"auto"``
+        (or None) follows the suffix of ``root_path``: ``.zarr`` (e.g.
+        ``.ome.zarr``) -> OME-Zarr with the default engine, ``.tif``/``.tiff``
+        (e.g. ``.ome.tiff``) -> OME-TIFF, keeping the name as given; anything
+        else (or no ``root_path``) -> scratch. ``settings.format.name`` is
+        then ``"ome-zarr"``, ``"ome-tiff"`` or ``"scratch"``.
     compression
         Codec name for formats that compress, checked against what the format's
         backend can write; scratch stores raw bytes and accepts only None.
@@ -426,8 +434,8 @@ class AcquisitionSettings(_Model):
     """
 
     root_path: str = ""
-    dimensions: list[Dimension] = Field(min_length=1)
-    dtype: str
+    dimensions: list[Dimension] = Field(default_factory=list)
+    dtype: str = ""
     format: FormatModel = Field(default_factory=ScratchFormat)
     compression: str | None = None
     storage_order: Literal["acquisition", "ome"] | list[str] = "ome"
@@ -437,7 +445,7 @@ class AcquisitionSettings(_Model):
     @model_validator(mode="before")
     @classmethod
     def _infer_format(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("format") is None:
+        if isinstance(data, dict) and data.get("format") in (None, "auto"):
             root = data.get("root_path") or ""
             data = {**data, "format": format_from_path(str(root))}
         return data
@@ -462,6 +470,8 @@ class AcquisitionSettings(_Model):
     @field_validator("dtype", mode="before")
     @classmethod
     def _check_dtype(cls, value: Any) -> str:
+        if value == "":
+            return ""  # not known yet: validate_stream_ready refuses it
         try:
             # np.dtype(None) is float64; a missing dtype must not pass as that
             name: str | None = None if value is None else str(np.dtype(value).name)
@@ -476,6 +486,44 @@ class AcquisitionSettings(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> AcquisitionSettings:
+        supported = self.format.supported_compressions()
+        if self.compression not in supported:
+            raise ValueError(
+                f"compression {self.compression!r} is not supported by format "
+                f"{self.format.name!r} (backend {self.format.backend!r}); "
+                f"use one of {list(supported)!r}"
+            )
+        if self.dimensions:
+            self._check_dimensions()
+        return self
+
+    def validate_stream_ready(self) -> bool:
+        """Check that nothing a stream needs is missing; True if so.
+
+        Settings may be made without ``dimensions`` or ``dtype`` (to be filled
+        in later, e.g. from an acquisition sequence); ``create_stream`` calls
+        this first.
+
+        Raises
+        ------
+        ValueError
+            ``dimensions`` or ``dtype`` is not set.
+        """
+        missing = [
+            name
+            for name, value in (("dimensions", self.dimensions), ("dtype", self.dtype))
+            if not value
+        ]
+        if missing:
+            raise ValueError(
+                f"the settings are incomplete: {' and '.join(missing)} not set; "
+                "give them before creating a stream, e.g. "
+                "AcquisitionSettings.model_validate({**settings.model_dump(), "
+                "'dimensions': [...], 'dtype': 'uint16'})"
+            )
+        return True
+
+    def _check_dimensions(self) -> None:
         dims = self.dimensions
         names = [d.name for d in dims]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -503,20 +551,12 @@ class AcquisitionSettings(_Model):
             raise ValueError(
                 f"dimensions: more than one position dimension {positional!r}"
             )
-        supported = self.format.supported_compressions()
-        if self.compression not in supported:
-            raise ValueError(
-                f"compression {self.compression!r} is not supported by format "
-                f"{self.format.name!r} (backend {self.format.backend!r}); "
-                f"use one of {list(supported)!r}"
-            )
         self._check_storage_order()
         by_name = {d.name: d for d in dims}
         self.format.check_storage_order(
             [by_name[n] for n in self.storage_dimension_names] + list(dims[-2:])
         )
         self._check_plate()
-        return self
 
     def _check_storage_order(self) -> None:
         order = self.storage_order
@@ -559,7 +599,8 @@ class AcquisitionSettings(_Model):
     @property
     def frame_dimensions(self) -> tuple[Dimension, Dimension]:
         """The two frame dimensions (Y, X)."""
-        return (self.dimensions[-2], self.dimensions[-1])
+        dims = self._require_dimensions("frame_dimensions")
+        return (dims[-2], dims[-1])
 
     @property
     def frame_shape(self) -> tuple[int, int]:
@@ -570,7 +611,7 @@ class AcquisitionSettings(_Model):
     @property
     def index_dimensions(self) -> list[Dimension]:
         """The non-frame dimensions, in acquisition order."""
-        return list(self.dimensions[:-2])
+        return list(self._require_dimensions("index_dimensions")[:-2])
 
     @property
     def position_dimension_names(self) -> list[str]:
@@ -585,7 +626,7 @@ class AcquisitionSettings(_Model):
     @property
     def is_unbounded(self) -> bool:
         """True when the first dimension has no fixed count."""
-        return self.dimensions[0].count is None
+        return self._require_dimensions("is_unbounded")[0].count is None
 
     @property
     def num_frames(self) -> int | None:
@@ -624,4 +665,16 @@ class AcquisitionSettings(_Model):
     @property
     def itemsize(self) -> int:
         """Bytes per pixel."""
+        if not self.dtype:
+            raise ValueError(
+                "itemsize is not known: the settings have no dtype yet; set one"
+            )
         return np.dtype(self.dtype).itemsize
+
+    def _require_dimensions(self, what: str) -> list[Dimension]:
+        if not self.dimensions:
+            raise ValueError(
+                f"{what} is not known: the settings have no dimensions yet; "
+                "set them (e.g. from useq_to_acquisition_settings) first"
+            )
+        return self.dimensions

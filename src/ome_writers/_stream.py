@@ -74,6 +74,7 @@ class OMEStream:
     """
 
     def __init__(self, settings: AcquisitionSettings) -> None:
+        settings.validate_stream_ready()
         self.settings = settings
         fmt = settings.format
         if fmt.requires_root_path and not settings.root_path:

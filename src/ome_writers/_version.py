@@ -1,3 +1,3 @@
 """The package version, in one place for the manifest and the CLI."""
 
-__version__ = "0.1.0"
+__version__ = "0.4.0"

@@ -269,7 +269,7 @@ def test_metadata_mapping(tmp_path: Path, layout: str) -> None:
                 frame_for(n),
                 frame_metadata={
                     "delta_t": n * 0.5,
-                    "exposure_time": 10.0,
+                    "exposure_time": 0.01,
                     "position_x": 100.0 + n,
                     "position_y": 200.0,
                     "position_z": 3.0,
@@ -307,8 +307,8 @@ def test_metadata_mapping(tmp_path: Path, layout: str) -> None:
     plane = next(p for p in px.planes if (p.the_t, p.the_c, p.the_z) == (1, 1, 0))
     assert plane.delta_t == (8 + 4 + 2) * 0.5
     assert plane.delta_t_unit.value == "s"
-    assert plane.exposure_time == 10.0
-    assert plane.exposure_time_unit.value == "ms"
+    assert plane.exposure_time == 0.01
+    assert plane.exposure_time_unit.value == "s"
     assert plane.position_x == 100.0 + 14
     assert plane.position_z == 3.0
     annotations = {a.id: a for a in ome.structured_annotations.map_annotations}

@@ -66,7 +66,7 @@ FRAME_NAMESPACE = "ome_writers/frame_metadata"
 #: frame_metadata keys that become Plane attributes, and their units
 PLANE_KEYS: dict[str, tuple[str, Any]] = {
     "delta_t": ("delta_t", UnitsTime.SECOND),
-    "exposure_time": ("exposure_time", UnitsTime.MILLISECOND),
+    "exposure_time": ("exposure_time", UnitsTime.SECOND),
     "position_x": ("position_x", UnitsLength.MICROMETER),
     "position_y": ("position_y", UnitsLength.MICROMETER),
     "position_z": ("position_z", UnitsLength.MICROMETER),
