@@ -247,7 +247,7 @@ class OmeTiffFormat(_Format):
         return [d.name for d in dimensions if d.type != "position"]
 
     def tiff_path(self, root_path: str) -> str:
-        """``root_path`` as given if it ends in ``.tif``/``.tiff``, else + ``suffix``."""
+        """``root_path`` as given if it ends in ``.tif(f)``, else with ``suffix``."""
         if not root_path or root_path.lower().endswith(_TIFF_SUFFIXES):
             return root_path
         return root_path + self.suffix
