@@ -314,25 +314,47 @@ def test_invalid_model(cls: type, kwargs: dict[str, Any], field: str) -> None:
     [
         pytest.param(
             lambda: Dimension("p", coords=["a", "a"]),
-            r"duplicate position names \['a'\].*unique name",
+            r"duplicate position name 'a'; .*unique name",
             id="duplicate-names",
         ),
         pytest.param(
             lambda: Dimension(
                 "p", coords=[Position(name="s"), Position(name="s", x_coord=1.0)]
             ),
-            r"duplicate position names \['s'\].*unique name",
+            r"duplicate position name 's'; .*unique name",
             id="duplicate-positions",
         ),
         pytest.param(
             lambda: Dimension("p", coords=["b", Position(name="a"), "b", "a"]),
-            r"duplicate position names \['a', 'b'\].*unique name",
+            r"duplicate position name 'b'; .*unique name",
             id="duplicate-mixed",
         ),
         pytest.param(
             lambda: dims_from_standard_axes({"p": ["w", "w"], "y": 4, "x": 4}),
-            r"duplicate position names \['w'\].*unique name",
+            r"duplicate position name 'w'; .*unique name",
             id="duplicate-standard-axes",
+        ),
+        pytest.param(
+            lambda: Dimension(
+                "p",
+                coords=[
+                    Position(name="fov0", plate_row="A", plate_column="1"),
+                    Position(name="fov0", plate_row="A", plate_column="1"),
+                ],
+            ),
+            r"duplicate position name 'fov0' in well \('A', '1'\); .*unique name",
+            id="duplicate-in-well",
+        ),
+        pytest.param(
+            lambda: Dimension(
+                "p",
+                coords=[
+                    Position(name="s", grid_row=0, grid_column=1),
+                    Position(name="s", grid_row=0, grid_column=1),
+                ],
+            ),
+            r"duplicate position name 's' at grid cell \(0, 1\); .*unique name",
+            id="duplicate-in-grid-cell",
         ),
         pytest.param(
             lambda: Dimension("t", count=True),
@@ -979,3 +1001,29 @@ def test_auto_format_follows_root_path(
             }
         )
         assert (full.format.name, full.output_path) == (name, output_name)
+
+
+@pytest.mark.parametrize(
+    "positions",
+    [
+        pytest.param(
+            [
+                Position(name="fov0", plate_row="A", plate_column="1"),
+                Position(name="fov0", plate_row="A", plate_column="2"),
+            ],
+            id="same-name-other-well",
+        ),
+        pytest.param(
+            [
+                Position(name="s", grid_row=0, grid_column=0),
+                Position(name="s", grid_row=0, grid_column=1),
+            ],
+            id="tiles-of-one-position",
+        ),
+    ],
+)
+def test_position_names_repeat_across_wells_and_tiles(
+    positions: list[Position],
+) -> None:
+    dim = Dimension("p", coords=positions)
+    assert [c.name for c in dim.coords or []] == [p.name for p in positions]

@@ -20,6 +20,7 @@ from ome_writers._settings import (
     dims_from_standard_axes,
 )
 from ome_writers._stream import OMEStream, create_stream
+from ome_writers._useq import dims_from_useq, useq_to_acquisition_settings
 from ome_writers._version import __version__
 from ome_writers._view import PositionArray, StreamView
 
@@ -46,5 +47,7 @@ __all__ = [
     "__version__",
     "create_stream",
     "dims_from_standard_axes",
+    "dims_from_useq",
     "open_scratch",
+    "useq_to_acquisition_settings",
 ]

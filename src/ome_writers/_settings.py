@@ -270,21 +270,40 @@ class Dimension(_Model):
                 "positions as coords (names or Position objects) or a count"
             )
         if self.type == "position" and self.coords is not None:
-            names = [c.name if isinstance(c, Position) else str(c) for c in self.coords]
-            duplicates = sorted({n for n in names if names.count(n) > 1})
-            if duplicates:
-                raise ValueError(
-                    f"position dimension {self.name!r}: duplicate position names "
-                    f"{duplicates!r} in {names!r}; give every position a unique "
-                    f"name (e.g. {duplicates[0] + '_1'!r} for the second "
-                    f"{duplicates[0]!r})"
-                )
+            _check_position_names(self.name, self.coords)
         return self
 
     @property
     def is_unbounded(self) -> bool:
         """True when the dimension has no fixed count."""
         return self.count is None
+
+
+def _check_position_names(dimension: str, coords: Sequence[CoordValue]) -> None:
+    """Refuse a position name used twice in the same well and grid cell.
+
+    A name may repeat where the well or the grid cell differs (``"fov0"`` in
+    every well, the tiles of one position): what identifies a position is
+    its name together with ``plate_row``, ``plate_column``, ``grid_row`` and
+    ``grid_column``. Output paths never come from the name alone.
+    """
+    seen: set[tuple[Any, ...]] = set()
+    for coord in coords:
+        pos = coord if isinstance(coord, Position) else Position(name=str(coord))
+        key = (pos.name, pos.plate_row, pos.plate_column, pos.grid_row, pos.grid_column)
+        if key in seen:
+            where = ""
+            if pos.plate_row is not None or pos.plate_column is not None:
+                where += f" in well ({pos.plate_row!r}, {pos.plate_column!r})"
+            if pos.grid_row is not None or pos.grid_column is not None:
+                where += f" at grid cell ({pos.grid_row!r}, {pos.grid_column!r})"
+            raise ValueError(
+                f"position dimension {dimension!r}: duplicate position name "
+                f"{pos.name!r}{where}; give every position a unique name (e.g. "
+                f"{pos.name + '_1'!r} for the second {pos.name!r}), or a different "
+                "well or grid cell"
+            )
+        seen.add(key)
 
 
 def _infer_type(name: Any, coords: Any, unit: Any) -> DimensionType:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pymmcore_plus.experimental.unicore import (
+    ShutterDevice,
     SimpleCameraDevice,
     StageDevice,
     StateDevice,
@@ -40,6 +41,7 @@ __all__ = [
     "CHANNEL_GROUP",
     "FILTER_WHEEL",
     "PIXEL_SIZE_CONFIG",
+    "SHUTTER",
     "XY_STAGE",
     "Z_STAGE",
     "FrameRecord",
@@ -56,6 +58,8 @@ XY_STAGE = "XY"
 """Label of the XY stage, the core's XY stage device."""
 FILTER_WHEEL = "Filter"
 """Label of the filter wheel (a state device)."""
+SHUTTER = "Shutter"
+"""Label of the shutter, the core's shutter device (autoshutter is on)."""
 CHANNEL_GROUP = "Channel"
 """Name of the config group that is the core's channel group."""
 CHANNELS = ("DAPI", "FITC", "Cy5")
@@ -210,6 +214,25 @@ class _FilterWheel(StateDevice):
         self._position = int(position)
 
 
+class _Shutter(ShutterDevice):
+    """A shutter that opens and closes instantly.
+
+    pymmcore-plus' MDA engine closes the core's shutter after every snap while
+    autoshutter is on, and `UniMMCore` raises (``No device with label ""``)
+    if there is no shutter device to close.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._open = False
+
+    def get_open(self) -> bool:
+        return self._open
+
+    def set_open(self, open: bool) -> None:
+        self._open = bool(open)
+
+
 class _Camera(SimpleCameraDevice):
     """A camera whose frames say which image they are.
 
@@ -287,8 +310,8 @@ def make_core(
     """Build a simulated microscope from pure-Python devices.
 
     Loaded and selected: camera `CAMERA`, focus device `Z_STAGE`, XY stage
-    `XY_STAGE`, filter wheel `FILTER_WHEEL` (no shutter; autoshutter stays on
-    and does nothing). The config group `CHANNEL_GROUP` is the channel group;
+    `XY_STAGE`, shutter `SHUTTER` (autoshutter on), and filter wheel
+    `FILTER_WHEEL`. The config group `CHANNEL_GROUP` is the channel group;
     its presets `CHANNELS` put the filter wheel in states 0, 1, 2. One pixel
     size configuration, `PIXEL_SIZE_CONFIG`, makes ``core.getPixelSizeUm()``
     return ``pixel_size_um``. All positions start at 0, the filter wheel at
@@ -378,6 +401,7 @@ def make_core(
         (Z_STAGE, z_stage),
         (XY_STAGE, xy_stage),
         (FILTER_WHEEL, filter_wheel),
+        (SHUTTER, _Shutter()),
     ):
         core.loadPyDevice(label, device)
     core.initializeAllDevices()
@@ -385,6 +409,7 @@ def make_core(
     core.setCameraDevice(CAMERA)
     core.setFocusDevice(Z_STAGE)
     core.setXYStageDevice(XY_STAGE)
+    core.setShutterDevice(SHUTTER)
 
     core.defineConfigGroup(CHANNEL_GROUP)
     for channel in CHANNELS:
