@@ -194,10 +194,7 @@ def _dimensions(
         pixel_size_um = None
 
     time_count = _time_count(seq)
-    # sizes of every axis but time, which may be unbounded (useq then divides
-    # by zero)
-    sizes = {str(k): v for k, v in seq.model_copy(update={"time_plan": None}).sizes.items()}
-    sizes["t"] = 0 if seq.time_plan is None else (time_count or 1)
+    sizes = _untimed_sizes(seq)
     positions = _positions(seq, useq)
 
     dims: list[Dimension] = []
@@ -208,7 +205,9 @@ def _dimensions(
                     Dimension(name="p", type="position", coords=list(positions))
                 )
             continue
-        if not sizes.get(axis):
+        if axis != "t" and not sizes.get(axis):
+            continue
+        if axis == "t" and time_count == 0:
             continue
         std = StandardAxis(axis)
         kwargs: dict[str, Any] = {
@@ -363,10 +362,15 @@ def _check_rectangular(seq: useq.MDASequence, useq: Any) -> None:
             )
 
 
-def _used_axes(seq: useq.MDASequence) -> set[str]:
+def _untimed_sizes(seq: useq.MDASequence) -> dict[str, int]:
+    """Size of every axis but time (which useq cannot size when unbounded)."""
     stripped = seq.model_copy(update={"time_plan": None})
-    used = {str(a) for a, n in stripped.sizes.items() if n}
-    if seq.time_plan is not None and _time_count(seq) != 0:
+    return {str(axis): n for axis, n in stripped.sizes.items()}
+
+
+def _used_axes(seq: useq.MDASequence) -> set[str]:
+    used = {axis for axis, n in _untimed_sizes(seq).items() if n}
+    if _time_count(seq) != 0:
         used.add("t")
     return used
 
