@@ -359,6 +359,48 @@ class OMEStream:
             self._backend.set_global_metadata(updated)
             self._global_metadata = updated
 
+    def get_metadata(self) -> dict[Any, Any]:
+        """The format's own metadata, to edit and give to ``update_metadata``.
+
+        - OME-Zarr: image group path (``"."`` for a single image, else as in
+          the layout, e.g. ``"0"``, ``"A/1/0"``) -> a copy of that group's
+          attributes, without the writer's own ``"ome_writers"`` key.
+        - OME-TIFF: ``ome_types.OME`` per file: ``{0: ...}`` for one file (it
+          describes every position); with ``position_layout="files"``, the
+          position index -> its file's document, and ``-1`` -> the companion
+          file. Before ``close()`` these are the documents as they stand
+          (planes are added at close).
+        - scratch: ``{}`` (use ``set_global_metadata``).
+        """
+        return self._backend.get_metadata()
+
+    def update_metadata(self, metadata: Mapping[Any, Any]) -> None:
+        """Write back metadata edited from ``get_metadata`` (only the keys given).
+
+        - OME-Zarr: any time, also after ``close()``. Each group's
+          ``zarr.json`` is replaced atomically with the given attributes;
+          ``"ome"`` stays the writer's unless given, and the writer's own
+          ``"ome_writers"`` key cannot be set. Later rewrites (global
+          metadata, close) keep the update.
+        - OME-TIFF: after ``close()`` (the final OME-XML exists only then):
+          each file's description is replaced crash-safely (a reader sees the
+          old or the new document), the companion file atomically.
+        - scratch: only ``{}``.
+
+        Raises
+        ------
+        KeyError
+            A key that ``get_metadata`` does not have.
+        TypeError
+            A value of the wrong type, or not JSON-serializable (OME-Zarr).
+        ValueError
+            The writer's own key (OME-Zarr), or metadata for scratch.
+        RuntimeError
+            OME-TIFF before ``close()``.
+        """
+        with self._lock:
+            self._backend.update_metadata(metadata, closed=self._closed)
+
     @property
     def global_metadata(self) -> dict[str, Any]:
         """The namespaces set with ``set_global_metadata``."""

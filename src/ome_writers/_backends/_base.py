@@ -28,6 +28,10 @@ Contract, checked by ``tests/backends``:
 - ``close(frames_written)`` finishes the output: every frame handed to
   ``write`` reaches the operating system before it returns, and errors from
   background work are raised from it, never dropped.
+- ``get_metadata()`` / ``update_metadata(metadata, closed=...)``: the
+  format's editable metadata (OME-Zarr: image group path -> attributes;
+  OME-TIFF: file key -> ``ome_types.OME``). The default, for formats without
+  any (scratch), is an empty dict and refusing anything else.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ import abc
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import numpy as np
 
     from ome_writers._router import FrameRouter
@@ -97,6 +103,19 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def close(self, frames_written: int) -> None:
         """Finish the output; idempotence is handled by the stream."""
+
+    def get_metadata(self) -> dict[Any, Any]:
+        """The format's editable metadata; none by default."""
+        return {}
+
+    def update_metadata(self, metadata: Mapping[Any, Any], *, closed: bool) -> None:
+        """Replace what ``get_metadata`` returned; by default only ``{}`` is."""
+        if metadata:
+            raise ValueError(
+                f"format {self.settings.format.name!r} has no per-image metadata to "
+                f"update (got keys {sorted(map(str, metadata))!r}); record "
+                "acquisition-level metadata with stream.set_global_metadata(...)"
+            )
 
     @property
     def storage_path(self) -> str | None:

@@ -51,6 +51,8 @@ from ome_writers._util import replace_file
 from ome_writers._version import __version__
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
 
@@ -185,6 +187,8 @@ class TiffBackend(Backend):
         )
         self._last_xml = b""
         self._closed = False
+        #: documents given to update_metadata (file key -> OME-XML)
+        self._custom_xml: dict[int, bytes] = {}
 
     # ---------------------------------------------------------------- opening
 
@@ -366,6 +370,73 @@ class TiffBackend(Backend):
         growth of an unbounded stream).
         """
         self._state.global_metadata = dict(metadata)
+
+    def _document_keys(self) -> list[int]:
+        """0..files-1, and -1 for the companion file."""
+        return [*range(self._num_files), *([-1] if self._companion else [])]
+
+    def _current_xml(self, key: int) -> bytes:
+        if key in self._custom_xml:
+            return self._custom_xml[key]
+        if key == -1:
+            return self._document.companion_xml(self._state)
+        return self._document.file_xml(key, self._state)
+
+    def get_metadata(self) -> dict[int, Any]:
+        """File key -> ``ome_types.OME`` (see ``OMEStream.get_metadata``)."""
+        from ome_types import from_xml
+
+        return {key: from_xml(self._current_xml(key)) for key in self._document_keys()}
+
+    def update_metadata(self, metadata: Mapping[Any, Any], *, closed: bool) -> None:
+        """Replace files' OME-XML after close; every document is checked first."""
+        from ome_types import OME, to_xml
+
+        if not closed:
+            raise RuntimeError(
+                "OME-TIFF metadata can only be updated after stream.close(): the "
+                "final OME-XML (planes, extents) is written at close; call "
+                "update_metadata(...) once the stream is closed"
+            )
+        keys = self._document_keys()
+        encoded: dict[int, bytes] = {}
+        for key, ome in dict(metadata).items():
+            if key not in keys:
+                raise KeyError(
+                    f"{key!r} is not a file of this output; its keys are {keys!r} "
+                    "(the keys of get_metadata())"
+                )
+            if not isinstance(ome, OME):
+                raise TypeError(
+                    f"metadata[{key!r}] must be an ome_types.OME, got "
+                    f"{type(ome).__name__}; edit the objects get_metadata() returns"
+                )
+            try:
+                encoded[key] = to_xml(ome, validate=True).encode("utf-8")
+            except Exception as exc:
+                raise ValueError(
+                    f"metadata[{key!r}] is not valid OME-XML ({exc}); nothing was "
+                    "written"
+                ) from exc
+        for key, xml in encoded.items():
+            path = self._companion if key == -1 else self._paths[key]
+            assert path is not None
+            try:
+                if key == -1:
+                    replace_file(path, xml)
+                else:
+                    handle = OrderedFile(str(path), existing=True)
+                    try:
+                        DescriptionSlot(handle, self._layout).replace(xml)
+                    finally:
+                        handle.close()
+            except OSError as exc:
+                raise WriteError(
+                    exc.errno,
+                    f"cannot update the OME-XML of {str(path)!r}: {exc}",
+                    str(path),
+                ) from exc
+            self._custom_xml[key] = xml
 
     # ---------------------------------------------------------------- reading
 

@@ -48,16 +48,20 @@ class OrderedFile(io.RawIOBase):
     ----------
     path
         The file to create (truncated if it exists).
+    existing
+        Open an existing, complete file instead (to replace its description).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, existing: bool = False) -> None:
         super().__init__()
         self.name = path
         self.mode = "wb"
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        flags = os.O_RDWR if existing else os.O_RDWR | os.O_CREAT | os.O_TRUNC
+        self._fd = os.open(path, flags, 0o644)
+        size = os.fstat(self._fd).st_size
         self._pos = 0
-        self._end = 0  # bytes known to be in the file
-        self._committed_end = 0  # bytes that committed pointers may reference
+        self._end = size  # bytes known to be in the file
+        self._committed_end = size  # bytes that committed pointers may reference
         self._held: list[tuple[int, bytes]] = []
         self._wrote_after_hold = False
 

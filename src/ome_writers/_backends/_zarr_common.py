@@ -18,6 +18,9 @@ the same hierarchy and attributes:
   ``storage_index`` and the keys given to ``append``. Global metadata goes to
   the root group under ``attributes["ome_writers"]["global_metadata"]``, with
   the settings (``"settings"``), ``"frames_written"`` and ``"complete"``.
+- ``update_metadata`` replaces an image group's attributes but for the
+  writer's own key; what it was given is kept and written by every later
+  rewrite, so an update made before ``close()`` survives it.
 - ``describe(path)`` summarises any OME-Zarr 0.5 output from its JSON alone.
 """
 
@@ -49,6 +52,8 @@ from ome_writers._errors import WriteError
 from ome_writers._version import __version__
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
 
@@ -198,6 +203,8 @@ class ZarrBackendBase(Backend):
         self._frames_written = 0
         self._complete = False
         self._metadata_xml: MetadataXml | None = None
+        #: attributes given to update_metadata, per position (image group)
+        self._user_attributes: dict[int, dict[str, Any]] = {}
 
     # ------------------------------------------------------------- engine hooks
 
@@ -317,7 +324,74 @@ class ZarrBackendBase(Backend):
             own["frame_metadata"] = records
         if node.path == "":
             own.update(self._root_namespace())
-        return {"ome": image_metadata(self.settings, node), NAMESPACE: own}
+        return {**self._public_attributes(position), NAMESPACE: own}
+
+    def _public_attributes(self, position: int) -> dict[str, Any]:
+        """An image group's attributes but the writer's own key (user's included)."""
+        assert self.layout is not None
+        user = self._user_attributes.get(position, {})
+        ome = user.get("ome") or image_metadata(
+            self.settings, self.layout.images[position]
+        )
+        return {"ome": ome, **{k: v for k, v in user.items() if k != "ome"}}
+
+    def _group_keys(self) -> dict[str, int]:
+        assert self.layout is not None
+        return {node.path or ".": p for p, node in enumerate(self.layout.images)}
+
+    def get_metadata(self) -> dict[str, dict[str, Any]]:
+        """Image group path -> a copy of its attributes (not ``ome_writers``)."""
+        return {
+            key: json.loads(json.dumps(self._public_attributes(p)))
+            for key, p in self._group_keys().items()
+        }
+
+    def update_metadata(self, metadata: Mapping[Any, Any], *, closed: bool) -> None:
+        """Check every group's attributes first, then rewrite those groups."""
+        keys = self._group_keys()
+        checked: dict[int, dict[str, Any]] = {}
+        for key, attributes in dict(metadata).items():
+            if key not in keys:
+                raise KeyError(
+                    f"{key!r} is not an image group of this output; its groups "
+                    f"are {sorted(keys)!r} (the keys of get_metadata())"
+                )
+            if not isinstance(attributes, dict) or not isinstance(
+                attributes.get("ome", {}), dict
+            ):
+                raise TypeError(
+                    f"group {key!r}: attributes must be a dict (and its 'ome' a "
+                    f"dict), got {attributes!r}"
+                )
+            if NAMESPACE in attributes:
+                raise ValueError(
+                    f"group {key!r}: the attribute {NAMESPACE!r} is the writer's own "
+                    "(settings, per-frame metadata) and cannot be set; put your "
+                    "metadata under another key, e.g. your software's name"
+                )
+            try:
+                checked[keys[key]] = json.loads(json.dumps(attributes, allow_nan=False))
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    f"group {key!r}: attributes are not JSON-serializable ({exc}); "
+                    "use str, int, float, bool, None, lists and dicts"
+                ) from None
+        assert self.layout is not None
+        previous = dict(self._user_attributes)
+        self._user_attributes.update(checked)
+        try:
+            for position in checked:
+                path = self.layout.images[position].path
+                if not path:
+                    self.write_root_group()
+                    continue
+                write_json(
+                    self.root / path / "zarr.json",
+                    group_document(self._image_attributes(position)),
+                )
+        except BaseException:
+            self._user_attributes = previous
+            raise
 
     def write_root_group(self) -> None:
         """Rewrite only the root ``zarr.json``."""
