@@ -1,7 +1,7 @@
 """A simulated microscope: a real pymmcore-plus client for the integration tests.
 
 `make_core` builds a `pymmcore_plus` `UniMMCore` whose devices are all pure
-Python (camera, Z stage, XY stage, filter wheel), so no Micro-Manager
+Python (camera, Z and XY stages, shutter, filter wheel), so no Micro-Manager
 installation and no C++ device adapter is needed. Tests can then run real
 acquisitions, ``core.mda.run(sequence, output=...)``, through pymmcore-plus'
 own engine, runner and ome-writers sink: ome-writers is exercised by the
@@ -11,6 +11,17 @@ Every frame the camera delivers is uniform and says which image it is (see
 `frame_value`), and the core keeps a `FrameRecord` of the hardware state at
 each exposure (`SimulatedCore.frames`), so a test can check where each frame
 landed in the written data.
+
+One camera only: pymmcore-plus cannot run a multi-camera acquisition with
+Python devices (``UniMMCore.getNumberOfCameraChannels()`` is 1 for them, so
+the engine never sends one frame per camera and the summary metadata never
+gets ``num_camera_adapter_channels``). The multi-camera tests drive
+pymmcore-plus' own sink with that metadata instead.
+
+Keep no core alive when the interpreter exits right after using it (a short
+script, not a pytest session): pymmcore's C++ core delivers its notifications
+to Python on a thread of its own, and one still pending at exit aborts the
+process ("FATAL: exception not rethrown"). ``del core`` first.
 """
 
 from __future__ import annotations
@@ -106,7 +117,7 @@ class FrameRecord:
     number : int
         The image number (1, 2, 3, ...), counted per core over every image the
         core's camera takes: snaps, MDA frames, and frames of hardware
-        sequences.
+        sequences (from 1 again after ``core.frames.clear()``).
     value : int
         The value of every pixel of the image, ``frame_value(number, dtype)``.
     camera : str
@@ -137,10 +148,9 @@ class SimulatedCore(UniMMCore):
     Attributes
     ----------
     frames : list[FrameRecord]
-        One record per image taken, in the order taken (``frames[i].number ==
-        i + 1``). Clear it between acquisitions if a test wants numbering
-        per acquisition to start from its first record: numbering itself never
-        restarts.
+        One record per image taken, in the order taken: ``frames[i].number ==
+        i + 1``. The next image is number ``len(frames) + 1``, so clearing
+        the list restarts the numbering (and the pixel values) at 1.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -303,7 +313,6 @@ def make_core(
     height: int = 48,
     dtype: DTypeLike = "uint16",
     pixel_size_um: float = 0.5,
-    n_cameras: int = 1,
     *,
     exposure_ms: float = 10.0,
 ) -> SimulatedCore:
@@ -318,10 +327,11 @@ def make_core(
     "DAPI".
 
     Frame encoding: every pixel of the n-th image the core takes (n = 1, 2,
-    3, ..., counted over snaps, MDA frames and hardware-sequenced frames) is
-    ``frame_value(n, dtype)``, i.e. ``n`` wrapped modulo ``2**bits``. Frames
-    have shape ``(height, width)``. ``core.frames[n - 1]`` records the camera,
-    stage positions, filter label and exposure at image n.
+    3, ..., counted over snaps, MDA frames and hardware-sequenced frames, and
+    from 1 again after ``core.frames.clear()``) is ``frame_value(n, dtype)``,
+    i.e. ``n`` wrapped modulo ``2**bits``. Frames have shape ``(height,
+    width)``. ``core.frames[n - 1]`` records the camera, stage positions,
+    filter label and exposure at image n.
 
     Parameters
     ----------
@@ -332,8 +342,6 @@ def make_core(
         ``"uint8"``, ``"uint16"`` or ``"uint32"``.
     pixel_size_um : float
         What ``core.getPixelSizeUm()`` returns.
-    n_cameras : int
-        Only 1 is possible: see the error raised for more.
     exposure_ms : float
         The camera's initial exposure; ``core.setExposure`` changes it.
 
@@ -344,11 +352,9 @@ def make_core(
 
     Raises
     ------
-    NotImplementedError
-        If ``n_cameras > 1``.
     ValueError
-        For a dtype that is not an unsigned integer of 1, 2 or 4 bytes, a
-        size that is not positive, or ``n_cameras < 1``.
+        For a dtype that is not an unsigned integer of 1, 2 or 4 bytes, or a
+        size that is not positive.
     """
     np_dtype = np.dtype(dtype)
     if np_dtype not in _DTYPES:
@@ -359,24 +365,6 @@ def make_core(
         )
     if width < 1 or height < 1:
         raise ValueError(f"width and height must be positive: {width}, {height}")
-    if n_cameras < 1:
-        raise ValueError(f"n_cameras must be at least 1, not {n_cameras}")
-    if n_cameras > 1:
-        raise NotImplementedError(
-            "pymmcore-plus cannot run a multi-camera acquisition with Python "
-            "devices: UniMMCore.getNumberOfCameraChannels() returns 1 whenever "
-            "the current camera is a Python device, UniMMCore.getImage() "
-            "ignores its channel argument for Python cameras, "
-            "getCameraChannelName() raises NotImplementedError for them, and a "
-            "hardware sequence runs one camera's generator on one acquisition "
-            "thread. The MDA engine sends one frame per camera channel only "
-            "when getNumberOfCameraChannels() > 1, and the summary metadata's "
-            "image_infos get 'num_camera_adapter_channels' (which the "
-            "ome-writers sink turns into a 'cam' dimension) only then. The C++ "
-            "'Multi Camera' device (Utilities adapter) needs a Micro-Manager "
-            "installation and wraps C++ cameras, not Python ones."
-        )
-
     # an explicit mm_path skips pymmcore-plus' search for a Micro-Manager
     # installation: without one it logs an error on every core made, and with
     # an incompatible user-selected one it warns, which pytest turns into an
