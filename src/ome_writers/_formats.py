@@ -32,6 +32,8 @@ class _Format(BaseModel):
     requires_root_path: ClassVar[bool] = True
     #: compressions the format can write (None: uncompressed)
     compressions: ClassVar[tuple[str | None, ...]] = (None,)
+    #: whether a multi-camera axis ("cam") is stored folded into the channels
+    folds_camera_axis: ClassVar[bool] = False
 
     def supported_compressions(self) -> tuple[str | None, ...]:
         """Compression names this format (and its backend) can write."""
@@ -122,6 +124,8 @@ class OmeZarrFormat(_Format):
     suffix
         Appended to ``root_path`` unless it already ends in ``.zarr``.
     """
+
+    folds_camera_axis: ClassVar[bool] = True
 
     name: Literal["ome-zarr"] = "ome-zarr"
     backend: ZarrBackendName = Field(default_factory=_default_zarr_backend)
@@ -223,6 +227,7 @@ class OmeTiffFormat(_Format):
     """
 
     compressions: ClassVar[tuple[str | None, ...]] = (None, "lzw", "zlib", "zstd")
+    folds_camera_axis: ClassVar[bool] = True
 
     name: Literal["ome-tiff"] = "ome-tiff"
     backend: Literal["tifffile"] = "tifffile"

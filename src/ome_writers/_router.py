@@ -8,6 +8,11 @@ digits, permuted into storage order, are the frame's *storage index* inside
 that array. Position arrays are C-ordered, so the storage index also has a
 *flat offset*: the frame's row in the array viewed as ``(frames, Y, X)``.
 
+A stored axis may also hold several acquisition dimensions at once (a
+*merged* axis, e.g. channels x cameras folded into one OME channel axis): its
+index is their mixed-radix combination, slowest first, so frames still go to
+one C-ordered array in acquisition order.
+
 No I/O and no pydantic here: the router is built from plain names and counts,
 and everything it returns is plain ints and tuples, so backends can call it on
 the hot path and the property tests can check it exhaustively.
@@ -38,12 +43,21 @@ class FrameRouter:
     storage_names
         The non-position names in storage order; defaults to acquisition order.
         An unbounded dimension must be first.
+    storage_groups
+        Instead of ``storage_names``: the names each stored axis holds, in
+        storage order; a group of several names is one merged axis (slowest
+        first). Every non-position name appears once; an unbounded dimension
+        must be alone in the first group.
 
     Examples
     --------
     >>> r = FrameRouter(["t", "p", "c"], [2, 3, 2], position_name="p")
     >>> r.locate(0), r.locate(1), r.locate(2), r.locate(7)
     ((0, (0, 0)), (0, (0, 1)), (1, (0, 0)), (0, (1, 1)))
+    >>> groups = [["c", "cam"], ["z"]]
+    >>> m = FrameRouter(["c", "z", "cam"], [2, 3, 2], storage_groups=groups)
+    >>> m.storage_counts, m.locate(1), m.locate(6)
+    ((4, 3), (0, (1, 0)), (0, (2, 0)))
     """
 
     def __init__(
@@ -53,6 +67,7 @@ class FrameRouter:
         *,
         position_name: str | None = None,
         storage_names: Sequence[str] | None = None,
+        storage_groups: Sequence[Sequence[str]] | None = None,
     ) -> None:
         if len(names) != len(counts):
             raise ValueError(f"{len(names)} names but {len(counts)} counts")
@@ -64,16 +79,30 @@ class FrameRouter:
             None if position_name is None else self.names.index(position_name)
         )
         acq_storage = [n for i, n in enumerate(names) if i != self.position_axis]
-        storage = list(acq_storage if storage_names is None else storage_names)
-        if sorted(storage) != sorted(acq_storage):
+        if storage_groups is None:
+            order = acq_storage if storage_names is None else storage_names
+            storage_groups = [[n] for n in order]
+        groups = [list(g) for g in storage_groups]
+        flat = [n for g in groups for n in g]
+        if sorted(flat) != sorted(acq_storage) or not all(groups):
             raise ValueError(
-                f"storage names {storage!r} must be a permutation of {acq_storage!r}"
+                f"storage groups {groups!r} must hold each of {acq_storage!r} once"
             )
-        if counts and counts[0] is None and storage and storage[0] != names[0]:
-            raise ValueError("the unbounded dimension must be first in storage")
-        self.storage_names: tuple[str, ...] = tuple(storage)
-        #: for each storage axis, the acquisition axis it comes from
-        self.storage_axes: tuple[int, ...] = tuple(self.names.index(n) for n in storage)
+        if counts and counts[0] is None and groups and groups[0] != [names[0]]:
+            raise ValueError(
+                "the unbounded dimension must be first and alone in storage"
+            )
+        self.storage_names: tuple[str, ...] = tuple(g[0] for g in groups)
+        #: for each storage axis, the acquisition axes it holds (slowest first)
+        self.storage_groups: tuple[tuple[int, ...], ...] = tuple(
+            tuple(self.names.index(n) for n in g) for g in groups
+        )
+        self.has_merged_axes = any(len(g) > 1 for g in groups)
+        #: count of each storage axis (None: unbounded)
+        self.storage_counts: tuple[int | None, ...] = tuple(
+            counts[g[0]] if len(g) == 1 else math.prod(int(counts[a] or 0) for a in g)
+            for g in self.storage_groups
+        )
         self.is_unbounded = bool(counts) and counts[0] is None
         self.num_positions = (
             1 if self.position_axis is None else int(counts[self.position_axis] or 1)
@@ -91,19 +120,19 @@ class FrameRouter:
             stride *= c if c is not None else 1
         self._acq_strides = tuple(reversed(strides))
         # storage strides, in frames, inside one position array, per acq axis
-        storage_counts = [counts[a] for a in self.storage_axes]
-        flat = [0] * len(names)
+        flat_strides = [0] * len(names)
         stride = 1
-        for axis, c in zip(reversed(self.storage_axes), reversed(storage_counts)):
-            flat[axis] = stride
-            stride *= c if c is not None else 1
-        self._flat_strides = tuple(flat)
+        for group in reversed(self.storage_groups):
+            for axis in reversed(group):
+                flat_strides[axis] = stride
+                stride *= counts[axis] or 1
+        self._flat_strides = tuple(flat_strides)
         #: frames in one step of the first storage axis, per position
         self.frames_per_position_step = math.prod(
-            c for c in storage_counts[1:] if c is not None
+            c for c in self.storage_counts[1:] if c is not None
         )
-        self.is_identity = self.position_axis is None and self.storage_axes == tuple(
-            range(len(names))
+        self.is_identity = self.position_axis is None and self.storage_groups == tuple(
+            (i,) for i in range(len(names))
         )
 
     # ------------------------------------------------------------------ maps
@@ -127,7 +156,15 @@ class FrameRouter:
         """(position index, storage index) of a frame."""
         index = self.acq_index(frame_number)
         position = 0 if self.position_axis is None else index[self.position_axis]
-        return position, tuple(index[a] for a in self.storage_axes)
+        if not self.has_merged_axes:
+            return position, tuple(index[g[0]] for g in self.storage_groups)
+        storage = []
+        for group in self.storage_groups:
+            digit = 0
+            for axis in group:
+                digit = digit * int(self.counts[axis] or 1) + index[axis]
+            storage.append(digit)
+        return position, tuple(storage)
 
     def flat_offset(self, frame_number: int) -> tuple[int, int]:
         """(position index, frame row in the position array viewed as (N, Y, X))."""
@@ -156,7 +193,7 @@ class FrameRouter:
         For an unbounded router the first axis covers the steps started after
         ``frames_written`` frames.
         """
-        shape = [self.counts[a] for a in self.storage_axes]
+        shape = list(self.storage_counts)
         if self.is_unbounded:
             shape[0] = self.steps_started(frames_written or 0)
         return tuple(int(c or 0) for c in shape)
@@ -186,5 +223,5 @@ def build_router(settings: AcquisitionSettings) -> FrameRouter:
         [d.name for d in index_dims],
         [d.count for d in index_dims],
         position_name=positional[0] if positional else None,
-        storage_names=settings.storage_dimension_names,
+        storage_groups=settings.storage_groups,
     )

@@ -408,6 +408,23 @@ def dims_from_standard_axes(
     return dims
 
 
+#: the camera axis pymmcore-plus inserts before (Y, X) in multi-camera runs
+CAMERA_DIMENSION = "cam"
+
+
+def _channel_specs(dim: Dimension) -> list[Channel]:
+    coords = dim.coords or [str(i) for i in range(dim.count or 0)]
+    return [c if isinstance(c, Channel) else Channel(name=str(c)) for c in coords]
+
+
+def _camera_names(dim: Dimension) -> list[str]:
+    if dim.coords:
+        return [
+            str(c.name if isinstance(c, (Channel, Position)) else c) for c in dim.coords
+        ]
+    return [f"cam{k}" for k in range(dim.count or 0)]
+
+
 class AcquisitionSettings(_Model):
     """Everything known about an acquisition before its first frame.
 
@@ -571,10 +588,7 @@ class AcquisitionSettings(_Model):
                 f"dimensions: more than one position dimension {positional!r}"
             )
         self._check_storage_order()
-        by_name = {d.name: d for d in dims}
-        self.format.check_storage_order(
-            [by_name[n] for n in self.storage_dimension_names] + list(dims[-2:])
-        )
+        self.format.check_storage_order([*self.stored_dimensions, *dims[-2:]])
         self._check_plate()
 
     def _check_storage_order(self) -> None:
@@ -667,14 +681,91 @@ class AcquisitionSettings(_Model):
 
     @property
     def storage_dimension_names(self) -> list[str]:
-        """Non-frame, non-position dimension names in storage order."""
+        """Names of the stored axes (non-frame, non-position), in storage order.
+
+        A merged axis (see ``storage_groups``) is named after its first member.
+        """
+        return [group[0] for group in self.storage_groups]
+
+    @property
+    def storage_groups(self) -> list[list[str]]:
+        """The dimensions each stored axis holds, in storage order.
+
+        One name per axis, except where a format folds the camera axis (a
+        dimension named ``"cam"`` of type ``"other"``, as pymmcore-plus adds
+        for multi-camera acquisitions) into the channel axis: that axis holds
+        ``[<channel>, "cam"]``, channel-major (channel 0 of every camera,
+        then channel 1, ...). OME-Zarr and OME-TIFF fold it, since they allow
+        one channel axis and at most five (three) axes; scratch stores it as
+        an axis of its own.
+        """
         order = self.storage_order
-        acquisition = [d.name for d in self.index_dimensions if d.type != "position"]
+        dims = self._stored_index_dimensions()
+        acquisition = [d.name for d in dims]
         if order == "ome":
-            return self.format.ome_storage_order(self.index_dimensions)
-        if isinstance(order, str):
-            return acquisition
-        return [n for n in order if n in acquisition]
+            names = self.format.ome_storage_order(dims)
+        elif isinstance(order, str):
+            names = acquisition
+        else:
+            names = [n for n in order if n in acquisition]
+        camera = self._folded_camera()
+        channel = next(
+            (d.name for d in self.index_dimensions if d.type == "channel"), None
+        )
+        if camera is None or channel is None:
+            return [[n] for n in names]
+        return [[n, camera] if n == channel else [n] for n in names if n != camera]
+
+    @property
+    def stored_dimensions(self) -> list[Dimension]:
+        """One ``Dimension`` per stored axis (frame dims excluded), storage order.
+
+        A folded camera axis gives the channel axis ``channels x cameras``
+        entries named ``"<channel>_cam<k>"`` (``"cam<k>"`` when there is no
+        channel dimension, the camera axis then being the channel axis).
+        """
+        by_name = {d.name: d for d in self._stored_index_dimensions()}
+        out = []
+        for group in self.storage_groups:
+            if len(group) == 1:
+                out.append(by_name[group[0]])
+                continue
+            channel, camera = (by_name[n] for n in group)
+            coords = [
+                Channel(**{**spec.model_dump(), "name": f"{spec.name}_{cam}"})
+                for spec in _channel_specs(channel)
+                for cam in _camera_names(camera)
+            ]
+            out.append(
+                channel.model_copy(update={"count": len(coords), "coords": coords})
+            )
+        return out
+
+    def _folded_camera(self) -> str | None:
+        if not self.format.folds_camera_axis:
+            return None
+        for d in self.index_dimensions:
+            if d.name == CAMERA_DIMENSION and d.type == "other":
+                return d.name
+        return None
+
+    def _stored_index_dimensions(self) -> list[Dimension]:
+        """Non-position index dimensions, a lone folded camera axis as channels."""
+        dims = [d for d in self.index_dimensions if d.type != "position"]
+        camera = self._folded_camera()
+        if camera is None or any(d.type == "channel" for d in dims):
+            return dims
+        return [
+            d.model_copy(
+                update={
+                    "type": "channel",
+                    "coords": [Channel(name=n) for n in _camera_names(d)],
+                }
+            )
+            if d.name == camera
+            else d
+            for d in dims
+        ]
 
     @property
     def output_path(self) -> str:

@@ -118,9 +118,11 @@ class StreamView:
         self.dtype = dtype
         self._dynamic = dynamic_shape
         self._strict = strict
-        # storage axes -> acquisition order (position axis excluded), frame dims last
+        # storage axes, merged ones split into their members -> acquisition
+        # order (position axis excluded), frame dims last
         acq_axes = [a for a in range(len(router.names)) if a != router.position_axis]
-        self._to_acq_order = [router.storage_axes.index(a) for a in acq_axes] + [
+        expanded = [a for group in router.storage_groups for a in group]
+        self._to_acq_order = [expanded.index(a) for a in acq_axes] + [
             len(acq_axes),
             len(acq_axes) + 1,
         ]
@@ -160,12 +162,17 @@ class StreamView:
             self._check_written(selections[:nidx], frames_written)
         router = self._router
         pax = router.position_axis
+        # a merged axis is read whole, split into its members, then selected
         storage_key = tuple(
-            _as_slice(selections[a]) for a in router.storage_axes
+            _as_slice(selections[g[0]]) if len(g) == 1 else slice(None)
+            for g in router.storage_groups
         ) + tuple(_as_slice(s) for s in selections[nidx:])
         positions = [0] if pax is None else _as_range(selections[pax])
         parts = [
-            np.transpose(np.asarray(self._source(p)[storage_key]), self._to_acq_order)
+            np.transpose(
+                self._split_merged(self._source(p)[storage_key], selections),
+                self._to_acq_order,
+            )
             for p in positions
         ]
         if pax is None:
@@ -177,6 +184,24 @@ class StreamView:
             out = np.zeros(shape, self.dtype)
         squeeze = tuple(i for i, s in enumerate(selections) if isinstance(s, int))
         return np.squeeze(out, axis=squeeze) if squeeze else np.ascontiguousarray(out)
+
+    def _split_merged(self, data: Any, selections: list[int | slice]) -> np.ndarray:
+        """Storage-order data with each merged axis as its member axes, selected."""
+        array = np.asarray(data)
+        router = self._router
+        if not router.has_merged_axes:
+            return array
+        shape: list[int] = []
+        member_key: list[slice] = []
+        for k, group in enumerate(router.storage_groups):
+            if len(group) == 1:
+                shape.append(array.shape[k])
+                member_key.append(slice(None))
+            else:
+                shape += [int(router.counts[a] or 0) for a in group]
+                member_key += [_as_slice(selections[a]) for a in group]
+        array = array.reshape(*shape, *array.shape[len(router.storage_groups) :])
+        return array[tuple(member_key)]
 
     def _check_written(
         self, selections: list[int | slice], frames_written: int

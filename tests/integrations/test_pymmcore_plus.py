@@ -314,3 +314,62 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path: Path) -> None:
     core.mda.run(seq, output=target, overwrite=True)
     with tifffile.TiffFile(target) as tif:
         assert tif.series[0].shape == (H, W)
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+def test_two_cameras_through_the_clients_sink(output: str, tmp_path: Path) -> None:
+    """The ``cam`` dimension exactly as pymmcore-plus' sink adds it.
+
+    Python devices cannot make a multi-camera core (see ``_microscope``), so a
+    real single-camera run supplies the summary and per-frame metadata, and
+    pymmcore-plus' own ``OmeWritersSink`` is then driven as its runner drives
+    it with two camera channels: ``setup``, two frames per event, ``close``.
+    """
+    from pymmcore_plus.mda._sink import OmeWritersSink
+
+    seq = SEQUENCES[0].values[0]  # t, c, z
+    core = make_core(width=W, height=H, pixel_size_um=PIXEL_SIZE_UM)
+    summary: list[Any] = []
+    frames: list[tuple[np.ndarray, useq.MDAEvent, dict]] = []
+    core.mda.events.sequenceStarted.connect(lambda _seq, meta: summary.append(meta))
+    core.mda.events.frameReady.connect(
+        lambda img, event, meta: frames.append((img.copy(), event, meta))
+    )
+    core.mda.run(seq)
+    meta = dict(summary[0])
+    meta["image_infos"] = [{**meta["image_infos"][0], "num_camera_adapter_channels": 2}]
+
+    target = output if output == "memory" else str(tmp_path / output)
+    sink = OmeWritersSink.from_output(target)
+    with pytest.warns(UserWarning, match="Multi-camera acquisition combined"):
+        sink.setup(seq, meta)
+    for img, event, frame_meta in frames:
+        for camera in range(2):
+            sink.append(img + 1000 * camera, event, frame_meta)
+    view = sink.get_view()
+    assert view is not None
+    assert view.dims == ("t", "c", "z", "cam", "y", "x")
+    sink.close()
+
+    for img, event, _ in frames:
+        t, c, z = (event.index.get(a, 0) for a in "tcz")
+        for camera in range(2):
+            expected = img + 1000 * camera
+            np.testing.assert_array_equal(view[t, c, z, camera], expected)
+            if output.endswith(".zarr"):
+                array = zarr.open_array(Path(target) / "0", mode="r")
+                np.testing.assert_array_equal(array[t, 2 * c + camera, z], expected)
+            elif output.endswith(".tiff"):
+                with tifffile.TiffFile(target) as tif:
+                    data = tif.series[0].asarray()
+                np.testing.assert_array_equal(data[t, 2 * c + camera, z], expected)
+    if output.endswith(".zarr"):
+        omero = zarr.open_group(target, mode="r").attrs["ome"]["omero"]
+        names = [ch["label"] for ch in omero["channels"]]
+    elif output.endswith(".tiff"):
+        with tifffile.TiffFile(target) as tif:
+            image = from_xml(tif.ome_metadata).images[0]
+        names = [ch.name for ch in image.pixels.channels]
+    else:
+        return
+    assert names == ["DAPI_cam0", "DAPI_cam1", "FITC_cam0", "FITC_cam1"]

@@ -186,13 +186,13 @@ class OmeXmlBuilder:
         self.router = router
         self.axes = OmeAxes.from_settings(settings)
         self.pixel_type = pixel_type(settings.dtype)
-        self._dims = {d.name: d for d in settings.dimensions}
+        self._dims = {d.name: d for d in settings.stored_dimensions}
 
     # ------------------------------------------------------------ pieces
 
     def storage_shape(self, steps: int) -> tuple[int, ...]:
         """Storage shape (frame dims excluded) with ``steps`` on an unbounded axis."""
-        shape = [int(self.router.counts[a] or 0) for a in self.router.storage_axes]
+        shape = [int(c or 0) for c in self.router.storage_counts]
         if self.router.is_unbounded:
             shape[0] = steps
         return tuple(shape)
@@ -345,6 +345,8 @@ class OmeXmlBuilder:
             "version": __version__,
             "dimensions": json.dumps(dims),
             "storage_order": json.dumps(list(self.axes.storage_names)),
+            # which dimensions each stored axis holds (a folded camera axis)
+            "storage_groups": json.dumps(self.settings.storage_groups),
             "frames_written": str(state.frames_written),
             "complete": "true" if state.complete else "false",
             "compression": str(self.settings.compression),

@@ -46,7 +46,7 @@ class OmeAxes:
     @classmethod
     def from_settings(cls, settings: AcquisitionSettings) -> OmeAxes:
         """Map dimensions by type; raise ``ValueError`` when they do not fit."""
-        dims = [d for d in settings.index_dimensions if d.type != "position"]
+        dims = settings.stored_dimensions
         wanted = {"time": "T", "channel": "C", "space": "Z"}
         axis_of: dict[str, str] = {}
         for d in dims:
@@ -123,14 +123,18 @@ def plane_ifds(
         stride *= int(counts[axis] or 1)
     ifd = np.zeros(tuple(storage_shape), dtype=np.int64)
     ndim = len(storage_shape)
-    for k, axis in enumerate(router.storage_axes):
+    for k, group in enumerate(router.storage_groups):
         shape = [1] * ndim
         shape[k] = storage_shape[k]
-        ifd = (
-            ifd
-            + np.arange(storage_shape[k], dtype=np.int64).reshape(shape)
-            * (strides[axis])
+        # a merged axis: split each index into its members' digits
+        digits = np.unravel_index(
+            np.arange(storage_shape[k], dtype=np.int64),
+            [storage_shape[k]]
+            if len(group) == 1
+            else [int(counts[a] or 1) for a in group],
         )
+        offset = sum(d * strides[a] for d, a in zip(digits, group))
+        ifd = ifd + np.asarray(offset, dtype=np.int64).reshape(shape)
     if pax is not None and not per_position_file:
         ifd = ifd + position_index * strides[pax]
     return ifd.reshape(-1)

@@ -309,6 +309,8 @@ class ZarrBackendBase(Backend):
         return {
             "version": __version__,
             "settings": self.settings.model_dump(mode="json"),
+            # which dimensions each stored axis holds (a folded camera axis)
+            "storage_groups": self.settings.storage_groups,
             "global_metadata": self._global_metadata,
             "frames_written": self._frames_written,
             "complete": self._complete,

@@ -193,9 +193,7 @@ def _plate_layout(settings: AcquisitionSettings) -> ZarrLayout:
 
 def storage_dimensions(settings: AcquisitionSettings) -> list[Dimension]:
     """The array's dimensions in storage order, frame dimensions last."""
-    by_name = {d.name: d for d in settings.dimensions}
-    names = [*settings.storage_dimension_names]
-    return [by_name[n] for n in names] + list(settings.frame_dimensions)
+    return [*settings.stored_dimensions, *settings.frame_dimensions]
 
 
 def ome_unit(dim: Dimension) -> str | None:
