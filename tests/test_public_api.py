@@ -85,3 +85,23 @@ def test_write_error_text_keeps_the_cause(args: tuple, text: str) -> None:
     error = ome_writers.WriteError(*args)
     error.filename = "/x/0"
     assert str(error) == text
+
+
+def test_version_satisfies_pymmcore_plus() -> None:
+    """pip keeps this package when pymmcore-plus is installed beside it."""
+    from importlib.metadata import metadata, requires, version
+
+    from packaging.requirements import Requirement
+
+    ours = version("ome-writers")
+    assert ours == ome_writers.__version__
+    extras = set(metadata("ome-writers").get_all("Provides-Extra") or [])
+    wanted = [
+        Requirement(r)
+        for r in requires("pymmcore-plus") or []
+        if Requirement(r).name == "ome-writers"
+    ]
+    assert wanted, "pymmcore-plus no longer asks for ome-writers"
+    for requirement in wanted:
+        assert requirement.specifier.contains(ours), (requirement, ours)
+        assert requirement.extras <= extras, (requirement.extras, extras)

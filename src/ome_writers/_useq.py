@@ -137,7 +137,7 @@ def dims_from_useq(
         DeprecationWarning,
         stacklevel=2,
     )
-    return _dimensions(
+    return useq_to_acquisition_settings(
         seq,
         image_width,
         image_height,
@@ -145,7 +145,7 @@ def dims_from_useq(
         pixel_size_um=pixel_size_um,
         chunk_shapes=chunk_shapes,
         shard_shapes=shard_shapes,
-    )
+    )["dimensions"]
 
 
 # ----------------------------------------------------------------- internals

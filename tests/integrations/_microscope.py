@@ -33,13 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pymmcore_plus.experimental.unicore import (
-    ShutterDevice,
     SimpleCameraDevice,
-    StageDevice,
     StateDevice,
     UniMMCore,
     XYStageDevice,
 )
+
+# the example's instant focus stage and shutter (tests run it as users do)
+from pymmcore_plus_acquisition import Focus, Shutter
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -158,29 +159,6 @@ class SimulatedCore(UniMMCore):
         super().__init__(*args, **kwargs)
 
 
-class _ZStage(StageDevice):
-    """A Z stage that moves instantly to wherever it is told."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._z = 0.0
-
-    def set_position_um(self, val: float) -> None:
-        self._z = float(val)
-
-    def get_position_um(self) -> float:
-        return self._z
-
-    def home(self) -> None:
-        self._z = 0.0
-
-    def stop(self) -> None:
-        pass
-
-    def set_origin(self) -> None:
-        self._z = 0.0
-
-
 class _XYStage(XYStageDevice):
     """An XY stage that moves instantly to wherever it is told."""
 
@@ -224,25 +202,6 @@ class _FilterWheel(StateDevice):
         self._position = int(position)
 
 
-class _Shutter(ShutterDevice):
-    """A shutter that opens and closes instantly.
-
-    pymmcore-plus' MDA engine closes the core's shutter after every snap while
-    autoshutter is on, and `UniMMCore` raises (``No device with label ""``)
-    if there is no shutter device to close.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._open = False
-
-    def get_open(self) -> bool:
-        return self._open
-
-    def set_open(self, open: bool) -> None:
-        self._open = bool(open)
-
-
 class _Camera(SimpleCameraDevice):
     """A camera whose frames say which image they are.
 
@@ -260,7 +219,7 @@ class _Camera(SimpleCameraDevice):
         dtype: np.dtype,
         exposure_ms: float,
         log: list[FrameRecord],
-        z_stage: _ZStage,
+        z_stage: Focus,
         xy_stage: _XYStage,
         filter_wheel: _FilterWheel,
     ) -> None:
@@ -371,7 +330,7 @@ def make_core(
     # error. Nothing is ever loaded from this directory.
     core = SimulatedCore(mm_path=_NO_ADAPTERS_DIR)
 
-    z_stage = _ZStage()
+    z_stage = Focus()
     xy_stage = _XYStage()
     filter_wheel = _FilterWheel()
     camera = _Camera(
@@ -389,7 +348,7 @@ def make_core(
         (Z_STAGE, z_stage),
         (XY_STAGE, xy_stage),
         (FILTER_WHEEL, filter_wheel),
-        (SHUTTER, _Shutter()),
+        (SHUTTER, Shutter()),
     ):
         core.loadPyDevice(label, device)
     core.initializeAllDevices()
