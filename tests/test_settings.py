@@ -41,9 +41,14 @@ YX = [{"name": "y", "count": 3}, {"name": "x", "count": 4}]
     ],
 )
 def test_standard_axis(axis: StandardAxis, dimension_type: str, unit: str) -> None:
-    assert axis.dimension_type == dimension_type
-    assert axis.unit == unit
+    assert axis.dimension_type() == dimension_type
+    assert axis.unit() == unit
     assert StandardAxis(axis.value) is axis
+    if axis is StandardAxis.P:
+        dim = axis.to_dimension(coords=["a", "b"])
+    else:
+        dim = axis.to_dimension(count=3)
+    assert (dim.name, dim.type, dim.unit) == (axis.value, dimension_type, unit)
 
 
 def test_standard_axes_are_xyzctp() -> None:
@@ -212,6 +217,19 @@ def test_channel_fields() -> None:
     assert ch.color == "00FF00"
 
 
+@pytest.mark.parametrize(
+    ("color", "stored"),
+    [
+        pytest.param("green", "008000", id="css-green"),
+        pytest.param("lime", "00FF00", id="css-lime"),
+        pytest.param("Magenta", "FF00FF", id="css-magenta-case"),
+        pytest.param("#ff00ff80", "FF00FF80", id="hex-rgba"),
+    ],
+)
+def test_channel_color_names(color: str, stored: str) -> None:
+    assert Channel("a", color=color).color == stored
+
+
 def test_position_fields() -> None:
     pos = Position(
         name="A1-0",
@@ -239,7 +257,7 @@ def test_plate_fields() -> None:
 @pytest.mark.parametrize(
     ("cls", "kwargs", "field"),
     [
-        pytest.param(Channel, {"name": "a", "color": "green"}, "color", id="color"),
+        pytest.param(Channel, {"name": "a", "color": "greenish"}, "color", id="color"),
         pytest.param(
             Channel,
             {"name": "a", "excitation_wavelength_nm": 0},
@@ -801,10 +819,71 @@ def test_invalid_settings(overrides: dict[str, Any], field: str) -> None:
         AcquisitionSettings(**kwargs)
 
 
-def test_settings_are_immutable() -> None:
+def test_settings_are_validated_on_assignment() -> None:
     settings = AcquisitionSettings(dimensions=YX, dtype="uint8")
-    with pytest.raises(ValueError, match="frozen"):
-        settings.dtype = "uint16"  # type: ignore[misc]
+    settings.dtype = "uint16"
+    assert settings.dtype == "uint16"
+    settings.dimensions = [{"name": "t", "count": 2}, *YX]  # type: ignore[list-item]
+    assert settings.shape == (2, 3, 4)
+    with pytest.raises(ValueError, match="dtype 'complex64' is not supported"):
+        settings.dtype = "complex64"
+    with pytest.raises(ValueError, match="duplicate names"):
+        settings.dimensions = [*YX, *YX]  # type: ignore[list-item]
+    # a refused value leaves the settings as they were
+    assert settings.dtype == "uint16"
+    assert settings.shape == (2, 3, 4)
+    channel = Channel("DAPI")
+    channel.color = "lime"
+    assert channel.color == "00FF00"
+
+
+def test_stream_keeps_its_own_settings() -> None:
+    settings = AcquisitionSettings(
+        dimensions=[{"name": "t", "count": 2}, *YX], dtype="uint8"
+    )
+    with create_stream(settings) as stream:
+        settings.dtype = "uint16"
+        settings.dimensions[0].name = "z"
+        assert stream.settings.dtype == "uint8"
+        assert stream.settings.dimensions[0].name == "t"
+        stream.append(np.ones((3, 4), "uint8"))
+        assert stream.view().dims == ("t", "y", "x")
+
+
+@pytest.mark.parametrize(
+    ("storage_order", "stored"),
+    [
+        pytest.param(["c", "t", "y", "x"], ["c", "t"], id="frame-dims-last"),
+        pytest.param(["c", "t"], ["c", "t"], id="without-frame-dims"),
+    ],
+)
+def test_storage_order_may_name_frame_dims(
+    storage_order: list[str], stored: list[str]
+) -> None:
+    settings = AcquisitionSettings(
+        dimensions=_dims(("t", 2), ("c", 2), ("y", 3), ("x", 4)),
+        dtype="uint8",
+        storage_order=storage_order,
+    )
+    assert settings.storage_dimension_names == stored
+
+
+@pytest.mark.parametrize("order", [["y", "x", "t", "c"], ["t", "c", "x", "y"]])
+def test_frame_dims_cannot_move(order: list[str]) -> None:
+    with pytest.raises(ValueError, match=r"frame dimensions .* cannot be reordered"):
+        AcquisitionSettings(
+            dimensions=_dims(("t", 2), ("c", 2), ("y", 3), ("x", 4)),
+            dtype="uint8",
+            storage_order=order,
+        )
+
+
+@pytest.mark.parametrize("spelling", ["none", "None", "NONE", None])
+def test_compression_none_spellings(spelling: str | None) -> None:
+    settings = AcquisitionSettings(
+        root_path="a.ome.zarr", dimensions=YX, dtype="uint8", compression=spelling
+    )
+    assert settings.compression is None
 
 
 @pytest.mark.parametrize(

@@ -195,9 +195,9 @@ def test_sequence_to_settings(
 def _check_event_order(seq: useq.MDASequence, settings: AcquisitionSettings) -> None:
     """Event n of useq is frame n: same t/c/z index, same stage position."""
     events = list(seq)
-    counts = [d.count or 0 for d in settings.index_dimensions]
+    counts = [d.count or 0 for d in settings.dimensions[:-2]]
     assert len(events) == math.prod(counts)
-    names = [d.name for d in settings.index_dimensions]
+    names = [d.name for d in settings.dimensions[:-2]]
     positions = settings.positions
     for n, event in enumerate(events):
         digits = []

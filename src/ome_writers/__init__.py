@@ -16,6 +16,7 @@ from ome_writers._settings import (
     Dimension,
     Plate,
     Position,
+    PositionDimension,
     StandardAxis,
     dims_from_standard_axes,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Plate",
     "Position",
     "PositionArray",
+    "PositionDimension",
     "ScratchDataset",
     "ScratchFormat",
     "StandardAxis",

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 class _Format(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     #: whether the format writes files, so that ``root_path`` is required
     requires_root_path: ClassVar[bool] = True

@@ -217,7 +217,7 @@ class FrameRouter:
 
 def build_router(settings: AcquisitionSettings) -> FrameRouter:
     """The frame router for ``settings`` (plain names and counts taken from it)."""
-    index_dims = settings.index_dimensions
+    index_dims = settings.dimensions[:-2]
     positional = settings.position_dimension_names
     return FrameRouter(
         [d.name for d in index_dims],

@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -32,6 +33,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_extra_types.color import COLORS_BY_NAME
 
 from ome_writers._formats import (
     FormatModel,
@@ -69,11 +71,25 @@ _SPACE_UNITS = frozenset(
 )
 
 
+_UNSET = object()
+
+
 class _Model(BaseModel):
     # NaN/inf would be written as non-standard JSON and NaN never compares equal
     model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, frozen=True, allow_inf_nan=False
+        extra="forbid", validate_assignment=True, allow_inf_nan=False
     )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # pydantic stores an assigned value before the model's own checks run:
+        # a refused value must not stay behind
+        before = self.__dict__.get(name, _UNSET)
+        try:
+            super().__setattr__(name, value)
+        except Exception:
+            if before is not _UNSET:
+                self.__dict__[name] = before
+            raise
 
     #: fields that may also be given positionally, in this order
     _positional: ClassVar[tuple[str, ...]] = ()
@@ -98,8 +114,13 @@ class _Model(BaseModel):
 class StandardAxis(str, enum.Enum):
     """The conventional microscopy axes, each with its dimension type and unit.
 
-    >>> StandardAxis.Z.dimension_type, StandardAxis.Z.unit
+    ``CHANNEL``, ``TIME`` and ``POSITION`` are the same members as ``C``,
+    ``T`` and ``P``.
+
+    >>> StandardAxis.Z.dimension_type(), StandardAxis.Z.unit()
     ('space', 'micrometer')
+    >>> StandardAxis.CHANNEL is StandardAxis.C
+    True
     """
 
     X = "x"
@@ -108,8 +129,10 @@ class StandardAxis(str, enum.Enum):
     C = "c"
     T = "t"
     P = "p"
+    CHANNEL = "c"
+    TIME = "t"
+    POSITION = "p"
 
-    @property
     def dimension_type(self) -> DimensionType:
         """The dimension type of this axis."""
         types: dict[str, DimensionType] = {
@@ -122,18 +145,39 @@ class StandardAxis(str, enum.Enum):
         }
         return types[self.value]
 
-    @property
     def unit(self) -> str | None:
         """The default physical unit (UDUNITS-2 name), or None for c and p."""
         units = {"x": "micrometer", "y": "micrometer", "z": "micrometer", "t": "second"}
         return units.get(self.value)
 
+    def to_dimension(
+        self,
+        *,
+        count: int | None = None,
+        coords: list[str | Position] | None = None,
+        chunk_size: int | None = None,
+        shard_size_chunks: int | None = None,
+        scale: float | None = None,
+    ) -> Dimension:
+        """A ``Dimension`` named after this axis, with its type and unit."""
+        return Dimension(
+            name=self.value,
+            count=count,
+            coords=coords,
+            type=self.dimension_type(),
+            unit=self.unit(),
+            chunk_size=chunk_size,
+            shard_size_chunks=shard_size_chunks,
+            scale=scale,
+        )
+
 
 class Channel(_Model):
     """One channel of an acquisition, used as a ``coords`` entry.
 
-    ``color`` is a hex RGB string such as ``"00FF00"`` (a leading ``#`` is
-    accepted and dropped).
+    ``color`` is a hex RGB(A) string such as ``"00FF00"`` (a leading ``#``
+    is accepted and dropped) or a CSS color name (``"lime"``, ``"magenta"``),
+    kept as upper-case hex.
     """
 
     _positional = ("name",)
@@ -150,11 +194,15 @@ class Channel(_Model):
         if value is None:
             return None
         hex_part = value.removeprefix("#").upper()
-        if not re.fullmatch(r"[0-9A-F]{6}([0-9A-F]{2})?", hex_part):
+        if re.fullmatch(r"[0-9A-F]{6}([0-9A-F]{2})?", hex_part):
+            return hex_part
+        rgb = COLORS_BY_NAME.get(value.strip().lower())
+        if rgb is None:
             raise ValueError(
-                f"color {value!r} is not a hex RGB(A) string; use e.g. '00FF00'"
+                f"color {value!r} is neither a hex RGB(A) string nor a CSS color "
+                "name; use e.g. '00FF00' or 'lime'"
             )
-        return hex_part
+        return "".join(f"{c:02X}" for c in rgb[:3])
 
 
 class Position(_Model):
@@ -176,6 +224,17 @@ class Position(_Model):
     y_coord: float | None = None
     z_coord: float | None = None
 
+    @model_validator(mode="after")
+    def _check_pairs(self) -> Position:
+        for row, column in (("plate_row", "plate_column"), ("grid_row", "grid_column")):
+            values = (getattr(self, row), getattr(self, column))
+            if (values[0] is None) != (values[1] is None):
+                raise ValueError(
+                    f"position {self.name!r}: {row}={values[0]!r} but "
+                    f"{column}={values[1]!r}; give both or neither"
+                )
+        return self
+
 
 class Plate(_Model):
     """A multi-well plate: its row and column names (e.g. ``["A", "B"]``, ``["1"]``)."""
@@ -185,6 +244,69 @@ class Plate(_Model):
     row_names: list[str] = Field(min_length=1)
     column_names: list[str] = Field(min_length=1)
     name: str | None = None
+
+    #: rows x columns of the standard plate formats (ANSI/SLAS 4-2004)
+    STANDARD_SHAPES: ClassVar[dict[int, tuple[int, int]]] = {
+        6: (2, 3),
+        12: (3, 4),
+        24: (4, 6),
+        48: (6, 8),
+        96: (8, 12),
+        384: (16, 24),
+        1536: (32, 48),
+    }
+
+    @classmethod
+    def from_standard_wells(
+        cls, num_wells_or_shape: int | tuple[int, int], name: str | None = None
+    ) -> Plate:
+        """A plate of a standard well count (``96``) or ``(rows, columns)``.
+
+        Rows are named ``A``... ``Z``, ``AA``, ``AB``... (as plate readers and
+        useq-schema name them), columns ``1``, ``2``...
+
+        >>> plate = Plate.from_standard_wells(96)
+        >>> plate.row_names[-1], plate.column_names[-1]
+        ('H', '12')
+        >>> Plate.from_standard_wells(1536).row_names[26:28]
+        ['AA', 'AB']
+        """
+        if isinstance(num_wells_or_shape, tuple):
+            shape = num_wells_or_shape
+            if len(shape) != 2 or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape
+            ):
+                raise ValueError(
+                    f"plate shape {shape!r} must be (rows, columns), two whole "
+                    "numbers > 0"
+                )
+            rows, columns = shape
+        else:
+            if num_wells_or_shape not in cls.STANDARD_SHAPES:
+                raise ValueError(
+                    f"{num_wells_or_shape!r} is not a standard well count; use one "
+                    f"of {sorted(cls.STANDARD_SHAPES)!r} or give (rows, columns)"
+                )
+            rows, columns = cls.STANDARD_SHAPES[num_wells_or_shape]
+        return cls(
+            row_names=[plate_row_name(i) for i in range(rows)],
+            column_names=[str(i + 1) for i in range(columns)],
+            name=name,
+        )
+
+
+def plate_row_name(index: int) -> str:
+    """Plate row ``index`` (from 0) as a name: A... Z, AA, AB... ZZ, AAA.
+
+    >>> [plate_row_name(i) for i in (0, 1, 25, 26, 27, 701, 702)]
+    ['A', 'B', 'Z', 'AA', 'AB', 'ZZ', 'AAA']
+    """
+    name = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        name = chr(ord("A") + rem) + name
+    return name
 
 
 _CHANNEL_ONLY_KEYS = frozenset(Channel.model_fields) - {"name"}
@@ -271,12 +393,57 @@ class Dimension(_Model):
             )
         if self.type == "position" and self.coords is not None:
             _check_position_names(self.name, self.coords)
+        for kind, cls in (("channel", Channel), ("position", Position)):
+            if self.type != kind and any(isinstance(c, cls) for c in self.coords or []):
+                raise ValueError(
+                    f"dimension {self.name!r} has {cls.__name__} coords but type "
+                    f"{self.type!r}; set type={kind!r} or give plain values"
+                )
+        if self.type == "channel" and self.coords is not None:
+            names = [c.name if isinstance(c, Channel) else str(c) for c in self.coords]
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(
+                    f"channel dimension {self.name!r}: channel names {repeated!r} "
+                    "repeat; give every channel a unique name (e.g. "
+                    f"{repeated[0] + '_2'!r})"
+                )
         return self
 
     @property
     def is_unbounded(self) -> bool:
         """True when the dimension has no fixed count."""
         return self.count is None
+
+
+class PositionDimension(Dimension):
+    """Deprecated (as in ome-writers 0.3): a ``Dimension`` of type ``"position"``.
+
+    ``PositionDimension(positions=[...])`` is
+    ``Dimension(name="p", type="position", coords=[...])``; use that.
+    """
+
+    def __init__(self, *args: Any, **data: Any) -> None:
+        warnings.warn(
+            "PositionDimension is deprecated; use Dimension(name='p', "
+            "type='position', coords=[...]) instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if "positions" in data:
+            if "coords" in data:
+                raise TypeError(
+                    "PositionDimension got both 'positions' and 'coords'; give one"
+                )
+            data["coords"] = data.pop("positions")
+        if not args:
+            data.setdefault("name", "p")
+        if data.setdefault("type", "position") != "position":
+            raise ValueError(
+                f"PositionDimension has type 'position', not {data['type']!r}; use "
+                "Dimension for other types"
+            )
+        super().__init__(*args, **data)
 
 
 def _check_position_names(dimension: str, coords: Sequence[CoordValue]) -> None:
@@ -319,7 +486,7 @@ def _infer_type(name: Any, coords: Any, unit: Any) -> DimensionType:
             return "space"
     if isinstance(name, str):
         try:
-            return StandardAxis(name.lower()).dimension_type
+            return StandardAxis(name.lower()).dimension_type()
         except ValueError:
             pass
     return "other"
@@ -391,7 +558,7 @@ def dims_from_standard_axes(
     dims = []
     for name, size in sizes.items():
         axis = StandardAxis(name)
-        kwargs: dict[str, Any] = {"type": axis.dimension_type, "unit": axis.unit}
+        kwargs: dict[str, Any] = {"type": axis.dimension_type(), "unit": axis.unit()}
         if axis is StandardAxis.P and not isinstance(size, int) and size is not None:
             kwargs["coords"] = list(size)
         elif isinstance(size, (list, tuple)):
@@ -455,11 +622,14 @@ class AcquisitionSettings(_Model):
         then ``"ome-zarr"``, ``"ome-tiff"`` or ``"scratch"``.
     compression
         Codec name for formats that compress, checked against what the format's
-        backend can write; scratch stores raw bytes and accepts only None.
+        backend can write; None (or ``"none"``) for none. Scratch stores raw
+        bytes and accepts only None.
     storage_order
         Order of the non-frame dimensions in storage: ``"acquisition"``,
         ``"ome"`` (the format's canonical order; for scratch the acquisition
-        order) or a list of dimension names. The position dimension is never
+        order) or a list of dimension names (which may end with the frame
+        dimensions, unchanged: ``["t", "c", "z", "y", "x"]``). The position
+        dimension is never
         stored as an axis: each position gets its own array. An unbounded
         dimension must stay first.
     plate
@@ -495,6 +665,11 @@ class AcquisitionSettings(_Model):
             implied = resolve_format_name(value["name"])
             return {**implied, **value, "name": implied["name"]}
         return value
+
+    @field_validator("compression", mode="before")
+    @classmethod
+    def _none_means_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.lower() == "none" else value
 
     @field_validator("root_path", mode="before")
     @classmethod
@@ -595,13 +770,21 @@ class AcquisitionSettings(_Model):
         order = self.storage_order
         if isinstance(order, str):
             return
-        expected = [d.name for d in self.index_dimensions if d.type != "position"]
-        given = [n for n in order if n not in self.position_dimension_names]
+        expected = [d.name for d in self.index_dimensions]
+        frame = [d.name for d in self.frame_dimensions]
+        listed_frame = [n for n in order if n in frame]
+        if listed_frame and list(order[-2:]) != frame:
+            raise ValueError(
+                f"storage_order {order!r}: the frame dimensions {frame!r} cannot "
+                "be reordered; list them last, in that order, or leave them out"
+            )
+        skipped = {*self.position_dimension_names, *frame}
+        given = [n for n in order if n not in skipped]
         if sorted(given) != sorted(expected) or len(order) != len(set(order)):
             raise ValueError(
                 f"storage_order {order!r} must list each non-frame dimension "
                 f"exactly once: {expected!r} (the position dimension may be "
-                "omitted)"
+                "omitted; the frame dimensions may follow last)"
             )
         unbounded = self.dimensions[0]
         if unbounded.count is None and given[0] != unbounded.name:
@@ -613,9 +796,19 @@ class AcquisitionSettings(_Model):
     def _check_plate(self) -> None:
         if self.plate is None:
             return
+        if not self.position_dimension_names:
+            raise ValueError(
+                "plate is set but no dimension is of type 'position': a plate needs "
+                "positions with plate_row/plate_column; add a position dimension "
+                "or drop the plate"
+            )
         for pos in self.positions:
             if pos.plate_row is None and pos.plate_column is None:
-                continue
+                raise ValueError(
+                    f"position {pos.name!r} has no plate_row/plate_column, but the "
+                    "acquisition has a plate: give every position its well, or drop "
+                    "AcquisitionSettings.plate"
+                )
             if pos.plate_row not in self.plate.row_names:
                 raise ValueError(
                     f"position {pos.name!r}: plate_row {pos.plate_row!r} is not "
@@ -642,9 +835,43 @@ class AcquisitionSettings(_Model):
         return (int(y.count or 0), int(x.count or 0))
 
     @property
-    def index_dimensions(self) -> list[Dimension]:
-        """The non-frame dimensions, in acquisition order."""
-        return list(self._require_dimensions("index_dimensions")[:-2])
+    def index_dimensions(self) -> tuple[Dimension, ...]:
+        """The non-frame dimensions but the position one, in acquisition order."""
+        dims = self._require_dimensions("index_dimensions")[:-2]
+        return tuple(d for d in dims if d.type != "position")
+
+    @property
+    def array_dimensions(self) -> tuple[Dimension, ...]:
+        """Every dimension but the position one (what one position array spans)."""
+        dims = self._require_dimensions("array_dimensions")
+        return tuple(d for d in dims if d.type != "position")
+
+    @property
+    def position_dimension_index(self) -> int | None:
+        """Where the position dimension is in ``dimensions``, or None."""
+        dims = self._require_dimensions("position_dimension_index")
+        return next((i for i, d in enumerate(dims) if d.type == "position"), None)
+
+    @property
+    def storage_index_dimensions(self) -> tuple[Dimension, ...]:
+        """The stored non-frame axes in storage order (see ``stored_dimensions``)."""
+        return tuple(self.stored_dimensions)
+
+    @property
+    def array_storage_dimensions(self) -> tuple[Dimension, ...]:
+        """``storage_index_dimensions`` followed by the frame dimensions."""
+        return (*self.storage_index_dimensions, *self.frame_dimensions)
+
+    @property
+    def storage_index_permutation(self) -> tuple[int, ...] | None:
+        """Acquisition -> storage order of the index axes; None when the same.
+
+        Entry ``k`` is the position in ``index_dimensions`` of the ``k``-th
+        stored axis (of its first dimension, for a folded camera axis).
+        """
+        names = [d.name for d in self.index_dimensions]
+        permutation = tuple(names.index(group[0]) for group in self.storage_groups)
+        return None if permutation == tuple(range(len(names))) else permutation
 
     @property
     def position_dimension_names(self) -> list[str]:
@@ -666,7 +893,7 @@ class AcquisitionSettings(_Model):
         """Total number of frames, or None when unbounded."""
         if self.is_unbounded:
             return None
-        return math.prod(d.count or 0 for d in self.index_dimensions)
+        return math.prod(d.count or 0 for d in self.dimensions[:-2])
 
     @property
     def positions(self) -> tuple[Position, ...]:
@@ -751,7 +978,7 @@ class AcquisitionSettings(_Model):
 
     def _stored_index_dimensions(self) -> list[Dimension]:
         """Non-position index dimensions, a lone folded camera axis as channels."""
-        dims = [d for d in self.index_dimensions if d.type != "position"]
+        dims = list(self.index_dimensions)
         camera = self._folded_camera()
         if camera is None or any(d.type == "channel" for d in dims):
             return dims

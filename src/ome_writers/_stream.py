@@ -75,6 +75,9 @@ class OMEStream:
 
     def __init__(self, settings: AcquisitionSettings) -> None:
         settings.validate_stream_ready()
+        # the stream's own copy: changing the caller's settings later (they
+        # may be assigned to) does not change the stream
+        settings = settings.model_copy(deep=True)
         self.settings = settings
         fmt = settings.format
         if fmt.requires_root_path and not settings.root_path:

@@ -37,7 +37,14 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from ome_writers._settings import Channel, Dimension, Plate, Position, StandardAxis
+from ome_writers._settings import (
+    Channel,
+    Dimension,
+    Plate,
+    Position,
+    StandardAxis,
+    plate_row_name,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -211,7 +218,7 @@ def _dimensions(
             continue
         std = StandardAxis(axis)
         kwargs: dict[str, Any] = {
-            "type": std.dimension_type,
+            "type": std.dimension_type(),
             "count": time_count if axis == "t" else sizes[axis],
         }
         if axis == "t":
@@ -464,7 +471,7 @@ def _well_plate_positions(plan: Any, useq: Any) -> list[Position]:
         out.append(
             Position(
                 name=f"fov{i % len(fields)}",
-                plate_row=_row_name(pos.plate_row),
+                plate_row=plate_row_name(pos.plate_row),
                 plate_column=str(pos.plate_col + 1),
                 grid_row=field.grid_row,
                 grid_column=field.grid_col,
@@ -480,7 +487,7 @@ def _plate_well(pos: Any) -> tuple[str | None, str | None]:
     """useq's 0-based plate row/column as names ("A", "1"), or (None, None)."""
     row, col = pos.plate_row, pos.plate_col
     if row is not None and col is not None:
-        return _row_name(row), str(col + 1)
+        return plate_row_name(row), str(col + 1)
     if row is not None or col is not None:
         warnings.warn(
             f"stage position {pos.name!r} has plate_row={row!r} but "
@@ -491,30 +498,14 @@ def _plate_well(pos: Any) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _row_name(index: int) -> str:
-    """0 -> "A", 25 -> "Z", 26 -> "AA" (plate row names).
-
-    >>> [_row_name(i) for i in (0, 1, 25, 26, 27, 701, 702)]
-    ['A', 'B', 'Z', 'AA', 'AB', 'ZZ', 'AAA']
-    """
-    name = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        name = chr(ord("A") + rem) + name
-    return name
-
-
 def _plate(seq: useq.MDASequence) -> Plate | None:
     """The plate of a WellPlatePlan, or spanned by positions' plate wells."""
     useq = _import_useq()
     stage = seq.stage_positions
     if isinstance(stage, useq.WellPlatePlan):
         plate = stage.plate
-        return Plate(
-            row_names=[_row_name(i) for i in range(plate.rows)],
-            column_names=[str(i + 1) for i in range(plate.columns)],
-            name=plate.name or None,
+        return Plate.from_standard_wells(
+            (plate.rows, plate.columns), name=plate.name or None
         )
     wells = [
         (p.plate_row, p.plate_col)
@@ -523,7 +514,5 @@ def _plate(seq: useq.MDASequence) -> Plate | None:
     ]
     if not wells:
         return None
-    return Plate(
-        row_names=[_row_name(i) for i in range(max(r for r, _ in wells) + 1)],
-        column_names=[str(i + 1) for i in range(max(c for _, c in wells) + 1)],
-    )
+    rows = max(r for r, _ in wells) + 1
+    return Plate.from_standard_wells((rows, max(c for _, c in wells) + 1))

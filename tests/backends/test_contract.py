@@ -106,7 +106,7 @@ def _expected(n: int, shape=(16, 24)) -> np.ndarray:
 
 def _to_storage(data_acq: np.ndarray, settings: AcquisitionSettings) -> np.ndarray:
     """Permute an acquisition-order array (no position axis) into storage order."""
-    names = [d.name for d in settings.index_dimensions if d.type != "position"]
+    names = [d.name for d in settings.index_dimensions]
     order = [names.index(n) for n in settings.storage_dimension_names]
     return np.transpose(data_acq, [*order, len(names), len(names) + 1])
 

@@ -142,7 +142,7 @@ LAYOUTS = [
 
 def expected_positions(settings: AcquisitionSettings, frames: int) -> list[np.ndarray]:
     """Position arrays in storage order, built from the acquisition order alone."""
-    index_dims = settings.index_dimensions
+    index_dims = settings.dimensions[:-2]
     counts = [d.count for d in index_dims]
     if counts[0] is None:
         per_step = int(np.prod(counts[1:]))

@@ -115,7 +115,7 @@ class MetadataXml:
             pixel_type(settings.dtype)
             builder = OmeXmlBuilder(settings, router)
         except ValueError:
-            names = [d.name for d in settings.index_dimensions]
+            names = [d.name for d in settings.dimensions[:-2]]
             _logger.info(
                 "%s not written: OME-XML cannot describe dtype %r with dimensions "
                 "%r (OME has no 64-bit integer pixels, and one T, C and Z axis "
