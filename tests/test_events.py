@@ -13,6 +13,7 @@ import pytest
 from ome_writers import (
     AcquisitionSettings,
     CoordsUpdate,
+    CoordUpdate,
     create_stream,
     dims_from_standard_axes,
 )
@@ -20,26 +21,34 @@ from ome_writers import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-SIZES = {"t": 2, "p": 2, "c": 3, "y": 3, "x": 4}
+SIZES = {"t": 2, "p": ["A1", "B2"], "c": 3, "y": 3, "x": 4}
 NAMES = ("t", "p", "c")
 COUNTS = (2, 2, 3)
+#: coordinate labels of the dimensions that have them
+LABELS = {"p": ["A1", "B2"]}
+FRAME = {"y": 3, "x": 4}
 
 
 def expected_updates(
     frames: range, counts: tuple[int, ...] = COUNTS, names: tuple[str, ...] = NAMES
-) -> list[CoordsUpdate]:
-    """Brute force: index of each frame, and the high-water extent after it."""
+) -> list[CoordUpdate]:
+    """Brute force: index of each frame, and the coordinates reached after it."""
     indices = list(itertools.product(*(range(c) for c in counts)))
     out = []
     extent = [0] * len(counts)
     for n in range(frames.stop):
         new = [max(e, i + 1) for e, i in zip(extent, indices[n])]
         if n in frames:
+            max_coords: dict = {
+                name: LABELS[name][:size] if name in LABELS else range(size)
+                for name, size in zip(names, new)
+            }
+            max_coords.update({name: range(size) for name, size in FRAME.items()})
             out.append(
-                CoordsUpdate(
+                CoordUpdate(
                     frame_number=n,
-                    current_indices=dict(zip(names, indices[n])),
-                    max_coords=dict(zip(names, new)),
+                    current_indices={**dict(zip(names, indices[n])), "y": 0, "x": 0},
+                    max_coords=max_coords,
                     is_high_water_mark=new != extent,
                 )
             )
@@ -54,7 +63,7 @@ def make_settings(sizes: dict | None = None) -> AcquisitionSettings:
 
 
 def test_coords_changed_for_every_frame(make_frame: Callable) -> None:
-    updates: list[CoordsUpdate] = []
+    updates: list[CoordUpdate] = []
     with create_stream(make_settings()) as stream:
         stream.on("coords_changed", updates.append)
         for n in range(5):
@@ -66,7 +75,7 @@ def test_coords_changed_for_every_frame(make_frame: Callable) -> None:
 
 
 def test_coords_expanded_only_at_high_water_marks(make_frame: Callable) -> None:
-    expanded: list[CoordsUpdate] = []
+    expanded: list[CoordUpdate] = []
     with create_stream(make_settings()) as stream:
         stream.on("coords_expanded", expanded.append)
         for n in range(12):
@@ -78,17 +87,25 @@ def test_coords_expanded_only_at_high_water_marks(make_frame: Callable) -> None:
 
 
 def test_max_coords_is_the_dynamic_view_shape(make_frame: Callable) -> None:
-    updates: list[CoordsUpdate] = []
+    updates: list[CoordUpdate] = []
     with create_stream(make_settings()) as stream:
         stream.on("coords_changed", updates.append)
         for n in range(4):
             stream.append(make_frame(n))
-    assert tuple(updates[-1].max_coords.values()) == stream.view().shape[:3]
-    assert list(updates[-1].max_coords) == list(NAMES)
+    view = stream.view()
+    sizes = tuple(len(c) for c in updates[-1].max_coords.values())
+    assert sizes == view.shape
+    assert list(updates[-1].max_coords) == [*NAMES, "y", "x"]
+    assert updates[-1].max_coords == view.coords
+    assert updates[-1].max_coords["p"] == ["A1", "B2"]
+
+
+def test_coords_update_is_the_03_name() -> None:
+    assert CoordsUpdate is CoordUpdate
 
 
 def test_listening_from_the_middle(make_frame: Callable) -> None:
-    updates: list[CoordsUpdate] = []
+    updates: list[CoordUpdate] = []
     with create_stream(make_settings()) as stream:
         for n in range(4):
             stream.append(make_frame(n))
@@ -113,13 +130,18 @@ def test_several_callbacks_and_events(make_frame: Callable) -> None:
 
 
 def test_unbounded_updates(make_frame: Callable) -> None:
-    updates: list[CoordsUpdate] = []
+    updates: list[CoordUpdate] = []
     with create_stream(make_settings({"t": None, "c": 2, "y": 3, "x": 4})) as stream:
         stream.on("coords_changed", updates.append)
         for n in range(7):
             stream.append(make_frame(n))
     assert updates == expected_updates(range(7), counts=(4, 2), names=("t", "c"))
-    assert updates[-1].max_coords == {"t": 4, "c": 2}
+    assert updates[-1].max_coords == {
+        "t": range(4),
+        "c": range(2),
+        "y": range(3),
+        "x": range(4),
+    }
 
 
 def test_callbacks_run_off_the_calling_thread(make_frame: Callable) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from ome_writers import Position, dims_from_standard_axes
+from ome_writers import Channel, Position, dims_from_standard_axes
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,11 +42,54 @@ def test_view_dims_coords_dtype(scratch_stream: StreamFactory) -> None:
     assert view.dims == ("t", "p", "c", "y", "x")
     assert view.ndim == 5
     assert view.dtype == np.dtype("uint16")
-    assert list(view.coords["p"]) == STAGE
-    assert list(view.coords["t"]) == [0, 1, 2]
-    assert list(view.coords["c"]) == [0, 1]
-    assert list(view.coords["y"]) == [0, 1, 2]
-    assert list(view.coords["x"]) == [0, 1, 2, 3]
+    # dynamic shape: nothing acquired yet, so no coordinates but the frame's
+    assert view.coords == {
+        "t": range(0),
+        "p": [],
+        "c": range(0),
+        "y": range(3),
+        "x": range(4),
+    }
+    fixed = stream.view(dynamic_shape=False)
+    assert fixed.coords == {
+        "t": range(3),
+        "p": ["A1", "B2"],
+        "c": range(2),
+        "y": range(3),
+        "x": range(4),
+    }
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        pytest.param(1, {"t": range(1), "p": ["A1"], "c": range(1)}, id="first"),
+        pytest.param(3, {"t": range(1), "p": ["A1", "B2"], "c": range(2)}, id="p1"),
+        pytest.param(5, {"t": range(2), "p": ["A1", "B2"], "c": range(2)}, id="t1"),
+    ],
+)
+def test_coords_follow_the_dynamic_shape(
+    scratch_stream: StreamFactory,
+    make_frame: Callable,
+    written: int,
+    expected: dict[str, Any],
+) -> None:
+    stream = scratch_stream(dims_from_standard_axes(SIZES))
+    for n in range(written):
+        stream.append(make_frame(n))
+    assert stream.view().coords == {**expected, "y": range(3), "x": range(4)}
+
+
+@pytest.mark.parametrize("scratch_mode", ["memory", "disk"])
+def test_coords_of_the_unbounded_dimension(scratch_stream: StreamFactory) -> None:
+    dims = dims_from_standard_axes({"t": None, "c": 2, "y": 3, "x": 4})
+    dims[1] = dims[1].model_copy(update={"coords": [Channel("DAPI"), Channel("GFP")]})
+    stream = scratch_stream(dims)
+    for _ in range(5):
+        stream.append(np.zeros((3, 4), "uint16"))
+    assert stream.view().coords["t"] == range(3)
+    assert stream.view().coords["c"] == ["DAPI", "GFP"]
+    assert stream.view(dynamic_shape=False).coords["t"] == range(3)
 
 
 @pytest.mark.parametrize("written", [0, 1, 2, 3, 4, 5, 11, 12])

@@ -8,7 +8,7 @@ from ome_writers._errors import (
     StreamClosedError,
     WriteError,
 )
-from ome_writers._events import CoordsUpdate
+from ome_writers._events import CoordsUpdate, CoordUpdate
 from ome_writers._formats import OmeTiffFormat, OmeZarrFormat, ScratchFormat
 from ome_writers._settings import (
     AcquisitionSettings,
@@ -29,6 +29,7 @@ __all__ = [
     "AcquisitionSettings",
     "BackendUnavailableError",
     "Channel",
+    "CoordUpdate",
     "CoordsUpdate",
     "Dimension",
     "NotADatasetError",

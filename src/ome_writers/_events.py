@@ -1,7 +1,7 @@
 """Coordinate updates and their dispatch off the hot path.
 
 ``append`` only puts the frame number on a queue, and only when somebody is
-listening. A daemon thread turns frame numbers into ``CoordsUpdate`` objects and
+listening. A daemon thread turns frame numbers into ``CoordUpdate`` objects and
 calls the callbacks, so a slow callback delays other callbacks, never the
 camera loop, and a failing one is logged with its traceback and otherwise
 ignored. ``close()`` waits until every queued update has been delivered, so
@@ -14,10 +14,10 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from ome_writers._router import FrameRouter
 
@@ -29,18 +29,23 @@ _STOP = -1
 
 
 @dataclass(frozen=True)
-class CoordsUpdate:
-    """Where the acquisition is after a frame.
+class CoordUpdate:
+    """Where the acquisition is after a frame (as ome-writers 0.3 defines it).
 
     Attributes
     ----------
     frame_number
         The frame just appended (or skipped), counted from 0.
     current_indices
-        Its index along each non-frame dimension, by name, acquisition order.
+        Its index along every dimension, by name, acquisition order (0 for
+        the frame dimensions).
     max_coords
-        The extent reached along each non-frame dimension (one past the largest
-        index reached), by name: the shape of ``view(dynamic_shape=True)``.
+        The coordinates reached so far along every dimension, by name: the
+        labels of the first ``n`` entries of a dimension with ``coords``
+        (channel and position names, or the values given), else
+        ``range(n)``, where ``n`` is one past the largest index reached; the
+        frame dimensions in full. Their lengths are the shape of
+        ``view(dynamic_shape=True)``, and they equal its ``coords``.
     is_high_water_mark
         True when this frame grew ``max_coords``; ``coords_expanded`` fires
         exactly for these updates.
@@ -48,16 +53,45 @@ class CoordsUpdate:
 
     frame_number: int
     current_indices: Mapping[str, int]
-    max_coords: Mapping[str, int]
+    max_coords: Mapping[str, Sequence[Any]]
     is_high_water_mark: bool
+
+
+#: the name this package used first; the same class
+CoordsUpdate = CoordUpdate
+
+
+def coord_label(coord: Any) -> Any:
+    """A coordinate as a label: a channel's or position's name, else itself."""
+    name = getattr(coord, "name", None)
+    return name if isinstance(name, str) else coord
+
+
+def coords_for_extent(
+    labels: Mapping[str, Sequence[Any] | None], extent: Mapping[str, int]
+) -> dict[str, Sequence[Any]]:
+    """Every dimension's coordinates covering ``extent`` (labels or a range)."""
+    out: dict[str, Sequence[Any]] = {}
+    for name, size in extent.items():
+        own = labels.get(name)
+        out[name] = range(size) if own is None else list(own[:size])
+    return out
 
 
 class EventDispatcher:
     """Deliver ``CoordsUpdate``s to callbacks from a background thread."""
 
-    def __init__(self, router: FrameRouter) -> None:
+    def __init__(
+        self,
+        router: FrameRouter,
+        labels: Mapping[str, Sequence[Any] | None],
+        frame_sizes: Mapping[str, int],
+    ) -> None:
         self._router = router
-        self._callbacks: dict[str, list[Callable[[CoordsUpdate], object]]] = {
+        self._labels = labels
+        self._frame_sizes = dict(frame_sizes)
+        self._frame_zeros = dict.fromkeys(frame_sizes, 0)
+        self._callbacks: dict[str, list[Callable[[CoordUpdate], object]]] = {
             name: [] for name in EVENT_NAMES
         }
         self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -71,7 +105,7 @@ class EventDispatcher:
         """True once any callback is registered."""
         return self._thread is not None
 
-    def add(self, event: str, callback: Callable[[CoordsUpdate], object]) -> None:
+    def add(self, event: str, callback: Callable[[CoordUpdate], object]) -> None:
         """Register ``callback`` for ``event``."""
         if event not in self._callbacks:
             raise ValueError(
@@ -130,10 +164,11 @@ class EventDispatcher:
         previous = router.acq_extent(frame_number)
         grew = any(new > old for new, old in zip(extent, previous))
         self._extent = tuple(max(a, b) for a, b in zip(extent, self._extent))
-        update = CoordsUpdate(
+        extent_by_name = {**dict(zip(router.names, self._extent)), **self._frame_sizes}
+        update = CoordUpdate(
             frame_number=frame_number,
-            current_indices=dict(zip(router.names, index)),
-            max_coords=dict(zip(router.names, self._extent)),
+            current_indices={**dict(zip(router.names, index)), **self._frame_zeros},
+            max_coords=coords_for_extent(self._labels, extent_by_name),
             is_high_water_mark=grew,
         )
         names: tuple[EventName, ...] = EVENT_NAMES if grew else ("coords_changed",)

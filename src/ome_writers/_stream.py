@@ -24,7 +24,7 @@ import numpy as np
 from ome_writers._backends._base import FrameMetadata, SupportsDirectWrite
 from ome_writers._backends._registry import get_backend_class
 from ome_writers._errors import StreamClosedError
-from ome_writers._events import EventDispatcher
+from ome_writers._events import EventDispatcher, coord_label
 from ome_writers._router import build_router
 from ome_writers._view import PositionArray, StreamView
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ome_writers._backends._base import Backend
-    from ome_writers._events import CoordsUpdate
+    from ome_writers._events import CoordUpdate
     from ome_writers._settings import AcquisitionSettings
 
 RESERVED_NAMESPACES = ("ome", "ome_writers")
@@ -101,7 +101,12 @@ class OMEStream:
         self._lock = threading.Lock()
         self._frames_written = 0
         self._closed = False
-        self._events = EventDispatcher(self._router)
+        self._labels = _coordinate_labels(settings)
+        self._events = EventDispatcher(
+            self._router,
+            self._labels,
+            {d.name: int(d.count or 0) for d in settings.frame_dimensions},
+        )
         self._listening = False
         self._global_metadata: dict[str, Any] = {}
         self._write: Callable[[int, np.ndarray, FrameMetadata | None], None]
@@ -310,18 +315,12 @@ class OMEStream:
             Reading frames not yet written raises ``IndexError`` instead of
             returning zeros.
         """
-        coords: dict[str, list[Any]] = {}
-        for d in self.settings.dimensions:
-            if d.coords is not None:
-                coords[d.name] = list(d.coords)
-            elif d.count is not None:
-                coords[d.name] = list(range(d.count))
         return StreamView(
             self._position_data,
             self._router,
             lambda: self._frames_written,
             tuple(d.name for d in self.settings.dimensions),
-            coords,
+            self._labels,
             self._frame_shape,
             self._dtype,
             dynamic_shape=dynamic_shape,
@@ -330,7 +329,7 @@ class OMEStream:
 
     # ---------------------------------------------------------------- events
 
-    def on(self, event: str, callback: Callable[[CoordsUpdate], object]) -> None:
+    def on(self, event: str, callback: Callable[[CoordUpdate], object]) -> None:
         """Call ``callback(update)`` after frames, off the hot path.
 
         ``"coords_changed"`` fires for every frame; ``"coords_expanded"`` when
@@ -444,6 +443,14 @@ class OMEStream:
             f"<OMEStream {self.settings.format.name} {state}, "
             f"{self._frames_written} frames written>"
         )
+
+
+def _coordinate_labels(settings: AcquisitionSettings) -> dict[str, list[Any] | None]:
+    """Each dimension's coordinate labels (names, values), None where it has none."""
+    return {
+        d.name: None if d.coords is None else [coord_label(c) for c in d.coords]
+        for d in settings.dimensions
+    }
 
 
 def _closed_write(*args: Any) -> None:

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from ome_writers._events import coords_for_extent
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from ome_writers._router import FrameRouter
 
@@ -102,7 +104,7 @@ class StreamView:
         router: FrameRouter,
         frames_written: Callable[[], int],
         dims: tuple[str, ...],
-        coords: Mapping[str, list[Any]],
+        labels: Mapping[str, Sequence[Any] | None],
         frame_shape: tuple[int, int],
         dtype: np.dtype,
         *,
@@ -113,7 +115,7 @@ class StreamView:
         self._router = router
         self._frames_written = frames_written
         self.dims = dims
-        self.coords = dict(coords)
+        self._labels = labels
         self._frame_shape = frame_shape
         self.dtype = dtype
         self._dynamic = dynamic_shape
@@ -126,6 +128,17 @@ class StreamView:
             len(acq_axes),
             len(acq_axes) + 1,
         ]
+
+    @property
+    def coords(self) -> dict[str, Sequence[Any]]:
+        """Each dimension's coordinates over the current ``shape``.
+
+        Channel and position names (or the values given as ``coords``) for the
+        indices the shape covers, ``range(n)`` for dimensions without coords
+        (the unbounded one included): with ``dynamic_shape`` they cover what
+        has been acquired so far.
+        """
+        return coords_for_extent(self._labels, dict(zip(self.dims, self.shape)))
 
     @property
     def shape(self) -> tuple[int, ...]:

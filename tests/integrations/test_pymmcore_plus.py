@@ -25,7 +25,7 @@ import zarr
 from ome_types import from_xml
 
 from integrations._microscope import make_core
-from ome_writers import AcquisitionSettings
+from ome_writers import AcquisitionSettings, useq_to_acquisition_settings
 
 W, H = 16, 12
 PIXEL_SIZE_UM = 0.5
@@ -177,20 +177,24 @@ def _read_tiff(path: Path) -> Written:
     return out
 
 
-def _read_memory(view: Any) -> Written:
+def _read_memory(view: Any, seq: useq.MDASequence) -> Written:
+    """The live view; stage coordinates from the settings the sink derived."""
     out = Written()
     dims = list(view.dims[:-2])
     data = np.asarray(view[...])
-    positions = view.coords.get("p")
-    if positions is None:
-        data, positions = data[np.newaxis], [None]
+    converted = useq_to_acquisition_settings(seq, W, H)["dimensions"]
+    p_dim = next((d for d in converted if d.type == "position"), None)
+    positions: list[Any] = [None] if p_dim is None else list(p_dim.coords or [])
+    if p_dim is None:
+        data = data[np.newaxis]
     else:
+        assert view.coords["p"] == [p.name for p in positions]
         data = np.moveaxis(data, dims.index("p"), 0)
         dims.remove("p")
     for p, pos in enumerate(positions):
         out.planes.append(_planes(data[p], dims))
         out.stage_xy.append((None, None) if pos is None else (pos.x_coord, pos.y_coord))
-        out.channel_names.append([c.name for c in view.coords.get("c", [])])
+        out.channel_names.append(list(view.coords.get("c", [])))
     return out
 
 
@@ -215,7 +219,7 @@ def test_mda_writes_every_frame_where_its_event_says(
     core, frames, target = _run(seq, output, tmp_path)
     assert len(frames) == len(list(seq))
     if output == "memory":
-        written = _read_memory(core.mda.get_view())
+        written = _read_memory(core.mda.get_view(), seq)
     elif output.endswith(".zarr"):
         written = _read_zarr(Path(target))
     else:
