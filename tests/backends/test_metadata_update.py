@@ -67,8 +67,8 @@ def _fill(stream: Any) -> np.ndarray:
 
 ZARR_KEYS = {
     "image": ["."],
-    "positions": ["0", "1"],
-    "plate": ["A/1/0", "B/2/0"],
+    "positions": ["a", "b"],
+    "plate": ["A/1/fov0", "B/2/fov0"],
 }
 
 
@@ -123,15 +123,15 @@ def test_zarr_update_after_close_and_ome_override(tmp_path: Path) -> None:
     [
         pytest.param({"9": {}}, KeyError, r"'9' is not an image group", id="unknown"),
         pytest.param(
-            {"0": {"ome_writers": {}}},
+            {"a": {"ome_writers": {}}},
             ValueError,
             r"'ome_writers' is the writer's own",
             id="reserved",
         ),
         pytest.param(
-            {"0": {"x": object()}}, TypeError, "not JSON-serializable", id="json"
+            {"a": {"x": object()}}, TypeError, "not JSON-serializable", id="json"
         ),
-        pytest.param({"0": ["x"]}, TypeError, "must be a dict", id="not-a-dict"),
+        pytest.param({"a": ["x"]}, TypeError, "must be a dict", id="not-a-dict"),
     ],
 )
 def test_zarr_bad_update_changes_nothing(
@@ -139,11 +139,11 @@ def test_zarr_bad_update_changes_nothing(
 ) -> None:
     root = tmp_path / "out.ome.zarr"
     stream = create_stream(_settings(root, "tensorstore", "positions"))
-    before = {p: (root / p / "zarr.json").read_bytes() for p in ("0", "1")}
+    before = {p: (root / p / "zarr.json").read_bytes() for p in ("a", "b")}
     # a good group beside a bad one: neither is written
     with pytest.raises(error, match=message):
-        stream.update_metadata({"1": {"ok": 1}, **update})
-    assert {p: (root / p / "zarr.json").read_bytes() for p in ("0", "1")} == before
+        stream.update_metadata({"b": {"ok": 1}, **update})
+    assert {p: (root / p / "zarr.json").read_bytes() for p in ("a", "b")} == before
     frames = _fill(stream)  # the stream goes on
     stream.close()
     np.testing.assert_array_equal(stream.view()[1], frames[2:])

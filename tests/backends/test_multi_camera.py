@@ -137,7 +137,7 @@ def test_camera_axis_folds_into_channels(
 
 def _read_zarr(tmp_path: Path, settings: AcquisitionSettings, positions: int):
     root = tmp_path / "out.ome.zarr"
-    paths = [""] if positions == 1 else [str(p) for p in range(positions)]
+    paths = [""] if positions == 1 else [f"s{p}" for p in range(positions)]
     out = []
     for path in paths:
         group = zarr.open_group(root / path, mode="r")

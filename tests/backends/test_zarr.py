@@ -520,12 +520,12 @@ def test_a_failed_write_names_its_own_array(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, "tensorstore", [positions, *yx()])
     stream = create_stream(settings)
     root = Path(settings.output_path)
-    (root / "0" / "0" / "c").write_bytes(b"not a directory")
+    (root / "a" / "0" / "c").write_bytes(b"not a directory")
     stream.append(frame_for(0))  # position 0: its write fails in the background
     np.testing.assert_array_equal(np.asarray(stream.arrays[1][...]), 0)
     with pytest.raises(WriteError) as info:
         stream.append(frame_for(1))
-    assert info.value.filename == str(root / "0" / "0")
+    assert info.value.filename == str(root / "a" / "0")
     assert "NotADirectoryError" in str(info.value)
     assert "[Errno None]" not in str(info.value)
     with pytest.raises(WriteError):
@@ -640,8 +640,8 @@ def test_unbounded_positions_closed_mid_step_end_alike(
     settings = make_settings(tmp_path, backend, dims)
     stream = write_all(settings, 4)  # t=0 for a, b, c; t=1 for a only
     root = Path(settings.output_path)
-    for position in range(3):
-        reader = read_independently(backend, root / str(position) / "0")
+    for name in ["a", "b", "c"]:
+        reader = read_independently(backend, root / name / "0")
         assert tuple(reader.shape) == (2, *FRAME)
     view = stream.view()
     assert view.shape == (2, 3, *FRAME)
@@ -678,8 +678,8 @@ def test_bounded_arrays_without_frames_exist_with_the_declared_shape(
     write_all(settings, frames)  # position "a" only, or nothing
     root = Path(settings.output_path)
     validate(root)
-    for position in range(2):
-        data = np.asarray(read_independently(backend, root / str(position) / "0")[...])
+    for position, name in enumerate(["a", "b"]):
+        data = np.asarray(read_independently(backend, root / name / "0")[...])
         assert data.shape == (3, *FRAME)
         for n in range(3):
             expected = frame_for(n) if position == 0 and n < frames else 0
@@ -734,7 +734,7 @@ def test_metadata_contents(tmp_path: Path, backend: str) -> None:
     assert top["ome_writers"]["global_metadata"] == {"mm": {"objective": "60x"}}
     assert top["ome_writers"]["complete"] is True
     assert top["ome_writers"]["frames_written"] == 16
-    image = json.loads((root / "0" / "zarr.json").read_text())["attributes"]
+    image = json.loads((root / "a" / "zarr.json").read_text())["attributes"]
     multiscale = image["ome"]["multiscales"][0]
     assert multiscale["name"] == "a"
     assert multiscale["axes"] == [
@@ -765,7 +765,7 @@ def test_metadata_contents(tmp_path: Path, backend: str) -> None:
         "k": 1,
     }
     series = json.loads((root / "OME" / "zarr.json").read_text())["attributes"]
-    assert series["ome"]["series"] == ["0", "1"]
+    assert series["ome"]["series"] == ["a", "b"]
 
 
 def test_plate_has_no_empty_groups(tmp_path: Path) -> None:
@@ -779,17 +779,18 @@ def test_plate_has_no_empty_groups(tmp_path: Path) -> None:
         for p in root.rglob("zarr.json")
         if p.parent != root
     )
+    # fields are named after their positions, letters and digits only
     assert groups == [
         "A",
         "A/1",
-        "A/1/0",
-        "A/1/0/0",
-        "A/1/1",
-        "A/1/1/0",
+        "A/1/A1f0",
+        "A/1/A1f0/0",
+        "A/1/A1f1",
+        "A/1/A1f1/0",
         "B",
         "B/2",
-        "B/2/0",
-        "B/2/0/0",
+        "B/2/B2f0",
+        "B/2/B2f0/0",
     ]
     validate(root)
 
@@ -1205,19 +1206,24 @@ def test_unsafe_plate_names_are_refused(tmp_path: Path, row: str) -> None:
     assert not Path(settings.output_path).exists()
 
 
-def test_position_names_never_become_paths(tmp_path: Path) -> None:
-    dims = [Dimension("p", coords=["../../escape", "/abs", ""]), *yx()]
+def test_position_names_become_safe_group_names(tmp_path: Path) -> None:
+    names = ["../../escape", "/abs", "", "OME", "a b", "a_b"]
+    dims = [Dimension("p", coords=names), *yx()]
     settings = make_settings(tmp_path, "tensorstore", dims)
-    write_all(settings, 3)
+    write_all(settings, len(names))
     root = Path(settings.output_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ome.zarr"]
-    names = [
-        json.loads((root / s / "zarr.json").read_text())["attributes"]["ome"][
+    groups = ["p0", "_abs", "p2", "OME_1", "a_b", "a_b_1"]
+    series = json.loads((root / "OME" / "zarr.json").read_text())["attributes"]
+    assert series["ome"]["series"] == groups
+    written = [
+        json.loads((root / g / "zarr.json").read_text())["attributes"]["ome"][
             "multiscales"
         ][0]["name"]
-        for s in ("0", "1", "2")
+        for g in groups
     ]
-    assert names == ["../../escape", "/abs", ""]
+    assert written == names
+    validate(root)
 
 
 # ------------------------------------------------------------ settings checks
@@ -1301,3 +1307,40 @@ def test_cli_demo_writes_ome_zarr(tmp_path: Path) -> None:
     assert "output:" in result.stdout
     validate(out)
     assert zarr.open_array(str(out / "0"), mode="r").shape == (3, 2, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("positions", "plate", "groups"),
+    [
+        pytest.param(["only"], None, [""], id="one-position-is-an-image"),
+        pytest.param(
+            [Position(name="s", grid_row=0, grid_column=c) for c in range(2)],
+            None,
+            ["s_0_0", "s_0_1"],
+            id="tiles-named-with-their-cell",
+        ),
+        pytest.param(
+            [
+                Position(name="fov0", plate_row="A", plate_column="1"),
+                Position(name="fov1", plate_row="A", plate_column="1"),
+                Position(name="fov0", plate_row="B", plate_column="2"),
+            ],
+            Plate(["A", "B"], ["1", "2"]),
+            ["A/1/fov0", "A/1/fov1", "B/2/fov0"],
+            id="plate-fields-named-after-positions",
+        ),
+    ],
+)
+def test_group_names_as_03_writes_them(
+    tmp_path: Path, positions: list, plate: Plate | None, groups: list[str]
+) -> None:
+    dims = [Dimension("p", coords=positions), *yx()]
+    settings = make_settings(tmp_path, "zarr-python", dims, plate=plate)
+    write_all(settings, len(positions))
+    root = Path(settings.output_path)
+    assert array_paths(root) == [root / g / "0" if g else root / "0" for g in groups]
+    for p, group in enumerate(groups):
+        np.testing.assert_array_equal(
+            zarr.open_array(root / group / "0", mode="r")[...], frame_for(p)
+        )
+    validate(root)

@@ -261,12 +261,13 @@ def test_plate_layout_in_zarr(tmp_path: Path) -> None:
     assert len(plate["columns"]) == 12
     for well in ("A/1", "B/3"):
         images = zarr.open_group(Path(target) / well, mode="r").attrs["ome"]["well"]
-        assert [im["path"] for im in images["images"]] == ["0", "1"]
+        # fields named after their positions, as ome-writers 0.3 names them
+        assert [im["path"] for im in images["images"]] == ["fov0", "fov1"]
         names = [
-            zarr.open_group(Path(target) / well / str(i), mode="r").attrs["ome"][
+            zarr.open_group(Path(target) / well / field, mode="r").attrs["ome"][
                 "multiscales"
             ][0]["name"]
-            for i in (0, 1)
+            for field in ("fov0", "fov1")
         ]
         assert names == ["fov0", "fov1"]
 

@@ -37,6 +37,8 @@ import numpy as np
 from ome_writers._settings import Channel, Position
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ome_writers._settings import AcquisitionSettings, Dimension
 
 NGFF_VERSION = "0.5"
@@ -117,14 +119,58 @@ def check_path_component(value: str, what: str) -> str:
     return value
 
 
+_UNSAFE_GROUP_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+_NOT_ALPHANUMERIC = re.compile(r"[^A-Za-z0-9]")
+
+
+def group_names(
+    names: Sequence[str], *, taken: Sequence[str] = (), alphanumeric: bool = False
+) -> list[str]:
+    """Safe, unique group names for ``names`` (see the module notes).
+
+    ``alphanumeric``: drop every other character, as HCS field paths require.
+
+    >>> group_names(["a", "a", "../x", "", "OME", "A 1"], taken=["OME"])
+    ['a', 'a_1', 'p2', 'p3', 'OME_1', 'A_1']
+    >>> group_names(["fov-0", "fov0", "?"], alphanumeric=True)
+    ['fov0', 'fov01', 'p2']
+    """
+    used = set(taken)
+    out = []
+    separator = "" if alphanumeric else "_"
+    for index, name in enumerate(names):
+        if alphanumeric:
+            safe = _NOT_ALPHANUMERIC.sub("", name)
+        else:
+            safe = _UNSAFE_GROUP_CHARS.sub("_", name)
+        if not safe or safe.startswith((".", "__")):
+            safe = f"p{index}"
+        candidate, k = safe, 0
+        while candidate in used:
+            k += 1
+            candidate = f"{safe}{separator}{k}"
+        used.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def _series_name(position: Position) -> str:
+    if position.grid_row is not None and position.grid_column is not None:
+        return f"{position.name}_{position.grid_row}_{position.grid_column}"
+    return position.name
+
+
 def build_layout(settings: AcquisitionSettings) -> ZarrLayout:
     """The hierarchy for ``settings``; raises ``ValueError`` for unsafe names."""
     positions = settings.positions
     if settings.plate is not None:
         return _plate_layout(settings)
-    if not settings.position_dimension_names:
+    if len(positions) == 1:
         return ZarrLayout("image", (ImageNode("", positions[0].name, positions[0]),))
-    images = tuple(ImageNode(str(p), pos.name, pos) for p, pos in enumerate(positions))
+    paths = group_names([_series_name(p) for p in positions], taken=["OME"])
+    images = tuple(
+        ImageNode(path, pos.name, pos) for path, pos in zip(paths, positions)
+    )
     series = [node.path for node in images]
     groups: dict[str, dict[str, Any] | None] = {
         "": {"version": NGFF_VERSION, "bioformats2raw.layout": 3},
@@ -138,9 +184,9 @@ def _plate_layout(settings: AcquisitionSettings) -> ZarrLayout:
     assert plate is not None
     rows = [check_path_component(r, "plate row name") for r in plate.row_names]
     columns = [check_path_component(c, "plate column name") for c in plate.column_names]
-    fields: dict[tuple[str, str], list[int]] = {}
+    fields: dict[tuple[str, str], list[str]] = {}
     images: list[ImageNode] = []
-    for p, pos in enumerate(settings.positions):
+    for pos in settings.positions:
         if pos.plate_row is None or pos.plate_column is None:
             raise ValueError(
                 f"position {pos.name!r} has no plate_row/plate_column, but the "
@@ -148,10 +194,12 @@ def _plate_layout(settings: AcquisitionSettings) -> ZarrLayout:
                 "AcquisitionSettings.plate"
             )
         well = fields.setdefault((pos.plate_row, pos.plate_column), [])
+        # fields are named after their position, unique within the well
+        (field_name,) = group_names([pos.name], taken=well, alphanumeric=True)
         images.append(
-            ImageNode(f"{pos.plate_row}/{pos.plate_column}/{len(well)}", pos.name, pos)
+            ImageNode(f"{pos.plate_row}/{pos.plate_column}/{field_name}", pos.name, pos)
         )
-        well.append(p)
+        well.append(field_name)
     wells = sorted(fields, key=lambda rc: (rows.index(rc[0]), columns.index(rc[1])))
     max_fields = max(len(v) for v in fields.values())
     plate_meta: dict[str, Any] = {
@@ -179,10 +227,7 @@ def _plate_layout(settings: AcquisitionSettings) -> ZarrLayout:
         groups[f"{r}/{c}"] = {
             "version": NGFF_VERSION,
             "well": {
-                "images": [
-                    {"path": str(i), "acquisition": 0}
-                    for i in range(len(fields[(r, c)]))
-                ]
+                "images": [{"path": name, "acquisition": 0} for name in fields[(r, c)]]
             },
         }
     return ZarrLayout("plate", tuple(images), groups)
