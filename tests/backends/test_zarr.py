@@ -745,10 +745,12 @@ def test_metadata_contents(tmp_path: Path, backend: str) -> None:
         {"name": "x", "type": "space", "unit": "micrometer"},
     ]
     transforms = multiscale["datasets"][0]["coordinateTransformations"]
+    # the z origin, plus position "a"'s stage coordinates on y and x
     assert transforms == [
         {"type": "scale", "scale": [1.5, 1.0, 2.0, 0.5, 0.5]},
-        {"type": "translation", "translation": [0.0, 0.0, -1.0, 0.0, 0.0]},
+        {"type": "translation", "translation": [0.0, 0.0, -1.0, 2.0, 1.0]},
     ]
+    assert multiscale["type"] == "none"
     omero = image["ome"]["omero"]["channels"]
     assert [(c["label"], c["color"]) for c in omero] == [
         ("DAPI", "0000FF"),

@@ -60,6 +60,8 @@ if TYPE_CHECKING:
 #: compression name -> Zarr v3 codec (the JSON form tensorstore and zarr use)
 _BLOSC_LEVEL = {"blosc-zstd": 1, "blosc-lz4": 5}
 _ZSTD_LEVEL = 1
+#: planes per channel read back at close to set a float image's display window
+_WINDOW_PLANES = 8
 
 _logger = logging.getLogger(__name__)
 
@@ -205,6 +207,8 @@ class ZarrBackendBase(Backend):
         self._metadata_xml: MetadataXml | None = None
         #: attributes given to update_metadata, per position (image group)
         self._user_attributes: dict[int, dict[str, Any]] = {}
+        #: float data: each position's channel (min, max), measured at close
+        self._windows: dict[int, list[tuple[float, float]]] = {}
 
     # ------------------------------------------------------------- engine hooks
 
@@ -332,9 +336,11 @@ class ZarrBackendBase(Backend):
         """An image group's attributes but the writer's own key (user's included)."""
         assert self.layout is not None
         user = self._user_attributes.get(position, {})
-        ome = user.get("ome") or image_metadata(
-            self.settings, self.layout.images[position]
-        )
+        if "ome" in user:
+            ome = user["ome"]
+        else:
+            node = self.layout.images[position]
+            ome = image_metadata(self.settings, node, self._windows.get(position))
         return {"ome": ome, **{k: v for k, v in user.items() if k != "ome"}}
 
     def _group_keys(self) -> dict[str, int]:
@@ -452,7 +458,48 @@ class ZarrBackendBase(Backend):
                 _logger.exception("while writing metadata after a failed close")
             raise
         self._complete = True
+        if self.dtype.kind == "f":
+            self._windows = self._measure_windows(frames_written)
         self.write_groups()
+
+    def _measure_windows(
+        self, frames_written: int
+    ) -> dict[int, list[tuple[float, float]]]:
+        """Each position's channel (min, max) of finite values, from a sample.
+
+        Up to ``_WINDOW_PLANES`` planes per channel, evenly spread over the
+        other axes, are read back: enough for a display window, and bounded
+        whatever the size of the acquisition.
+        """
+        dims = storage_dimensions(self.settings)[:-2]
+        channel_axis = next(
+            (i for i, d in enumerate(dims) if d.type == "channel"), None
+        )
+        if channel_axis is None:
+            return {}
+        out: dict[int, list[tuple[float, float]]] = {}
+        for position in range(self.router.num_positions):
+            data = self.position_data(position, frames_written)
+            shape = tuple(data.shape[:-2])
+            others = [n for i, n in enumerate(shape) if i != channel_axis]
+            total = math.prod(others)
+            picks = sorted(
+                {int(k) for k in np.linspace(0, max(total - 1, 0), _WINDOW_PLANES)}
+            )
+            ranges = []
+            for channel in range(shape[channel_axis]):
+                low, high = math.inf, -math.inf
+                for flat in picks if total else []:
+                    index = [int(i) for i in np.unravel_index(flat, others)]
+                    index.insert(channel_axis, channel)
+                    plane = np.asarray(data[tuple(index)])
+                    finite = plane[np.isfinite(plane)]
+                    if finite.size:
+                        low = min(low, float(finite.min()))
+                        high = max(high, float(finite.max()))
+                ranges.append((low, high) if low <= high else (0.0, 1.0))
+            out[position] = ranges
+        return out
 
     def logical_shape(self, frames_written: int) -> tuple[int, ...]:
         """Storage-order shape of each position after ``frames_written`` frames."""

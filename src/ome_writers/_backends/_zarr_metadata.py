@@ -214,7 +214,9 @@ def _plate_layout(settings: AcquisitionSettings) -> ZarrLayout:
             }
             for r, c in wells
         ],
-        "acquisitions": [{"id": 0, "maximumfieldcount": max_fields}],
+        "acquisitions": [
+            {"id": 0, "name": plate.name or "0", "maximumfieldcount": max_fields}
+        ],
         "field_count": max_fields,
     }
     if plate.name:
@@ -267,19 +269,63 @@ def axes_metadata(dims: list[Dimension]) -> list[dict[str, Any]]:
     return out
 
 
-def image_metadata(settings: AcquisitionSettings, node: ImageNode) -> dict[str, Any]:
-    """The ``ome`` attributes of one image group."""
+#: micrometers in one unit of each length unit a stage coordinate may meet
+_UM_PER_UNIT = {
+    "micrometer": 1.0,
+    "nanometer": 1e-3,
+    "picometer": 1e-6,
+    "angstrom": 1e-4,
+    "millimeter": 1e3,
+    "centimeter": 1e4,
+    "meter": 1e6,
+}
+
+
+def _stage_offsets(dims: list[Dimension], position: Position) -> list[float]:
+    """The position's stage coordinates along x, y (the frame) and z, in axis units.
+
+    Stage coordinates are micrometers; an axis in another length unit gets
+    them converted, and an axis without a length unit gets none.
+    """
+    offsets = [0.0] * len(dims)
+    index_space = [i for i, d in enumerate(dims[:-2]) if d.type == "space"]
+    targets = [
+        (len(dims) - 1, position.x_coord),
+        (len(dims) - 2, position.y_coord),
+        (index_space[0] if len(index_space) == 1 else None, position.z_coord),
+    ]
+    for axis, value in targets:
+        if axis is None or value is None:
+            continue
+        # no unit declared: micrometers, like the stage
+        unit = "micrometer" if dims[axis].unit is None else ome_unit(dims[axis])
+        um_per_unit = _UM_PER_UNIT.get(unit) if unit else None
+        if um_per_unit is not None:
+            offsets[axis] = value / um_per_unit
+    return offsets
+
+
+def image_metadata(
+    settings: AcquisitionSettings,
+    node: ImageNode,
+    windows: Sequence[tuple[float, float]] | None = None,
+) -> dict[str, Any]:
+    """The ``ome`` attributes of one image group.
+
+    ``translation`` is each axis's ``Dimension.translation`` plus the
+    position's stage coordinates (``x_coord``/``y_coord`` on the frame axes,
+    ``z_coord`` on a lone non-frame space axis), so viewers place positions
+    and plate fields where they were imaged. ``windows``: each channel's
+    (min, max) of the data, for the float rendering window.
+    """
     dims = storage_dimensions(settings)
     transforms: list[dict[str, Any]] = [
         {"type": "scale", "scale": [float(d.scale or 1.0) for d in dims]}
     ]
-    if any(d.translation is not None for d in dims):
-        transforms.append(
-            {
-                "type": "translation",
-                "translation": [float(d.translation or 0.0) for d in dims],
-            }
-        )
+    stage = _stage_offsets(dims, node.position)
+    translation = [float(d.translation or 0.0) + o for d, o in zip(dims, stage)]
+    if any(translation):
+        transforms.append({"type": "translation", "translation": translation})
     meta: dict[str, Any] = {
         "version": NGFF_VERSION,
         "multiscales": [
@@ -289,27 +335,39 @@ def image_metadata(settings: AcquisitionSettings, node: ImageNode) -> dict[str, 
                 "datasets": [
                     {"path": ARRAY_NAME, "coordinateTransformations": transforms}
                 ],
+                # OME-Zarr 0.5 SHOULD: how lower levels were made (none here)
+                "type": "none",
+                "metadata": {"description": "full resolution only, no lower levels"},
             }
         ],
     }
     channels = [d for d in dims if d.type == "channel"]
     if channels:
-        meta["omero"] = omero_metadata(channels[0], settings.dtype)
+        meta["omero"] = omero_metadata(channels[0], settings.dtype, windows)
     return meta
 
 
-def omero_metadata(dim: Dimension, dtype: str) -> dict[str, Any]:
-    """``omero`` rendering settings from a channel dimension's coords."""
+def omero_metadata(
+    dim: Dimension,
+    dtype: str,
+    windows: Sequence[tuple[float, float]] | None = None,
+) -> dict[str, Any]:
+    """``omero`` rendering settings from a channel dimension's coords.
+
+    Integer data: the dtype's range. Float data: each channel's measured
+    (min, max) from ``windows``, else 0-1.
+    """
     np_dtype = np.dtype(dtype)
     if np_dtype.kind in "iu":
         info = np.iinfo(np_dtype)
-        low, high = float(info.min), float(info.max)
+        ranges = [(float(info.min), float(info.max))] * int(dim.count or 0)
     else:
-        low, high = 0.0, 1.0
+        ranges = list(windows or []) or [(0.0, 1.0)] * int(dim.count or 0)
     coords = dim.coords or [Channel(name=str(i)) for i in range(dim.count or 0)]
     channels = []
     for i, coord in enumerate(coords):
         channel = coord if isinstance(coord, Channel) else Channel(name=str(coord))
+        low, high = ranges[i] if i < len(ranges) else (0.0, 1.0)
         channels.append(
             {
                 "label": channel.name,
