@@ -13,9 +13,11 @@ resolved by ``resolve_format_name``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ome_writers._backends._registry import is_backend_available
 
@@ -90,7 +92,7 @@ class ScratchFormat(_Format):
         """Name of the engine that writes this format."""
         return "scratch"
 
-    def get_output_path(self, root_path: str) -> str:
+    def get_output_path(self, root_path: str, *, num_positions: int = 1) -> str:
         """Where the data goes for ``root_path``: for scratch, ``root_path`` itself."""
         return root_path
 
@@ -131,7 +133,7 @@ class OmeZarrFormat(_Format):
     backend: ZarrBackendName = Field(default_factory=_default_zarr_backend)
     suffix: str = ".ome.zarr"
 
-    def get_output_path(self, root_path: str) -> str:
+    def get_output_path(self, root_path: str, *, num_positions: int = 1) -> str:
         """``root_path``, with ``suffix`` added unless it ends in ``.zarr``."""
         if not root_path or root_path.rstrip("/").endswith(".zarr"):
             return root_path.rstrip("/")
@@ -203,6 +205,7 @@ class OmeTiffFormat(_Format):
     Each frame becomes one TIFF page (IFD) as it arrives. ``DimensionOrder``
     follows the storage order, which for ``storage_order="ome"`` is the
     acquisition order: OME-TIFF allows every permutation of T, C and Z.
+    Files are laid out as ome-writers 0.3 lays them out.
 
     Parameters
     ----------
@@ -210,17 +213,23 @@ class OmeTiffFormat(_Format):
         Appended to ``root_path`` unless it already ends in ``.tif`` or
         ``.tiff`` (``.ome.tiff``, ``.ome.tif``, ``.tif``, ``.tiff`` are kept
         as given).
-    position_layout
-        How positions are laid out. ``"series"`` (default): one file at
-        ``output_path`` holding every position as an OME Image (a tifffile
-        series), plate metadata included; one file is easiest to move and
-        open. ``"files"``: one file per position, named
-        ``<stem>_<position name>.ome.tiff`` (characters other than letters,
-        digits, ``-`` and ``_`` replaced by ``_``) beside a
-        ``<stem>.companion.ome`` that describes all of them (plate
-        included); ``output_path`` is then the companion file. Each position
-        file also embeds a complete OME-XML of its own position, so it opens
-        on its own.
+    prefer_single_file
+        ``"auto"`` (default): one file for one position, a folder of files for
+        several. ``"always"`` (or True): one file holding every position as an
+        OME Image (a tifffile series), plate included; easiest to move and
+        open. ``"never"`` (or False): a folder even for one position. The
+        folder is ``root_path`` without its suffix; position ``i`` is
+        ``<folder>/<folder name>_p<iii><suffix>`` (``run/run_p000.ome.tiff``).
+    multi_file_metadata
+        Where the OME-XML of a folder of files lives. ``"redundant"``
+        (default): every file carries the whole dataset's OME-XML (each
+        Image's ``TiffData`` names its file by UUID), so any one file opens as
+        the whole dataset. ``"master-tiff"``: the first file carries it, the
+        others a ``BinaryOnly`` reference to that file. ``"companion-file"``:
+        a ``companion_file`` beside them carries it, every TIFF a
+        ``BinaryOnly`` reference to it.
+    companion_file
+        Name of the companion file in the folder (``"companion-file"`` only).
     bigtiff
         Write BigTIFF (64-bit offsets). None (default): when a file can
         exceed 4 GB, and always for unbounded streams.
@@ -232,8 +241,55 @@ class OmeTiffFormat(_Format):
     name: Literal["ome-tiff"] = "ome-tiff"
     backend: Literal["tifffile"] = "tifffile"
     suffix: str = ".ome.tiff"
-    position_layout: Literal["series", "files"] = "series"
+    prefer_single_file: Literal["auto", "always", "never"] = "auto"
+    multi_file_metadata: Literal["redundant", "master-tiff", "companion-file"] = (
+        "redundant"
+    )
+    companion_file: str = Field(default="companion.ome", min_length=1)
     bigtiff: bool | None = None
+
+    @field_validator("prefer_single_file", mode="before")
+    @classmethod
+    def _bool_means_always(cls, value: Any) -> Any:
+        if value is True:
+            return "always"
+        if value is False:
+            return "never"
+        return value
+
+    @field_validator("companion_file")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        if "/" in value or "\\" in value or value in (".", ".."):
+            raise ValueError(
+                f"companion_file {value!r} must be a file name, not a path; it is "
+                "written inside the output folder"
+            )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _position_layout(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "position_layout" in data:
+            data = dict(data)
+            layout = data.pop("position_layout")
+            warnings.warn(
+                "OmeTiffFormat(position_layout=...) is deprecated: use "
+                "prefer_single_file='always' for 'series', or "
+                "prefer_single_file='never' with multi_file_metadata for 'files'",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+            if layout == "series":
+                data.setdefault("prefer_single_file", "always")
+            elif layout == "files":
+                data.setdefault("prefer_single_file", "never")
+                data.setdefault("multi_file_metadata", "companion-file")
+            else:
+                raise ValueError(
+                    f"position_layout {layout!r} is neither 'series' nor 'files'"
+                )
+        return data
 
     def supported_compressions(self) -> tuple[str | None, ...]:
         """None and zlib always; lzw and zstd when ``imagecodecs`` is installed."""
@@ -251,6 +307,12 @@ class OmeTiffFormat(_Format):
         """
         return [d.name for d in dimensions if d.type != "position"]
 
+    def single_file(self, num_positions: int) -> bool:
+        """Whether ``num_positions`` positions go into one file."""
+        return self.prefer_single_file == "always" or (
+            self.prefer_single_file == "auto" and num_positions <= 1
+        )
+
     def tiff_path(self, root_path: str) -> str:
         """``root_path`` as given if it ends in ``.tif(f)``, else with ``suffix``."""
         if not root_path or root_path.lower().endswith(_TIFF_SUFFIXES):
@@ -264,12 +326,21 @@ class OmeTiffFormat(_Format):
         suffix = next(s for s in _TIFF_SUFFIXES if lowered.endswith(s))
         return path[: len(path) - len(suffix)], path[len(path) - len(suffix) :]
 
-    def get_output_path(self, root_path: str) -> str:
-        """The TIFF file (``"series"``) or the companion file (``"files"``)."""
-        if not root_path or self.position_layout == "series":
+    def file_paths(self, root_path: str, num_positions: int) -> list[str]:
+        """The TIFF file of each position (one path for a single file)."""
+        if self.single_file(num_positions):
+            return [self.tiff_path(root_path)]
+        folder, suffix = self.split_tiff_path(root_path)
+        path = Path(folder)
+        return [
+            str(path / f"{path.name}_p{i:03d}{suffix}") for i in range(num_positions)
+        ]
+
+    def get_output_path(self, root_path: str, *, num_positions: int = 1) -> str:
+        """The TIFF file (one file), or the folder of files."""
+        if not root_path or self.single_file(num_positions):
             return self.tiff_path(root_path)
-        stem, _suffix = self.split_tiff_path(root_path)
-        return stem + ".companion.ome"
+        return self.split_tiff_path(root_path)[0]
 
 
 FormatModel = Annotated[

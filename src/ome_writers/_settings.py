@@ -997,7 +997,8 @@ class AcquisitionSettings(_Model):
     @property
     def output_path(self) -> str:
         """Where the data goes, as decided by the format."""
-        return self.format.get_output_path(self.root_path)
+        positions = len(self.positions) if self.dimensions else 1
+        return self.format.get_output_path(self.root_path, num_positions=positions)
 
     @property
     def itemsize(self) -> int:

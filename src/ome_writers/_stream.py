@@ -365,12 +365,12 @@ class OMEStream:
         """The format's own metadata, to edit and give to ``update_metadata``.
 
         - OME-Zarr: image group path (``"."`` for a single image, else as in
-          the layout, e.g. ``"0"``, ``"A/1/0"``) -> a copy of that group's
-          attributes, without the writer's own ``"ome_writers"`` key.
+          the layout, e.g. ``"pos0"``, ``"A/1/fov0"``) -> a copy of that
+          group's attributes, without the writer's own ``"ome_writers"`` key.
         - OME-TIFF: ``ome_types.OME`` per file: ``{0: ...}`` for one file (it
-          describes every position); with ``position_layout="files"``, the
-          position index -> its file's document, and ``-1`` -> the companion
-          file. Before ``close()`` these are the documents as they stand
+          describes every position); for a folder of files, the position
+          index -> its file's document (the whole dataset, or a
+          ``BinaryOnly`` reference), and ``-1`` -> the companion file. Before ``close()`` these are the documents as they stand
           (planes are added at close).
         - scratch: ``{}`` (use ``set_global_metadata``).
         """

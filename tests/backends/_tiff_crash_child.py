@@ -49,7 +49,11 @@ def main(root: str, config: dict) -> None:
         root_path=root,
         dimensions=dims_from_standard_axes(sizes),
         dtype="uint16",
-        format=OmeTiffFormat(position_layout=config.get("layout", "series")),
+        format=OmeTiffFormat(
+            prefer_single_file="always"
+            if config.get("layout", "single") == "single"
+            else "never"
+        ),
         compression=config.get("compression"),
     )
     frame_shape = (sizes["y"], sizes["x"])

@@ -164,46 +164,67 @@ def _notes(xml: str) -> list[str]:
     return [a.value.ms[0].value for a in maps if a.namespace == "acme"]
 
 
-@pytest.mark.parametrize("layout", ["series", "files"])
+TIFF_LAYOUTS = {
+    # layout -> (format, files relative to the root's folder, keys)
+    "single": (OmeTiffFormat(prefer_single_file="always"), ["out.ome.tiff"], [0]),
+    "redundant": (
+        OmeTiffFormat(),
+        ["out/out_p000.ome.tiff", "out/out_p001.ome.tiff"],
+        [0, 1],
+    ),
+    "companion-file": (
+        OmeTiffFormat(multi_file_metadata="companion-file"),
+        ["out/out_p000.ome.tiff", "out/out_p001.ome.tiff"],
+        [-1, 0, 1],
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", list(TIFF_LAYOUTS))
 def test_tiff_update_after_close(tmp_path: Path, layout: str) -> None:
-    root = tmp_path / "out.ome.tiff"
-    fmt = OmeTiffFormat(position_layout=layout)
-    stream = create_stream(_settings(root, fmt, "positions"))
+    fmt, names, keys = TIFF_LAYOUTS[layout]
+    stream = create_stream(_settings(tmp_path / "out.ome.tiff", fmt, "positions"))
     frames = _fill(stream)
     with pytest.raises(RuntimeError, match=r"after stream\.close"):
         stream.update_metadata(stream.get_metadata())
     stream.close()
     metadata = stream.get_metadata()
-    files = (
-        [root]
-        if layout == "series"
-        else [tmp_path / "out_a.ome.tiff", tmp_path / "out_b.ome.tiff"]
-    )
-    expected_keys = [0] if layout == "series" else [0, 1, -1]
-    assert sorted(metadata) == sorted(expected_keys)
+    assert sorted(metadata) == keys
+    annotated = []
     for key, ome in metadata.items():
         assert isinstance(ome, OME)
-        _annotate(ome, f"key {key}")
+        if ome.images:  # BinaryOnly documents only point at the metadata
+            _annotate(ome, f"key {key}")
+            annotated.append(key)
     stream.update_metadata(metadata)
+    files = [tmp_path / name for name in names]
     for i, path in enumerate(files):
         with tifffile.TiffFile(path) as tif:
-            assert _notes(tif.ome_metadata) == [f"key {i}"]
-            data = tif.series[0].asarray() if layout == "files" else None
-        if data is not None:
-            np.testing.assert_array_equal(data, frames[2 * i : 2 * i + 2])
-    if layout == "series":
-        with tifffile.TiffFile(root) as tif:
-            assert len(tif.series) == 2
-            np.testing.assert_array_equal(tif.series[1].asarray(), frames[2:])
-    else:
-        companion = (tmp_path / "out.companion.ome").read_text()
+            notes = _notes(tif.ome_metadata)
+            data = [series.asarray() for series in tif.series]
+        assert notes == ([f"key {i}"] if i in annotated else [])
+        # the pixels are untouched: position i holds frames 2i, 2i+1
+        np.testing.assert_array_equal(
+            data[i if len(data) > 1 else 0], frames[2 * i : 2 * i + 2]
+        )
+    if -1 in keys:
+        companion = (tmp_path / "out" / "companion.ome").read_text()
         assert _notes(companion) == ["key -1"]
     # a second update replaces the first; get_metadata returns what was written
+    key = annotated[-1]
     again = stream.get_metadata()
-    _annotate(again[0], "second")
-    stream.update_metadata({0: again[0]})
-    with tifffile.TiffFile(files[0]) as tif:
-        assert _notes(tif.ome_metadata) == ["key 0", "second"]
+    _annotate(again[key], "second")
+    stream.update_metadata({key: again[key]})
+    assert _notes(
+        (tmp_path / "out" / "companion.ome").read_text()
+        if key == -1
+        else _description(files[key])
+    ) == [f"key {key}", "second"]
+
+
+def _description(path: Path) -> str:
+    with tifffile.TiffFile(path) as tif:
+        return str(tif.ome_metadata)
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,7 @@ def _settings(tmp_path: Path, fmt: str, spec, channels) -> AcquisitionSettings:
             root_path=str(tmp_path / "out.ome.tiff"),
             dimensions=_dimensions(spec, channels),
             dtype="uint16",
-            format=OmeTiffFormat(position_layout="files"),
+            format=OmeTiffFormat(prefer_single_file="never"),
         )
     suffix = ".ome.tiff" if fmt == "ome-tiff" else ".ome.zarr"
     return AcquisitionSettings(
@@ -157,15 +157,13 @@ def _read_zarr(tmp_path: Path, settings: AcquisitionSettings, positions: int):
 
 
 def _read_tiff(tmp_path: Path, settings: AcquisitionSettings, positions: int):
-    if (
-        settings.format.name == "ome-tiff"
-        and settings.format.position_layout == "files"
-    ):
-        names = [f"s{p}" for p in range(positions)] if positions > 1 else ["0"]
-        files = [tmp_path / f"out_{name}.ome.tiff" for name in names]
-        series = [(f, 0) for f in files]
-    else:
+    fmt = settings.format
+    assert isinstance(fmt, OmeTiffFormat)
+    if fmt.single_file(positions):
         series = [(tmp_path / "out.ome.tiff", p) for p in range(positions)]
+    else:  # each file of the folder describes every position: read each from its own
+        files = [tmp_path / "out" / f"out_p{p:03d}.ome.tiff" for p in range(positions)]
+        series = [(f, p) for p, f in enumerate(files)]
     out = []
     for path, index in series:
         with tifffile.TiffFile(path) as tif:

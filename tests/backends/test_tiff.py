@@ -92,6 +92,35 @@ def read_series(path: Path) -> tuple[list[tuple[tuple[int, ...], str]], list[Any
     return described, data
 
 
+SINGLE = OmeTiffFormat(prefer_single_file="always")
+#: layout name -> format: one file, or a folder with each metadata arrangement
+LAYOUTS = {
+    "single": SINGLE,
+    "redundant": OmeTiffFormat(prefer_single_file="never"),
+    "master-tiff": OmeTiffFormat(
+        prefer_single_file="never", multi_file_metadata="master-tiff"
+    ),
+    "companion-file": OmeTiffFormat(
+        prefer_single_file="never", multi_file_metadata="companion-file"
+    ),
+}
+
+
+def full_xml(settings: AcquisitionSettings) -> str:
+    """The OME-XML that describes the whole dataset, wherever the layout puts it."""
+    fmt = settings.format
+    assert isinstance(fmt, OmeTiffFormat)
+    out = Path(settings.output_path)
+    if fmt.single_file(len(settings.positions)):
+        path = out
+    elif fmt.multi_file_metadata == "companion-file":
+        return (out / fmt.companion_file).read_text()
+    else:
+        path = tiff_files(out)[0]
+    with tifffile.TiffFile(path) as tf:
+        return str(tf.ome_metadata)
+
+
 CASES = [
     pytest.param({"t": 3, "c": 2, "y": 6, "x": 5}, {}, id="tcyx"),
     pytest.param({"t": 2, "c": 2, "z": 3, "y": 6, "x": 5}, {}, id="tczyx"),
@@ -106,29 +135,47 @@ CASES = [
         {"storage_order": "acquisition"},
         id="tczyx-storage-acquisition",
     ),
-    pytest.param({"t": 3, "p": 3, "c": 2, "y": 6, "x": 5}, {}, id="tpcyx-series"),
+    pytest.param(
+        {"t": 3, "p": 3, "c": 2, "y": 6, "x": 5}, {"format": SINGLE}, id="tpcyx-single"
+    ),
+    pytest.param({"t": 3, "p": 3, "c": 2, "y": 6, "x": 5}, {}, id="tpcyx-redundant"),
     pytest.param(
         {"t": 3, "p": 3, "c": 2, "y": 6, "x": 5},
-        {"format": OmeTiffFormat(position_layout="files")},
-        id="tpcyx-files",
+        {"format": OmeTiffFormat(multi_file_metadata="master-tiff")},
+        id="tpcyx-master-tiff",
+    ),
+    pytest.param(
+        {"t": 3, "p": 3, "c": 2, "y": 6, "x": 5},
+        {"format": OmeTiffFormat(multi_file_metadata="companion-file")},
+        id="tpcyx-companion-file",
     ),
     pytest.param(
         {"p": 2, "t": 2, "c": 2, "y": 6, "x": 5},
-        {"storage_order": ["c", "t"]},
-        id="ptcyx-series-storage-ct",
+        {"storage_order": ["c", "t"], "format": SINGLE},
+        id="ptcyx-single-storage-ct",
     ),
     pytest.param(
         {"t": None, "c": 2, "y": 6, "x": 5}, {"frames": 11}, id="tcyx-unbounded"
     ),
     pytest.param(
         {"t": None, "p": 2, "z": 2, "y": 6, "x": 5},
-        {"frames": 21, "format": OmeTiffFormat(position_layout="files")},
-        id="tpzyx-unbounded-files",
+        {
+            "frames": 21,
+            "format": OmeTiffFormat(
+                prefer_single_file="never", multi_file_metadata="companion-file"
+            ),
+        },
+        id="tpzyx-unbounded-companion-file",
     ),
     pytest.param(
         {"t": None, "p": 2, "c": 2, "y": 6, "x": 5},
         {"frames": 17, "compression": "zstd"},
-        id="tpcyx-unbounded-series-zstd",
+        id="tpcyx-unbounded-redundant-zstd",
+    ),
+    pytest.param(
+        {"t": None, "p": 2, "c": 2, "y": 6, "x": 5},
+        {"frames": 17, "format": SINGLE},
+        id="tpcyx-unbounded-single",
     ),
     pytest.param({"t": 3, "c": 2, "y": 6, "x": 5}, {"compression": "lzw"}, id="lzw"),
     pytest.param({"t": 3, "c": 2, "y": 6, "x": 5}, {"compression": "zlib"}, id="zlib"),
@@ -183,26 +230,42 @@ def test_write_and_read_back(
         np.testing.assert_array_equal(view[index], frame)
 
     # independent reader: tifffile + ome-types
-    files = tiff_files(tmp_path / "out")
     letters = "".join(AXIS_LETTER[k] for k in storage)
     axes = "".join(a for a, n in zip(letters, expected[0].shape) if n > 1) + "YX"
-    if isinstance(settings.format, OmeTiffFormat) and (
-        settings.format.position_layout == "files"
-    ):
-        assert len(files) == len(expected)
-        companion = Path(settings.output_path)
-        assert companion.name == "acq.companion.ome"
-        ome = from_xml(companion.read_text(), validate=True)
-        assert len(ome.images) == len(expected)
-        names = [pos.name for pos in settings.positions]
-        for path in files:
-            want = _squeezed(expected[names.index(path.name[4:].split(".")[0])])
-            described, data = read_series(path)
-            assert described == [(want.shape, axes)]
-            np.testing.assert_array_equal(data[0], want)
+    fmt = settings.format
+    assert isinstance(fmt, OmeTiffFormat)
+    if fmt.single_file(len(expected)):
+        files = tiff_files(tmp_path / "out")
+        assert files == [Path(settings.output_path)] == [tmp_path / "out/acq.ome.tiff"]
+        readable = files
     else:
-        assert files == [Path(settings.output_path)]
-        described, data = read_series(files[0])
+        # a folder named after the root, one file per position
+        folder = tmp_path / "out" / "acq"
+        assert Path(settings.output_path) == folder
+        files = tiff_files(folder)
+        assert [f.name for f in files] == [
+            f"acq_p{i:03d}.ome.tiff" for i in range(len(expected))
+        ]
+        mode = fmt.multi_file_metadata
+        # which files carry the whole dataset's OME-XML; the rest refer to it
+        readable = {"redundant": files, "master-tiff": files[:1]}.get(mode, [])
+        target = files[0].name if mode == "master-tiff" else "companion.ome"
+        for path in files:
+            if path in readable:
+                continue
+            with tifffile.TiffFile(path) as tf:
+                ome = from_xml(tf.ome_metadata, validate=True)
+            assert ome.binary_only is not None
+            assert ome.binary_only.metadata_file == target
+        if mode == "companion-file":
+            ome = from_xml((folder / "companion.ome").read_text(), validate=True)
+            assert len(ome.images) == len(expected)
+            for image, path in zip(ome.images, files):
+                (block, *_) = image.pixels.tiff_data_blocks
+                assert block.uuid is not None
+                assert block.uuid.file_name == path.name
+    for path in readable:  # each opens as the whole dataset
+        described, data = read_series(path)
         assert len(described) == len(expected)
         for (shape, got_axes), got, want in zip(described, data, expected):
             assert (shape, got_axes) == (_squeezed(want).shape, axes)
@@ -257,11 +320,9 @@ def _metadata_settings(root: Path, **kwargs: Any) -> AcquisitionSettings:
     )
 
 
-@pytest.mark.parametrize("layout", ["series", "files"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_metadata_mapping(tmp_path: Path, layout: str) -> None:
-    settings = _metadata_settings(
-        tmp_path / "meta.ome.tiff", format=OmeTiffFormat(position_layout=layout)
-    )
+    settings = _metadata_settings(tmp_path / "meta.ome.tiff", format=LAYOUTS[layout])
     with create_stream(settings) as stream:
         stream.set_global_metadata("scope", {"objective": "60x", "na": 1.4})
         for n in range(16):
@@ -277,12 +338,7 @@ def test_metadata_mapping(tmp_path: Path, layout: str) -> None:
                     "note": f"frame {n}",
                 },
             )
-    if layout == "series":
-        with tifffile.TiffFile(settings.output_path) as tf:
-            xml = tf.ome_metadata
-    else:
-        xml = Path(settings.output_path).read_text()
-    ome = from_xml(xml, validate=True)
+    ome = from_xml(full_xml(settings), validate=True)
     assert [i.name for i in ome.images] == ["A1-0", "B2-0"]
     image = ome.images[1]
     px = image.pixels
@@ -403,11 +459,35 @@ def test_format_from_suffix_and_aliases(tmp_path: Path) -> None:
         root_path=str(tmp_path / "c.ome.tiff"),
         dimensions=dims,
         dtype="uint8",
-        format={"name": "ome-tiff", "position_layout": "files"},
+        format={"name": "ome-tiff", "prefer_single_file": False},
     )
-    assert files.output_path == str(tmp_path / "c.companion.ome")
+    assert files.output_path == str(tmp_path / "c")
     again = AcquisitionSettings.model_validate(files.model_dump(mode="json"))
     assert again == files
+
+
+@pytest.mark.parametrize(
+    ("layout", "expected"),
+    [
+        pytest.param(
+            "series", {"prefer_single_file": "always"}, id="series-is-one-file"
+        ),
+        pytest.param(
+            "files",
+            {
+                "prefer_single_file": "never",
+                "multi_file_metadata": "companion-file",
+            },
+            id="files-is-a-folder-with-a-companion",
+        ),
+    ],
+)
+def test_position_layout_is_deprecated(layout: str, expected: dict[str, str]) -> None:
+    with pytest.warns(
+        DeprecationWarning, match=r"position_layout=\.\.\.\) is deprecated"
+    ):
+        fmt = OmeTiffFormat(position_layout=layout)  # type: ignore[call-arg]
+    assert fmt.model_dump(include=set(expected)) == expected
 
 
 # ------------------------------------------------------------------ bad input
@@ -470,9 +550,9 @@ def _write_small(settings: AcquisitionSettings, value: int) -> None:
             stream.append(np.full((4, 4), value, "uint8"))
 
 
-@pytest.mark.parametrize("layout", ["series", "files"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_overwrite_rules(tmp_path: Path, layout: str) -> None:
-    fmt = OmeTiffFormat(position_layout=layout)
+    fmt = LAYOUTS[layout]
     root = tmp_path / "acq.ome.tiff"
     _write_small(_small(root, format=fmt), 1)
     bystander = tmp_path / "notes.txt"
@@ -484,7 +564,9 @@ def test_overwrite_rules(tmp_path: Path, layout: str) -> None:
     _write_small(_small(root, format=fmt, overwrite=True), 7)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert bystander.read_text() == "keep me"
-    for path in tiff_files(tmp_path):
+    written = sorted(tmp_path.rglob("*.ome.tiff"))
+    assert len(written) == (1 if layout == "single" else 2)
+    for path in written:
         _, data = read_series(path)
         assert all((d == 7).all() for d in data)
 
@@ -493,35 +575,54 @@ def test_overwrite_refuses_foreign_files(tmp_path: Path) -> None:
     root = tmp_path / "acq.ome.tiff"
     root.write_text("my thesis")
     with pytest.raises(FileExistsError, match="not an OME-TIFF"):
-        create_stream(_small(root, overwrite=True))
+        create_stream(_small(root, overwrite=True, format=SINGLE))
     assert root.read_text() == "my thesis"
     (tmp_path / "dir.ome.tiff").mkdir()
     with pytest.raises(FileExistsError):
-        create_stream(_small(tmp_path / "dir.ome.tiff", overwrite=True))
+        create_stream(_small(tmp_path / "dir.ome.tiff", overwrite=True, format=SINGLE))
+    # a folder of files: a foreign file where a position file goes
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run_p001.ome.tiff").write_text("not ours")
+    with pytest.raises(FileExistsError, match="not an OME-TIFF"):
+        create_stream(_small(tmp_path / "run.ome.tiff", overwrite=True))
+    assert (folder / "run_p001.ome.tiff").read_text() == "not ours"
+    assert sorted(p.name for p in folder.iterdir()) == ["run_p001.ome.tiff"]
+    # the folder's name is taken by a file
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(FileExistsError, match="folder"):
+        create_stream(_small(tmp_path / "taken.ome.tiff"))
 
 
 @pytest.mark.parametrize(
     "names",
     [
         pytest.param(["../escape", "/etc/passwd"], id="traversal"),
-        pytest.param(["a/b", "a\\b"], id="separators-collide"),
-        pytest.param(["Pos", "pos"], id="case-collision"),
+        pytest.param(["a/b", "a\\b"], id="separators"),
         pytest.param(["..", "."], id="dots"),
     ],
 )
-def test_position_names_stay_in_the_directory(tmp_path: Path, names: list[str]) -> None:
+def test_position_names_never_become_file_names(
+    tmp_path: Path, names: list[str]
+) -> None:
     out = tmp_path / "out"
     settings = AcquisitionSettings(
         root_path=str(out / "acq.ome.tiff"),
         dimensions=dims_from_standard_axes({"t": 1, "p": names, "y": 4, "x": 4}),
         dtype="uint8",
-        format=OmeTiffFormat(position_layout="files"),
+        format=LAYOUTS["companion-file"],
     )
     _write_small_n(settings, 2)
-    written = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
-    assert all((out / n).exists() for n in written)
-    assert len(written) == 3  # two position files and the companion
-    assert sorted(p.parent for p in tmp_path.rglob("*") if p.is_file()) == [out] * 3
+    written = sorted(
+        p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()
+    )
+    assert [str(p) for p in written] == [
+        "out/acq/acq_p000.ome.tiff",
+        "out/acq/acq_p001.ome.tiff",
+        "out/acq/companion.ome",
+    ]
+    ome = from_xml((out / "acq" / "companion.ome").read_text(), validate=True)
+    assert [image.name for image in ome.images] == names
 
 
 def _write_small_n(settings: AcquisitionSettings, frames: int) -> None:
@@ -534,17 +635,17 @@ def _write_small_n(settings: AcquisitionSettings, frames: int) -> None:
 
 
 def test_closed_early_and_empty_files_are_valid(tmp_path: Path) -> None:
-    settings = _small(
-        tmp_path / "acq.ome.tiff", format=OmeTiffFormat(position_layout="files")
-    )
+    settings = _small(tmp_path / "acq.ome.tiff")  # a folder, every file whole
     with create_stream(settings) as stream:
         stream.append(np.full((4, 4), 5, "uint8"))  # position "a" only
-    for path in tiff_files(tmp_path):
-        described, _ = read_series(path)
-        assert described[0][0] == (2, 4, 4)
-    a, b = tiff_files(tmp_path)
-    np.testing.assert_array_equal(read_series(a)[1][0][0], np.full((4, 4), 5))
-    assert not read_series(b)[1][0].any()
+    files = tiff_files(tmp_path / "acq")
+    assert len(files) == 2
+    for path in files:
+        described, data = read_series(path)
+        assert [shape for shape, _ in described] == [(2, 4, 4), (2, 4, 4)]
+        np.testing.assert_array_equal(data[0][0], np.full((4, 4), 5))
+        assert not data[0][1:].any()
+        assert not data[1].any()
 
 
 def test_growing_xml_stays_small_and_the_final_one_has_every_plane(
@@ -587,6 +688,7 @@ def test_interleaved_positions_read_back_while_growing(tmp_path: Path) -> None:
         root_path=str(tmp_path / "two.ome.tiff"),
         dimensions=dims_from_standard_axes({"t": None, "p": 2, "y": 8, "x": 8}),
         dtype="uint16",
+        format=SINGLE,
     )
     path = Path(settings.output_path)
     with create_stream(settings) as stream:
@@ -611,7 +713,7 @@ def test_interleaved_positions_read_back_while_growing(tmp_path: Path) -> None:
                                 np.testing.assert_array_equal(page, b.ifd)
 
 
-@pytest.mark.parametrize("layout", ["series", "files"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize(
     "sizes",
     [
@@ -624,17 +726,18 @@ def test_no_t_c_or_z_axis(tmp_path: Path, sizes: dict[str, int], layout: str) ->
         root_path=str(tmp_path / "snap.ome.tiff"),
         dimensions=dims_from_standard_axes(sizes),
         dtype="uint16",
-        format=OmeTiffFormat(position_layout=layout),
+        format=LAYOUTS[layout],
     )
     positions = sizes.get("p", 1)
     with create_stream(settings) as stream:
         for p in range(positions):
             stream.append(np.full((8, 8), p + 1, "uint16"))
-    files = sorted(tmp_path.glob("*.tif*"))
+    files = sorted(tmp_path.rglob("*.tif*"))
+    ome = from_xml(full_xml(settings))
+    assert len(ome.images) == positions
     pages = []
     for path in files:
         with tifffile.TiffFile(path) as tif:
-            ome = from_xml(tif.pages[0].description)
             for image in ome.images:
                 (block,) = image.pixels.tiff_data_blocks
                 assert (block.first_t, block.first_c, block.first_z) == (0, 0, 0)
@@ -659,7 +762,8 @@ def test_zero_frames(tmp_path: Path) -> None:
 def test_forced_bigtiff(tmp_path: Path) -> None:
     for bigtiff in (True, False):
         path = tmp_path / f"{bigtiff}.ome.tiff"
-        _write_small(_small(path, format=OmeTiffFormat(bigtiff=bigtiff)), 1)
+        fmt = OmeTiffFormat(bigtiff=bigtiff, prefer_single_file="always")
+        _write_small(_small(path, format=fmt), 1)
         with tifffile.TiffFile(path) as tf:
             assert tf.is_bigtiff is bigtiff
 
@@ -668,17 +772,21 @@ def test_forced_bigtiff(tmp_path: Path) -> None:
 
 
 def test_info_describes_ome_tiff(tmp_path: Path) -> None:
-    _write_small(_small(tmp_path / "s.ome.tiff"), 1)
+    _write_small(_small(tmp_path / "s.ome.tiff", format=SINGLE), 1)
     result = run_cli("info", tmp_path / "s.ome.tiff")
     assert result.returncode == 0, result.stderr
     assert "complete (4 frames)" in result.stdout
     assert "positions (images): 2" in result.stdout
     assert "shape (2, 4, 4) axes TYX" in result.stdout
-    files = OmeTiffFormat(position_layout="files")
-    _write_small(_small(tmp_path / "f.ome.tiff", format=files), 1)
-    result = run_cli("info", tmp_path / "f.companion.ome")
+    _write_small(_small(tmp_path / "f.ome.tiff", format=LAYOUTS["companion-file"]), 1)
+    result = run_cli("info", tmp_path / "f" / "companion.ome")
     assert result.returncode == 0, result.stderr
     assert "files: 2" in result.stdout
+    # a folder of files: any file describes the whole dataset
+    _write_small(_small(tmp_path / "r.ome.tiff"), 1)
+    result = run_cli("info", tmp_path / "r" / "r_p001.ome.tiff")
+    assert result.returncode == 0, result.stderr
+    assert "positions (images): 2" in result.stdout
 
 
 def _plain_tiff(path: Path) -> None:

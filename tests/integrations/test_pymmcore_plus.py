@@ -150,11 +150,30 @@ def _tcz(dims: list[str], index: list[int]) -> tuple[int, int, int]:
 
 
 def _read_tiff(path: Path) -> Written:
+    """One file, or a folder of one file per position.
+
+    Every file of a folder carries the whole dataset's OME-XML (checked on
+    each); pixels are read from each position's own file, since tifffile
+    2026.3 reads the series of other files wrongly when a file holds a single
+    page (it reads them from the file it opened; Bio-Formats reads them right).
+    """
+    files = [path]
+    if not path.is_file():
+        folder = path.with_name(path.name.removesuffix(".ome.tiff"))
+        files = sorted(folder.glob("*.ome.tiff"))
+        assert [f.name for f in files] == [
+            f"{folder.name}_p{i:03d}.ome.tiff" for i in range(len(files))
+        ]
     out = Written()
-    with tifffile.TiffFile(path) as tif:
-        ome = from_xml(tif.ome_metadata, validate=True)
-        arrays = [series.asarray() for series in tif.series]
-        axes = [series.axes for series in tif.series]
+    documents, arrays, axes = [], [], []
+    for k, file in enumerate(files):
+        with tifffile.TiffFile(file) as tif:
+            documents.append(from_xml(tif.ome_metadata, validate=True))
+            own = range(len(tif.series)) if len(files) == 1 else [k]
+            arrays += [tif.series[i].asarray() for i in own]
+            axes += [tif.series[i].axes for i in own]
+    ome = documents[-1]
+    assert all(len(doc.images) == len(ome.images) for doc in documents)
     for image, data, series_axes in zip(ome.images, arrays, axes):
         pixels = image.pixels
         dims = [a.lower() for a in series_axes[:-2]]

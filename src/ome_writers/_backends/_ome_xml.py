@@ -181,6 +181,9 @@ class OmeXmlBuilder:
         is not an OME pixel type.
     """
 
+    #: the OME ``Creator`` of every document
+    creator = f"ome_writers {__version__}"
+
     def __init__(self, settings: AcquisitionSettings, router: FrameRouter) -> None:
         self.settings = settings
         self.router = router
@@ -452,7 +455,7 @@ class OmeXmlBuilder:
             images=images,
             plates=[plate] if plate is not None else [],
             structured_annotations=StructuredAnnotations(map_annotations=annotations),
-            creator=f"ome_writers {__version__}",
+            creator=self.creator,
             **kwargs,
         )
 

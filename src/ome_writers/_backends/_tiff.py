@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -65,33 +64,6 @@ _COMPRESSION_ARGS: dict[str | None, Any] = {
     "lzw": "lzw",
     "zstd": "zstd",
 }
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-def safe_file_part(name: str) -> str:
-    """A position name reduced to characters that cannot leave a directory.
-
-    >>> safe_file_part("../A1 field #2")
-    'A1_field_2'
-    """
-    part = _UNSAFE_NAME.sub("_", name).strip("_")[:80]
-    return part or "position"
-
-
-def position_file_names(stem: str, suffix: str, names: list[str]) -> list[str]:
-    """One unique file name per position: ``<stem>_<safe name><suffix>``.
-
-    Names that collide once made safe (or differ only in case) get the
-    position index appended.
-    """
-    parts = [safe_file_part(n) for n in names]
-    lowered = [p.lower() for p in parts]
-    out = []
-    for i, part in enumerate(parts):
-        if lowered.count(lowered[i]) > 1:
-            part = f"{part}-{i}"
-        out.append(f"{stem}_{part}{suffix}")
-    return out
 
 
 class _TiffFile:
@@ -139,25 +111,22 @@ class TiffBackend(Backend):
         self._maxworkers = (
             max(2, tifffile.TIFF.MAXWORKERS) if self._compression else None
         )
-        self._per_position_file = fmt.position_layout == "files"
         npos = router.num_positions
-        stem, suffix = fmt.split_tiff_path(settings.root_path)
-        directory = Path(stem).parent
-        if self._per_position_file:
-            names = position_file_names(
-                Path(stem).name, suffix, [p.name for p in settings.positions]
-            )
-            self._paths = [directory / n for n in names]
-            self._companion: Path | None = Path(fmt.get_output_path(settings.root_path))
-        else:
-            self._paths = [Path(fmt.tiff_path(settings.root_path))]
-            self._companion = None
+        self._per_position_file = not fmt.single_file(npos)
+        self._paths = [Path(p) for p in fmt.file_paths(settings.root_path, npos)]
+        directory = self._paths[0].parent
+        metadata_mode = fmt.multi_file_metadata if self._per_position_file else None
+        self._companion: Path | None = None
+        if metadata_mode == "companion-file":
+            self._companion = directory / fmt.companion_file
         self._directory = directory
         self._document = OmeDocument(
             settings,
             router,
             [p.name for p in self._paths],
             per_position_file=self._per_position_file,
+            metadata_mode=metadata_mode,
+            companion_name=fmt.companion_file,
         )
         self._layout = TiffLayout(self._use_bigtiff())
         self._files = [
@@ -209,6 +178,13 @@ class TiffBackend(Backend):
         targets = [*self._paths]
         if self._companion is not None:
             targets.append(self._companion)
+        folder = self._directory
+        if self._per_position_file and (folder.exists() or folder.is_symlink()):
+            if not folder.is_dir():
+                raise FileExistsError(
+                    f"the output folder {str(folder)!r} for one file per position "
+                    "exists and is not a folder; choose another root_path"
+                )
         for path in targets:
             if path.resolve().parent != self._directory.resolve():
                 raise ValueError(

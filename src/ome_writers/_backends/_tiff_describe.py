@@ -20,12 +20,16 @@ from ome_writers._backends._ome_xml import WRITER_NAMESPACE
 def describe(path: Path) -> list[str] | None:
     """Human-readable lines describing an OME-TIFF output, or None if it is not one.
 
-    ``path`` is an OME-TIFF file or a ``.companion.ome`` file.
+    ``path`` is an OME-TIFF file, a companion (``.ome``) file, or the folder
+    of a dataset written as one file per position. A file whose OME-XML is a
+    ``BinaryOnly`` reference is described through the file it names.
     """
     path = Path(path)
+    if path.is_dir():
+        return _describe_folder(path)
     if not path.is_file():
         return None
-    if path.name.lower().endswith(".companion.ome"):
+    if path.name.lower().endswith(".ome"):
         return _describe_companion(path)
     try:
         with tifffile.TiffFile(path) as tf:
@@ -41,6 +45,8 @@ def describe(path: Path) -> list[str] | None:
     from ome_types import from_xml
 
     ome = from_xml(xml, validate=False)
+    if ome.binary_only is not None:  # the metadata lives in another file
+        return describe(path.parent / ome.binary_only.metadata_file)
     writer = _writer_entries(ome)
     lines = [f"{path}: OME-TIFF ({kind}), {_state_text(writer, pages)}"]
     lines += _image_lines(ome)
@@ -53,6 +59,20 @@ def describe(path: Path) -> list[str] | None:
     )
     lines.append(f"  size on disk: {_size_text(path.stat().st_size)}")
     return lines
+
+
+def _describe_folder(path: Path) -> list[str] | None:
+    """A folder of one file per position: its companion, else its first file."""
+    companions = sorted(path.glob("*.ome"))
+    tiffs = sorted(p for p in path.iterdir() if p.name.lower().endswith(_TIFF))
+    for candidate in [*companions, *tiffs[:1]]:
+        lines = describe(candidate)
+        if lines is not None:
+            return lines
+    return None
+
+
+_TIFF = (".tif", ".tiff")
 
 
 def _describe_companion(path: Path) -> list[str] | None:

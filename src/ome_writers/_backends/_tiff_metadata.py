@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 from ome_types import to_xml
-from ome_types.model import TiffData
+from ome_types.model import OME, TiffData
 
 from ome_writers._backends._ome_xml import DocumentState, OmeXmlBuilder, new_uuid
 from ome_writers._backends._tiff_planes import plane_ifds, tiff_data_runs
@@ -57,6 +57,10 @@ class OmeDocument(OmeXmlBuilder):
     file_names
         One file name per position (``per_position_file``), or a single name
         (all positions as series of that file).
+    metadata_mode
+        ``OmeTiffFormat.multi_file_metadata`` for a folder of files.
+    companion_name
+        File name of the companion file (``"companion-file"``).
     """
 
     def __init__(
@@ -66,10 +70,14 @@ class OmeDocument(OmeXmlBuilder):
         file_names: Sequence[str],
         *,
         per_position_file: bool,
+        metadata_mode: str | None = None,
+        companion_name: str = "companion.ome",
     ) -> None:
         super().__init__(settings, router)
         self.file_names = list(file_names)
         self.per_position_file = per_position_file
+        self.metadata_mode = metadata_mode
+        self.companion_name = companion_name
         self.file_uuids = [new_uuid() for _ in self.file_names]
         self.companion_uuid = new_uuid()
         self._ifd_cache: dict[tuple[int, int], np.ndarray] = {}
@@ -179,28 +187,46 @@ class OmeDocument(OmeXmlBuilder):
     def file_xml(self, file_index: int, state: TiffDocumentState) -> bytes:
         """OME-XML embedded in TIFF file ``file_index``.
 
-        One file for all positions: the whole acquisition, plate included.
-        One file per position: a complete, standalone document of that
-        position's Image; the companion file ties them together.
+        One file: the whole acquisition, plate included. A folder of files,
+        by ``metadata_mode``: ``"redundant"``, every file the whole
+        acquisition (its own root UUID, ``TiffData`` naming each Image's file
+        by UUID); ``"master-tiff"``, the first file so and the others a
+        ``BinaryOnly`` reference to it; ``"companion-file"``, every file a
+        ``BinaryOnly`` reference to the companion.
         """
-        if self.per_position_file:
+        mode = self.metadata_mode
+        if not self.per_position_file:
             return self.tiff_xml(
                 state,
-                [file_index],
-                root_uuid=self.file_uuids[file_index],
+                range(self.router.num_positions),
+                root_uuid=self.file_uuids[0],
                 with_file_refs=False,
-                with_plate=False,
+                with_plate=True,
             )
-        return self.tiff_xml(
-            state,
-            range(self.router.num_positions),
-            root_uuid=self.file_uuids[0],
-            with_file_refs=False,
-            with_plate=True,
+        if mode == "redundant" or (mode == "master-tiff" and file_index == 0):
+            return self.tiff_xml(
+                state,
+                range(self.router.num_positions),
+                root_uuid=self.file_uuids[file_index],
+                with_file_refs=True,
+                with_plate=True,
+            )
+        if mode == "master-tiff":
+            target = (self.file_names[0], self.file_uuids[0])
+        else:
+            target = (self.companion_name, self.companion_uuid)
+        return self._binary_only(self.file_uuids[file_index], *target)
+
+    def _binary_only(self, own_uuid: str, metadata_file: str, uuid: str) -> bytes:
+        ome = OME(
+            uuid=own_uuid,
+            creator=self.creator,
+            binary_only=OME.BinaryOnly(metadata_file=metadata_file, uuid=uuid),
         )
+        return to_xml(ome).encode("utf-8")
 
     def companion_xml(self, state: TiffDocumentState) -> bytes:
-        """The companion ``.companion.ome``: every Image, pointing at its file."""
+        """The companion file: every Image, pointing at its file by UUID."""
         return self.tiff_xml(
             state,
             range(self.router.num_positions),
