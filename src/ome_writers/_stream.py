@@ -370,8 +370,9 @@ class OMEStream:
         - OME-TIFF: ``ome_types.OME`` per file: ``{0: ...}`` for one file (it
           describes every position); for a folder of files, the position
           index -> its file's document (the whole dataset, or a
-          ``BinaryOnly`` reference), and ``-1`` -> the companion file. Before ``close()`` these are the documents as they stand
-          (planes are added at close).
+          ``BinaryOnly`` reference), and ``-1`` -> the companion file.
+          Before ``close()`` these are the documents as they stand (planes
+          are added at close).
         - scratch: ``{}`` (use ``set_global_metadata``).
         """
         return self._backend.get_metadata()
