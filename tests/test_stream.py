@@ -196,9 +196,6 @@ def test_context_manager_closes_on_error(scratch_stream: StreamFactory) -> None:
         pytest.param(lambda s, f: s.append(f, frame_metadata={"a": 1}), id="append-md"),
         pytest.param(lambda s, f: s.append(f.astype("uint8")), id="append-slow-path"),
         pytest.param(lambda s, f: s.skip(), id="skip"),
-        pytest.param(
-            lambda s, f: s.set_global_metadata("lab", {"a": 1}), id="global-md"
-        ),
     ],
 )
 def test_writing_after_close_raises(

@@ -37,7 +37,13 @@ if TYPE_CHECKING:
     from ome_writers._settings import AcquisitionSettings
 
 RESERVED_NAMESPACES = ("ome", "ome_writers")
-RESERVED_FRAME_KEYS = ("frame_number", "position_index", "storage_index")
+RESERVED_FRAME_KEYS = (
+    "frame_number",
+    "position_index",
+    "storage_index",
+    "_pos",
+    "_idx",
+)
 _ndarray = np.ndarray
 _NO_DIRECT = np.zeros((0, 1, 1))
 
@@ -101,6 +107,8 @@ class OMEStream:
         self._lock = threading.Lock()
         self._frames_written = 0
         self._closed = False
+        #: the backend has finished its output (its close() has returned)
+        self._finished = False
         self._labels = _coordinate_labels(settings)
         self._events = EventDispatcher(
             self._router,
@@ -341,7 +349,14 @@ class OMEStream:
     # --------------------------------------------------------------- metadata
 
     def set_global_metadata(self, namespace: str, mapping: Mapping[str, Any]) -> None:
-        """Record acquisition-level metadata under ``namespace`` (replaces it)."""
+        """Record acquisition-level metadata under ``namespace`` (replaces it).
+
+        Where it goes: OME-Zarr, the root group's attribute ``namespace``;
+        OME-TIFF, a ``MapAnnotation`` with that namespace (values JSON-encoded)
+        in every document that describes the dataset; scratch, the manifest's
+        ``global_metadata``. Also after ``close()``: the written metadata is
+        rewritten.
+        """
         if not isinstance(namespace, str) or not namespace:
             raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
         if namespace in RESERVED_NAMESPACES:
@@ -356,9 +371,8 @@ class OMEStream:
                 f"global metadata for {namespace!r} is not JSON-serializable ({exc})"
             ) from None
         with self._lock:
-            self._check_open()
             updated = {**self._global_metadata, namespace: payload}
-            self._backend.set_global_metadata(updated)
+            self._backend.set_global_metadata(updated, closed=self._finished)
             self._global_metadata = updated
 
     def get_metadata(self) -> dict[Any, Any]:
@@ -402,7 +416,7 @@ class OMEStream:
             OME-TIFF before ``close()``.
         """
         with self._lock:
-            self._backend.update_metadata(metadata, closed=self._closed)
+            self._backend.update_metadata(metadata, closed=self._finished)
 
     @property
     def global_metadata(self) -> dict[str, Any]:
@@ -424,7 +438,10 @@ class OMEStream:
             self._events.stop()
         finally:
             with self._lock:
-                self._backend.close(self._frames_written)
+                try:
+                    self._backend.close(self._frames_written)
+                finally:
+                    self._finished = True
         self._finalizer.detach()
 
     def __enter__(self) -> OMEStream:
@@ -472,7 +489,10 @@ def _finalize_unclosed(state: dict[str, Any]) -> None:
     finally:
         try:
             with state["_lock"]:
-                state["_backend"].close(state["_frames_written"])
+                try:
+                    state["_backend"].close(state["_frames_written"])
+                finally:
+                    state["_finished"] = True
         finally:
             # warned after closing: a filter that turns the warning into an
             # error must not leave the output unfinished

@@ -316,6 +316,8 @@ def test_disk_layout(tmp_path: Path, make_frame: Callable) -> None:
         assert record["exposure_ms"] == 10.0 + n
         assert record["position_index"] == p
         assert record["storage_index"] == [c, t]
+        # the keys ome-writers 0.3 wrote, for its readers
+        assert (record["_pos"], record["_idx"]) == (p, [c, t])
 
 
 def test_manifest_and_data_are_readable_during_acquisition(

@@ -731,7 +731,9 @@ def test_metadata_contents(tmp_path: Path, backend: str) -> None:
     root = Path(settings.output_path)
     top = json.loads((root / "zarr.json").read_text())["attributes"]
     assert top["ome"] == {"version": "0.5", "bioformats2raw.layout": 3}
-    assert top["ome_writers"]["global_metadata"] == {"mm": {"objective": "60x"}}
+    # as ome-writers 0.3 puts it: the namespace is a top-level attribute
+    assert top["mm"] == {"objective": "60x"}
+    assert top["ome_writers"]["global_namespaces"] == ["mm"]
     assert top["ome_writers"]["complete"] is True
     assert top["ome_writers"]["frames_written"] == 16
     image = json.loads((root / "a" / "zarr.json").read_text())["attributes"]

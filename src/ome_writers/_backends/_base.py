@@ -97,8 +97,12 @@ class Backend(abc.ABC):
         """Read-only array-like of one position, storage order, logical shape."""
 
     @abc.abstractmethod
-    def set_global_metadata(self, metadata: dict[str, Any]) -> None:
-        """Persist the acquisition-level metadata (all namespaces)."""
+    def set_global_metadata(self, metadata: dict[str, Any], *, closed: bool) -> None:
+        """Persist the acquisition-level metadata (all namespaces).
+
+        ``closed``: the stream is closed; the metadata already written is
+        rewritten (nothing else changes).
+        """
 
     @abc.abstractmethod
     def close(self, frames_written: int) -> None:

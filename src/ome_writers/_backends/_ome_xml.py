@@ -419,11 +419,7 @@ class OmeXmlBuilder:
         annotations = [self._writer_annotation(state)]
         for namespace, mapping in state.global_metadata.items():
             annotations.append(
-                map_annotation(
-                    f"Annotation:{len(annotations)}",
-                    namespace,
-                    {k: _text(v) for k, v in dict(mapping).items()},
-                )
+                global_annotation(f"Annotation:{len(annotations)}", namespace, mapping)
             )
         refs = [AnnotationRef(id=a.id) for a in annotations]
         plane_annotations: dict[int, str] = {}
@@ -468,6 +464,15 @@ def map_annotation(
         id=ann_id,
         namespace=namespace,
         value=Map(ms=[Map.M(k=k, value=v) for k, v in entries.items()]),
+    )
+
+
+def global_annotation(
+    ann_id: str, namespace: str, mapping: Mapping[str, Any]
+) -> MapAnnotation:
+    """A ``set_global_metadata`` namespace: every value JSON-encoded (as 0.3)."""
+    return map_annotation(
+        ann_id, namespace, {k: json.dumps(v) for k, v in dict(mapping).items()}
     )
 
 

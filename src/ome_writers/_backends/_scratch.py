@@ -60,7 +60,7 @@ from ome_writers._backends._pages import (
 )
 from ome_writers._errors import WriteError
 from ome_writers._formats import ScratchFormat
-from ome_writers._util import pwrite_all, user_stacklevel
+from ome_writers._util import pwrite_all, replace_file, user_stacklevel
 from ome_writers._version import __version__
 
 if TYPE_CHECKING:
@@ -372,9 +372,12 @@ class ScratchBackend(Backend):
 
     def _write_metadata(self, n: int, position: int, metadata: FrameMetadata) -> None:
         _, storage_index = self.router.locate(n)
+        index = ",".join(map(str, storage_index))
+        # "_pos"/"_idx": the same position and index under the keys ome-writers
+        # 0.3 wrote, for readers of its files
         head = (
             f'{{"frame_number":{n},"position_index":{position},'
-            f'"storage_index":[{",".join(map(str, storage_index))}]'
+            f'"storage_index":[{index}],"_pos":{position},"_idx":[{index}]'
         )
         body = metadata.json
         line = head + ("}" if body == "{}" else "," + body[1:]) + "\n"
@@ -570,24 +573,45 @@ class ScratchBackend(Backend):
 
     # ---------------------------------------------------------------- metadata
 
-    def set_global_metadata(self, metadata: dict[str, Any]) -> None:
-        """Keep the namespaces; on disk, rewrite the manifest now.
+    def set_global_metadata(self, metadata: dict[str, Any], *, closed: bool) -> None:
+        """Keep the namespaces; on disk, rewrite the manifest now (also after close).
 
         If that fails, the earlier namespaces stay, as in the stream.
         """
         previous, self._global_metadata = self._global_metadata, metadata
-        if self._on_disk and self._fds:
-            try:
+        root = self._root
+        try:
+            if self._on_disk and self._fds:
                 self._write_manifest(complete=False)
-            except OSError:
-                self._global_metadata = previous
-                raise
+            elif closed and self._on_disk and root is not None and root.is_dir():
+                # the final manifest again, with the new namespaces
+                payload = self._manifest_payload(complete=True)
+                try:
+                    replace_file(root / files.MANIFEST, files.manifest_text(payload))
+                except OSError as exc:
+                    raise _write_error(
+                        exc, "cannot write", root / files.MANIFEST
+                    ) from exc
+        except OSError:
+            self._global_metadata = previous
+            raise
 
     def _write_manifest(
         self, *, complete: bool, durable: bool = False, wait: bool = True
     ) -> None:
         """Replace the manifest; with ``wait`` False, leave it to its thread."""
         assert self._manifest is not None
+        payload = self._manifest_payload(complete=complete)
+        self._described_rows = max(self._described_rows, self._extent_rows())
+        if not wait:
+            self._manifest.submit(payload, durable=durable)
+            return
+        try:
+            self._manifest.write_now(payload, durable=durable)
+        except OSError as exc:
+            raise _write_error(exc, "cannot write", self._manifest.path) from exc
+
+    def _manifest_payload(self, *, complete: bool) -> dict[str, Any]:
         shape = list(self.router.storage_shape(self._extent_frames) + self._frame_shape)
         payload = dict(self._settings_json)
         payload.update(
@@ -598,14 +622,7 @@ class ScratchBackend(Backend):
             complete=complete,
         )
         payload[files.MARKER_KEY] = self._marker
-        self._described_rows = max(self._described_rows, self._extent_rows())
-        if not wait:
-            self._manifest.submit(payload, durable=durable)
-            return
-        try:
-            self._manifest.write_now(payload, durable=durable)
-        except OSError as exc:
-            raise _write_error(exc, "cannot write", self._manifest.path) from exc
+        return payload
 
     def _rewrite_failed_manifest(self) -> None:
         """A background manifest write failed: write the current state now.

@@ -36,7 +36,7 @@ import numpy as np
 import tifffile
 
 from ome_writers._backends._base import Backend, FrameMetadata
-from ome_writers._backends._ome_xml import PlaneRecord
+from ome_writers._backends._ome_xml import PlaneRecord, global_annotation
 from ome_writers._backends._tiff_io import (
     DescriptionSlot,
     OrderedFile,
@@ -339,13 +339,27 @@ class TiffBackend(Backend):
 
     # ---------------------------------------------------------------- metadata
 
-    def set_global_metadata(self, metadata: dict[str, Any]) -> None:
+    def set_global_metadata(self, metadata: dict[str, Any], *, closed: bool) -> None:
         """Keep the namespaces; files whose first page is not written yet get them.
 
         Files already started get them in the final OME-XML (and at the next
-        growth of an unbounded stream).
+        growth of an unbounded stream). After close, every document that
+        describes the dataset is rewritten now, its global annotations
+        replaced (documents given to ``update_metadata`` included).
         """
+        previous = self._state.global_metadata
         self._state.global_metadata = dict(metadata)
+        if not closed:
+            return
+        from ome_types import from_xml, to_xml
+
+        replaced = set(previous) | set(metadata)
+        for key in self._document_keys():
+            ome = from_xml(self._current_xml(key))
+            if ome.binary_only is not None:
+                continue
+            _replace_global_annotations(ome, replaced, metadata)
+            self._write_document(key, to_xml(ome).encode("utf-8"))
 
     def _document_keys(self) -> list[int]:
         """0..files-1, and -1 for the companion file."""
@@ -395,24 +409,28 @@ class TiffBackend(Backend):
                     "written"
                 ) from exc
         for key, xml in encoded.items():
-            path = self._companion if key == -1 else self._paths[key]
-            assert path is not None
-            try:
-                if key == -1:
-                    replace_file(path, xml)
-                else:
-                    handle = OrderedFile(str(path), existing=True)
-                    try:
-                        DescriptionSlot(handle, self._layout).replace(xml)
-                    finally:
-                        handle.close()
-            except OSError as exc:
-                raise WriteError(
-                    exc.errno,
-                    f"cannot update the OME-XML of {str(path)!r}: {exc}",
-                    str(path),
-                ) from exc
-            self._custom_xml[key] = xml
+            self._write_document(key, xml)
+
+    def _write_document(self, key: int, xml: bytes) -> None:
+        """Replace the OME-XML of closed file ``key`` (-1: the companion)."""
+        path = self._companion if key == -1 else self._paths[key]
+        assert path is not None
+        try:
+            if key == -1:
+                replace_file(path, xml)
+            else:
+                handle = OrderedFile(str(path), existing=True)
+                try:
+                    DescriptionSlot(handle, self._layout).replace(xml)
+                finally:
+                    handle.close()
+        except OSError as exc:
+            raise WriteError(
+                exc.errno,
+                f"cannot update the OME-XML of {str(path)!r}: {exc}",
+                str(path),
+            ) from exc
+        self._custom_xml[key] = xml
 
     # ---------------------------------------------------------------- reading
 
@@ -526,6 +544,30 @@ def _split_key(
             raise TypeError(f"indices must be ints, slices or '...', not {k!r}")
     key = key + (slice(None),) * (ndim - len(key))
     return key[:nidx], key[nidx:]
+
+
+def _replace_global_annotations(
+    ome: Any, namespaces: set[str], metadata: dict[str, Any]
+) -> None:
+    """Swap the MapAnnotations of ``namespaces`` for those of ``metadata``."""
+    from ome_types.model import AnnotationRef, StructuredAnnotations
+
+    annotations = ome.structured_annotations or StructuredAnnotations()
+    dropped = {a.id for a in annotations.map_annotations if a.namespace in namespaces}
+    taken = {a.id for a in annotations.map_annotations} - dropped
+    kept = [a for a in annotations.map_annotations if a.id not in dropped]
+    added = []
+    for namespace, mapping in metadata.items():
+        k = 0
+        while f"Annotation:global:{k}" in taken:
+            k += 1
+        taken.add(f"Annotation:global:{k}")
+        added.append(global_annotation(f"Annotation:global:{k}", namespace, mapping))
+    annotations.map_annotations = kept + added
+    ome.structured_annotations = annotations
+    for image in ome.images:
+        refs = [r for r in image.annotation_refs if r.id not in dropped]
+        image.annotation_refs = refs + [AnnotationRef(id=a.id) for a in added]
 
 
 def _looks_like_ours(path: Path) -> bool:

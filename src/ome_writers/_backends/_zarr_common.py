@@ -16,8 +16,10 @@ the same hierarchy and attributes:
   group of the frame's position under ``attributes["ome_writers"]
   ["frame_metadata"]``: one record per frame with ``frame_number``,
   ``storage_index`` and the keys given to ``append``. Global metadata goes to
-  the root group under ``attributes["ome_writers"]["global_metadata"]``, with
-  the settings (``"settings"``), ``"frames_written"`` and ``"complete"``.
+  the root group, each namespace a top-level attribute (as ome-writers 0.3
+  puts it), listed in ``attributes["ome_writers"]["global_namespaces"]``
+  beside the settings (``"settings"``), ``"frames_written"`` and
+  ``"complete"``.
 - ``update_metadata`` replaces an image group's attributes but for the
   writer's own key; what it was given is kept and written by every later
   rewrite, so an update made before ``close()`` survives it.
@@ -260,8 +262,8 @@ class ZarrBackendBase(Backend):
         with self._metadata_lock:
             self._frame_records[position].append(record)
 
-    def set_global_metadata(self, metadata: dict[str, Any]) -> None:
-        """Keep the namespaces and rewrite the root group now.
+    def set_global_metadata(self, metadata: dict[str, Any], *, closed: bool) -> None:
+        """Keep the namespaces and rewrite the root group now (also after close).
 
         If that fails, the earlier namespaces stay, as in the stream.
         """
@@ -271,7 +273,8 @@ class ZarrBackendBase(Backend):
         except OSError:
             self._global_metadata = previous
             raise
-        self.write_metadata_xml(with_planes=False)
+        # after close the final XML has every plane; keep them
+        self.write_metadata_xml(with_planes=closed)
 
     def array_metadata(self, shards: tuple[int, ...] | None) -> dict[str, Any]:
         """The Zarr v3 fields of an array's ``zarr.json`` for this acquisition.
@@ -315,7 +318,8 @@ class ZarrBackendBase(Backend):
             "settings": self.settings.model_dump(mode="json"),
             # which dimensions each stored axis holds (a folded camera axis)
             "storage_groups": self.settings.storage_groups,
-            "global_metadata": self._global_metadata,
+            # set_global_metadata's namespaces, each a top-level key too
+            "global_namespaces": sorted(self._global_metadata),
             "frames_written": self._frames_written,
             "complete": self._complete,
         }
@@ -330,6 +334,12 @@ class ZarrBackendBase(Backend):
             own["frame_metadata"] = records
         if node.path == "":
             own.update(self._root_namespace())
+            # the namespaces of set_global_metadata, as top-level keys
+            return {
+                **self._public_attributes(position),
+                **self._global_metadata,
+                NAMESPACE: own,
+            }
         return {**self._public_attributes(position), NAMESPACE: own}
 
     def _public_attributes(self, position: int) -> dict[str, Any]:
@@ -409,6 +419,7 @@ class ZarrBackendBase(Backend):
         else:
             attributes = {
                 "ome": self.layout.groups[""],
+                **self._global_metadata,
                 NAMESPACE: self._root_namespace(),
             }
         write_json(self.root / "zarr.json", group_document(attributes))
@@ -633,7 +644,7 @@ def describe(path: Path) -> list[str] | None:
             expected = math.prod(counts)
         total = f" of {expected}" if expected is not None else ""
         lines.append(f"  frames written: {own.get('frames_written')}{total}")
-        namespaces = own.get("global_metadata") or {}
+        namespaces = own.get("global_namespaces") or []
         if namespaces:
             lines.append(f"  global metadata namespaces: {', '.join(namespaces)}")
     size = _disk_bytes(root)
