@@ -56,6 +56,7 @@ def make_stream(sizes: dict[str, int | None], mode: str, tmp_path: Path) -> Any:
     kwargs: dict[str, Any] = {}
     if mode == "disk":
         kwargs["root_path"] = tmp_path / "scratch"
+        kwargs["format"] = "scratch"
     elif mode == "spill":
         kwargs["format"] = ScratchFormat(max_memory_bytes=TOTAL // 3 * FRAME_BYTES)
     settings = AcquisitionSettings(

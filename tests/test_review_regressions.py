@@ -185,6 +185,7 @@ import gc
 import numpy as np
 from ome_writers import AcquisitionSettings, create_stream, dims_from_standard_axes
 settings = AcquisitionSettings(
+    format="scratch",
     root_path={str(root)!r},
     dimensions=dims_from_standard_axes({{"t": 3, "y": 2, "x": 3}}),
     dtype="uint16",

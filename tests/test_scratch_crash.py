@@ -172,6 +172,7 @@ def test_unreported_frames_are_consistent(
 def test_open_scratch_does_not_modify_a_complete_root(tmp_path: Path) -> None:
     root = tmp_path / "scratch"
     settings = AcquisitionSettings(
+        format="scratch",
         root_path=str(root),
         dimensions=dims_from_standard_axes({"t": None, "p": 2, "y": 8, "x": 8}),
         dtype="uint16",

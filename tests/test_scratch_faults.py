@@ -53,6 +53,7 @@ FRAME_BYTES = math.prod(FRAME) * 2
 
 
 def make_settings(sizes: dict[str, int | None], **kwargs: Any) -> AcquisitionSettings:
+    kwargs.setdefault("format", "scratch")
     return AcquisitionSettings(
         dimensions=dims_from_standard_axes(sizes), dtype="uint16", **kwargs
     )
@@ -659,6 +660,7 @@ def test_ext4_fills_up_to_the_last_frame_that_fits(
     free_frames = stat.f_bavail * stat.f_frsize // 2**20
     root = small_ext4 / "scratch"
     settings = AcquisitionSettings(
+        format="scratch",
         root_path=str(root),
         dimensions=dims_from_standard_axes({"t": count, "y": BIG[0], "x": BIG[1]}),
         dtype="uint16",

@@ -515,12 +515,16 @@ def test_positions_from_coords() -> None:
     ],
 )
 def test_output_path(root_path: str, expected: str) -> None:
-    settings = AcquisitionSettings(root_path=root_path, dimensions=YX, dtype="uint8")
+    settings = AcquisitionSettings(
+        root_path=root_path, dimensions=YX, dtype="uint8", format="scratch"
+    )
     assert settings.output_path == expected
 
 
 def test_root_path_accepts_pathlike(tmp_path: Any) -> None:
-    settings = AcquisitionSettings(root_path=tmp_path, dimensions=YX, dtype="uint8")
+    settings = AcquisitionSettings(
+        root_path=tmp_path, dimensions=YX, dtype="uint8", format="scratch"
+    )
     assert settings.root_path == str(tmp_path)
 
 
@@ -1053,11 +1057,16 @@ def test_incomplete_settings_completed_from_model_dump(tmp_path: Path) -> None:
     assert full.output_path == str(tmp_path / "run.ome.zarr")
 
 
+def test_unknown_suffix_writes_ome_zarr_with_a_warning() -> None:
+    with pytest.warns(UserWarning, match=r"cannot be told from root_path 'run'"):
+        settings = AcquisitionSettings(root_path="run")
+    assert settings.format.name == "ome-zarr"
+
+
 @pytest.mark.parametrize(
     ("root_path", "name", "output_name"),
     [
         pytest.param("", "scratch", "", id="empty"),
-        pytest.param("run", "scratch", "run", id="no-suffix"),
         pytest.param("run.zarr", "ome-zarr", "run.zarr", id="zarr"),
         pytest.param("run.ome.zarr", "ome-zarr", "run.ome.zarr", id="ome-zarr"),
         pytest.param("run.ome.tiff", "ome-tiff", "run.ome.tiff", id="ome-tiff"),

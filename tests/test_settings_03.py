@@ -53,10 +53,10 @@ def test_plate_from_standard_wells(
     assert plate.column_names == [str(i) for i in range(1, columns + 1)]
 
 
-def test_1536_well_rows_continue_as_plate_readers_name_them() -> None:
+def test_1536_well_rows_continue_as_03_names_them() -> None:
     rows = Plate.from_standard_wells(1536).row_names
     assert len(rows) == 32
-    assert rows[25:] == ["Z", "AA", "AB", "AC", "AD", "AE", "AF"]
+    assert rows[25:] == ["Z", "AA", "BB", "CC", "DD", "EE", "FF"]
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ome_writers._backends._registry import is_backend_available
+from ome_writers._util import user_stacklevel
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -121,8 +122,8 @@ class OmeZarrFormat(_Format):
     ----------
     backend
         The engine: ``"tensorstore"`` (default when installed),
-        ``"acquire-zarr"`` or ``"zarr-python"``; by default the first of these
-        that is installed.
+        ``"acquire-zarr"`` or ``"zarr-python"``; by default (or ``"auto"``) the
+        first of these that is installed.
     suffix
         Appended to ``root_path`` unless it already ends in ``.zarr``.
     """
@@ -131,6 +132,12 @@ class OmeZarrFormat(_Format):
 
     name: Literal["ome-zarr"] = "ome-zarr"
     backend: ZarrBackendName = Field(default_factory=_default_zarr_backend)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _auto_backend(cls, value: Any) -> Any:
+        return _default_zarr_backend() if value == "auto" else value
+
     suffix: str = ".ome.zarr"
 
     def get_output_path(self, root_path: str, *, num_positions: int = 1) -> str:
@@ -240,6 +247,12 @@ class OmeTiffFormat(_Format):
 
     name: Literal["ome-tiff"] = "ome-tiff"
     backend: Literal["tifffile"] = "tifffile"
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _auto_backend(cls, value: Any) -> Any:
+        return "tifffile" if value == "auto" else value
+
     suffix: str = ".ome.tiff"
     prefer_single_file: Literal["auto", "always", "never"] = "auto"
     multi_file_metadata: Literal["redundant", "master-tiff", "companion-file"] = (
@@ -378,14 +391,26 @@ def resolve_format_name(name: str) -> dict[str, str]:
 
 
 def format_from_path(root_path: str) -> dict[str, str]:
-    """The format a ``root_path`` implies by its suffix (scratch otherwise).
+    """The format a ``root_path`` implies by its suffix.
+
+    No path: scratch (in memory). A path without a known suffix: OME-Zarr,
+    with a ``UserWarning`` (as ome-writers 0.3 does).
 
     >>> format_from_path("run1.ome.zarr"), format_from_path("run1.tif")
     ({'name': 'ome-zarr'}, {'name': 'ome-tiff'})
     """
     lowered = root_path.lower().rstrip("/")
+    if not lowered:
+        return {"name": "scratch"}
     if lowered.endswith(".zarr"):
         return {"name": "ome-zarr"}
     if lowered.endswith(_TIFF_SUFFIXES):
         return {"name": "ome-tiff"}
-    return {"name": "scratch"}
+    warnings.warn(
+        f"the format cannot be told from root_path {root_path!r} (no .ome.zarr, "
+        ".zarr, .ome.tiff or .tif suffix); writing OME-Zarr. Give the suffix, or "
+        "format='ome-zarr' / 'ome-tiff' / 'scratch', to choose",
+        UserWarning,
+        stacklevel=user_stacklevel(),
+    )
+    return {"name": "ome-zarr"}

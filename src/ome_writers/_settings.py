@@ -262,14 +262,16 @@ class Plate(_Model):
     ) -> Plate:
         """A plate of a standard well count (``96``) or ``(rows, columns)``.
 
-        Rows are named ``A``... ``Z``, ``AA``, ``AB``... (as plate readers and
-        useq-schema name them), columns ``1``, ``2``...
+        Rows are named ``A``... ``Z``, then ``AA``, ``BB``, ``CC``... and
+        columns ``1``, ``2``..., as ome-writers 0.3 names them. (useq-schema
+        names rows past ``Z`` ``AA``, ``AB``...: ``useq_to_acquisition_settings``
+        builds its plate with those names, see ``plate_row_name``.)
 
         >>> plate = Plate.from_standard_wells(96)
         >>> plate.row_names[-1], plate.column_names[-1]
         ('H', '12')
-        >>> Plate.from_standard_wells(1536).row_names[26:28]
-        ['AA', 'AB']
+        >>> Plate.from_standard_wells(1536).row_names[25:28]
+        ['Z', 'AA', 'BB']
         """
         if isinstance(num_wells_or_shape, tuple):
             shape = num_wells_or_shape
@@ -289,7 +291,7 @@ class Plate(_Model):
                 )
             rows, columns = cls.STANDARD_SHAPES[num_wells_or_shape]
         return cls(
-            row_names=[plate_row_name(i) for i in range(rows)],
+            row_names=[chr(ord("A") + i % 26) * (i // 26 + 1) for i in range(rows)],
             column_names=[str(i + 1) for i in range(columns)],
             name=name,
         )
@@ -617,9 +619,10 @@ class AcquisitionSettings(_Model):
         ``ScratchFormat(...)``, or a dict with a ``"name"`` key. ``"auto"``
         (or None) follows the suffix of ``root_path``: ``.zarr`` (e.g.
         ``.ome.zarr``) -> OME-Zarr with the default engine, ``.tif``/``.tiff``
-        (e.g. ``.ome.tiff``) -> OME-TIFF, keeping the name as given; anything
-        else (or no ``root_path``) -> scratch. ``settings.format.name`` is
-        then ``"ome-zarr"``, ``"ome-tiff"`` or ``"scratch"``.
+        (e.g. ``.ome.tiff``) -> OME-TIFF, keeping the name as given; no
+        ``root_path`` -> scratch (in memory); any other path -> OME-Zarr with
+        a ``UserWarning``, as ome-writers 0.3 does. ``settings.format.name``
+        is then ``"ome-zarr"``, ``"ome-tiff"`` or ``"scratch"``.
     compression
         Codec name for formats that compress, checked against what the format's
         backend can write; None (or ``"none"``) for none. Scratch stores raw

@@ -504,9 +504,7 @@ def _plate(seq: useq.MDASequence) -> Plate | None:
     stage = seq.stage_positions
     if isinstance(stage, useq.WellPlatePlan):
         plate = stage.plate
-        return Plate.from_standard_wells(
-            (plate.rows, plate.columns), name=plate.name or None
-        )
+        return _plate_of(plate.rows, plate.columns, plate.name or None)
     wells = [
         (p.plate_row, p.plate_col)
         for p in stage
@@ -515,4 +513,13 @@ def _plate(seq: useq.MDASequence) -> Plate | None:
     if not wells:
         return None
     rows = max(r for r, _ in wells) + 1
-    return Plate.from_standard_wells((rows, max(c for _, c in wells) + 1))
+    return _plate_of(rows, max(c for _, c in wells) + 1, None)
+
+
+def _plate_of(rows: int, columns: int, name: str | None) -> Plate:
+    """A plate whose rows are named as useq-schema names them (``AA``, ``AB``)."""
+    return Plate(
+        row_names=[plate_row_name(i) for i in range(rows)],
+        column_names=[str(i + 1) for i in range(columns)],
+        name=name,
+    )

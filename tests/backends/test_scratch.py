@@ -52,6 +52,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 def write_run(root: Path, make_frame: Callable, npos: int = 2, **kwargs: Any) -> None:
     """A small closed disk acquisition with ``npos`` positions."""
+    kwargs.setdefault("format", "scratch")
     settings = AcquisitionSettings(
         root_path=str(root),
         dimensions=dims_from_standard_axes({"t": 2, "p": npos, "y": 3, "x": 4}),
@@ -94,6 +95,7 @@ def read_jsonl(root: Path) -> list[dict[str, Any]]:
 )  # the recipe's open()
 def test_read_back_recipe_verbatim(tmp_path: Path, make_frame: Callable) -> None:
     settings = AcquisitionSettings(
+        format="scratch",
         root_path=str(tmp_path / "scratch_root"),
         dimensions=dims_from_standard_axes(TPC),
         dtype="uint16",
@@ -286,6 +288,7 @@ def test_unbounded_memory_error_keeps_earlier_frames(make_frame: Callable) -> No
 def test_disk_layout(tmp_path: Path, make_frame: Callable) -> None:
     root = tmp_path / "nested" / "dirs" / "root"  # parents are created
     settings = AcquisitionSettings(
+        format="scratch",
         root_path=str(root),
         dimensions=dims_from_standard_axes(TPC),
         dtype="uint16",
@@ -325,7 +328,10 @@ def test_manifest_and_data_are_readable_during_acquisition(
 ) -> None:
     root = tmp_path / "root"
     settings = AcquisitionSettings(
-        root_path=str(root), dimensions=dims_from_standard_axes(TPC), dtype="uint16"
+        format="scratch",
+        root_path=str(root),
+        dimensions=dims_from_standard_axes(TPC),
+        dtype="uint16",
     )
     with create_stream(settings) as stream:
         for n in range(7):
@@ -423,6 +429,7 @@ ROUND_TRIPS = [
 def test_settings_round_trip_through_manifest(
     tmp_path: Path, make_frame: Callable, kwargs: dict[str, Any]
 ) -> None:
+    kwargs = {"format": "scratch", **kwargs}
     settings = AcquisitionSettings(
         root_path=str(tmp_path / "root"), dtype="uint16", **kwargs
     )
@@ -439,6 +446,7 @@ def test_settings_round_trip_through_manifest(
 def test_unbounded_growth_on_disk(tmp_path: Path, make_frame: Callable) -> None:
     root = tmp_path / "root"
     settings = AcquisitionSettings(
+        format="scratch",
         root_path=str(root),
         dimensions=dims_from_standard_axes({"t": None, "p": 2, "c": 2, "y": 3, "x": 4}),
         dtype="uint16",
@@ -475,6 +483,7 @@ def test_big_frame_files_are_allocated_ahead_and_trimmed_at_close(
 ) -> None:
     root = tmp_path / "root"
     settings = AcquisitionSettings(
+        format="scratch",
         root_path=str(root),
         dimensions=dims_from_standard_axes({"t": None, "c": 2, "y": 512, "x": 1024}),
         dtype="uint16",
@@ -508,6 +517,7 @@ def test_growth_ahead_doubles_up_to_512_mib_at_a_time(tmp_path: Path) -> None:
     # grow by 512 MiB steps rather than doubling (1 MiB per frame here)
     root = tmp_path / "root"
     settings = AcquisitionSettings(
+        format="scratch",
         root_path=str(root),
         dimensions=dims_from_standard_axes({"t": None, "y": 512, "x": 1024}),
         dtype="uint16",
@@ -536,6 +546,7 @@ def test_growth_ahead_doubles_up_to_512_mib_at_a_time(tmp_path: Path) -> None:
 def test_bounded_files_are_allocated_at_create(tmp_path: Path) -> None:
     root = tmp_path / "root"
     settings = AcquisitionSettings(
+        format="scratch",
         root_path=str(root),
         dimensions=dims_from_standard_axes({"t": 40, "p": 2, "y": 256, "x": 256}),
         dtype="uint16",
@@ -570,6 +581,7 @@ def test_dat_file_has_exact_size_after_close(
         root_path=str(root),
         dimensions=dims_from_standard_axes({**sizes, "y": 3, "x": 4}),
         dtype="uint16",
+        format="scratch",
     )
     with create_stream(settings) as stream:
         for n in range(frames):
@@ -655,6 +667,7 @@ def test_existing_root_is_refused_and_untouched(
     make_existing(root, make_frame)
     before = snapshot(tmp_path)
     settings = AcquisitionSettings(
+        format="scratch",
         root_path=str(root),
         dimensions=dims_from_standard_axes({"t": 3, "y": 3, "x": 4}),
         dtype="uint16",
@@ -674,6 +687,7 @@ def test_refused_settings_leave_earlier_run_untouched(
     before = snapshot(tmp_path)
     with pytest.raises(ValueError, match="dtype"):
         AcquisitionSettings(
+            format="scratch",
             root_path=str(root),
             dimensions=dims_from_standard_axes({"t": 3, "y": 3, "x": 4}),
             dtype="complex128",
@@ -709,6 +723,7 @@ def test_metadata_of_a_frame_not_counted_is_not_reported(tmp_path):
     """A kill between a frame's metadata line and its count: the record is dropped."""
     root = tmp_path / "root"
     settings = AcquisitionSettings(
+        format="scratch",
         root_path=str(root),
         dimensions=dims_from_standard_axes({"t": 4, "y": 2, "x": 2}),
         dtype="uint8",
