@@ -1,6 +1,6 @@
 """Run the benchmark scenarios: ``python benchmarks/run.py [SCENARIO ...]``.
 
-The scenarios live in ``ome_writers._bench`` so that ``ome-writers bench`` runs
+The scenarios live in ``ome_writers._cli._bench`` so that ``ome-writers bench`` runs
 the same code; see that module for what is measured against what.
 """
 

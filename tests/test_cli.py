@@ -145,7 +145,7 @@ def test_bench_lists_scenarios():
 
 def test_bench_runs_a_scenario_and_reports_it():
     """A real (small) scenario, as JSON and as the table printed from it."""
-    from ome_writers._bench import SCENARIOS, format_results
+    from ome_writers._cli._bench import SCENARIOS, format_results
 
     result = run("bench", "overhead", "--repeats", "1", "--json")
     assert result.returncode == 0, result.stderr
@@ -177,7 +177,7 @@ def test_bench_runs_a_scenario_and_reports_it():
 def test_bench_disk_rounds_settle_and_leave_no_data(tmp_path: Path) -> None:
     """A (tiny) disk scenario: 4 rounds of each side, a settle write before
     each timed run, and every output emptied once measured."""
-    from ome_writers._bench import Scenario, run_scenario
+    from ome_writers._cli._bench import Scenario, run_scenario
 
     scenario = Scenario(
         "tiny-disk", 4, (16, 16), True, False, "raw-disk", "4 frames of 16x16"

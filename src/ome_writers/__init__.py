@@ -1,6 +1,6 @@
 """Stream microscope camera frames into multi-dimensional arrays with OME metadata."""
 
-from ome_writers._backends._scratch_reader import ScratchDataset, open_scratch
+from ome_writers._backends.scratch._reader import ScratchDataset, open_scratch
 from ome_writers._errors import (
     BackendUnavailableError,
     NotADatasetError,

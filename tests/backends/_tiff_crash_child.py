@@ -86,7 +86,7 @@ _STALL = {"armed": False}
 def _install_stall() -> None:
     # fault injection: the kill must land inside a page write, which no public
     # name reaches, so the private file writer is patched
-    from ome_writers._backends import _tiff_io
+    from ome_writers._backends.tiff import _io as _tiff_io
 
     original = _tiff_io.OrderedFile.write
 

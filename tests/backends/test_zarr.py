@@ -42,9 +42,9 @@ from ome_writers import (
     WriteError,
     create_stream,
 )
-from ome_writers._backends import _zarr_direct
-from ome_writers._backends._zarr_common import ChunkGeometry
-from ome_writers._backends._zarr_direct import FrameFileLayout
+from ome_writers._backends.zarr import _direct as _zarr_direct
+from ome_writers._backends.zarr._common import ChunkGeometry
+from ome_writers._backends.zarr._direct import FrameFileLayout
 
 BACKENDS = ["tensorstore", "acquire-zarr", "zarr-python"]
 FRAME = (6, 8)

@@ -49,7 +49,7 @@ from ome_types.model import (
     WellSample,
 )
 
-from ome_writers._backends._tiff_planes import OmeAxes
+from ome_writers._backends.tiff._planes import OmeAxes
 from ome_writers._settings import Channel as ChannelSpec
 from ome_writers._version import __version__
 

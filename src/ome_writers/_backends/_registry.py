@@ -18,27 +18,27 @@ if TYPE_CHECKING:
 
 #: backend name -> (module, class name, modules it needs, pip extra)
 _BACKENDS: dict[str, tuple[str, str, tuple[str, ...], str | None]] = {
-    "scratch": ("ome_writers._backends._scratch", "ScratchBackend", (), None),
+    "scratch": ("ome_writers._backends.scratch._backend", "ScratchBackend", (), None),
     "tensorstore": (
-        "ome_writers._backends._zarr_tensorstore",
+        "ome_writers._backends.zarr._tensorstore",
         "TensorstoreBackend",
         ("tensorstore",),
         "tensorstore",
     ),
     "acquire-zarr": (
-        "ome_writers._backends._zarr_acquire",
+        "ome_writers._backends.zarr._acquire",
         "AcquireZarrBackend",
         ("acquire_zarr",),
         "acquire-zarr",
     ),
     "zarr-python": (
-        "ome_writers._backends._zarr_python",
+        "ome_writers._backends.zarr._python",
         "ZarrPythonBackend",
         ("zarr",),
         "zarr",
     ),
     "tifffile": (
-        "ome_writers._backends._tiff",
+        "ome_writers._backends.tiff._backend",
         "TiffBackend",
         ("tifffile", "ome_types"),
         "tifffile",

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ome_writers._backends import _scratch_files as files
+from ome_writers._backends.scratch import _files as files
 from ome_writers._errors import NotADatasetError
 from ome_writers._router import build_router
 from ome_writers._settings import AcquisitionSettings

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 import pydantic
 
-from ome_writers._backends._scratch_reader import open_scratch
-from ome_writers._camera import SimulatedCamera
+from ome_writers._backends.scratch._reader import open_scratch
+from ome_writers._cli._camera import SimulatedCamera
 from ome_writers._errors import NotADatasetError
 from ome_writers._formats import FORMAT_ALIASES
 from ome_writers._settings import (
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 _DEFAULT_DIMS = "t:20,c:2,y:512,x:512"
 #: modules whose ``describe(path) -> list[str] | None`` recognizes other formats
 _DESCRIBERS = (
-    "ome_writers._backends._zarr_common",
-    "ome_writers._backends._tiff_describe",
+    "ome_writers._backends.zarr._common",
+    "ome_writers._backends.tiff._describe",
 )
 
 
@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ome-writers`` console script."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["bench"]:
-        from ome_writers._bench import main as bench_main
+        from ome_writers._cli._bench import main as bench_main
 
         return bench_main(args_list[1:])
     parser = _build_parser()

@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ome_writers._backends import _scratch_files as files
 from ome_writers._backends._base import Backend, FrameMetadata
 from ome_writers._backends._pages import (
     Prefaulter,
@@ -58,6 +57,7 @@ from ome_writers._backends._pages import (
     punch_hole,
     reserve_array,
 )
+from ome_writers._backends.scratch import _files as files
 from ome_writers._errors import WriteError
 from ome_writers._formats import ScratchFormat
 from ome_writers._util import pwrite_all, replace_file, user_stacklevel

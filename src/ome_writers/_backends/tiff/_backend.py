@@ -37,13 +37,13 @@ import tifffile
 
 from ome_writers._backends._base import Backend, FrameMetadata
 from ome_writers._backends._ome_xml import PlaneRecord, global_annotation
-from ome_writers._backends._tiff_io import (
+from ome_writers._backends.tiff._io import (
     DescriptionSlot,
     OrderedFile,
     PageIndex,
     TiffLayout,
 )
-from ome_writers._backends._tiff_metadata import OmeDocument, TiffDocumentState
+from ome_writers._backends.tiff._metadata import OmeDocument, TiffDocumentState
 from ome_writers._errors import WriteError
 from ome_writers._formats import OmeTiffFormat
 from ome_writers._util import replace_file

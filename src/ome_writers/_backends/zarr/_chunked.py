@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ome_writers._backends._zarr_common import ZarrBackendBase, write_error
+from ome_writers._backends.zarr._common import ZarrBackendBase, write_error
 from ome_writers._errors import WriteError
 
 if TYPE_CHECKING:

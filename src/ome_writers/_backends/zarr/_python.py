@@ -28,13 +28,13 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from ome_writers._backends._workers import WorkerThreads
-from ome_writers._backends._zarr_chunked import ChunkedZarrBackend
-from ome_writers._backends._zarr_common import compression_codec
+from ome_writers._backends.zarr._chunked import ChunkedZarrBackend
+from ome_writers._backends.zarr._common import compression_codec
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from ome_writers._backends._zarr_chunked import Index, WriteHandle
+    from ome_writers._backends.zarr._chunked import Index, WriteHandle
 
 
 _COMPACT_JSON_LOCK = threading.Lock()

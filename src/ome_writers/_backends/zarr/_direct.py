@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from ome_writers._backends._zarr_common import ChunkGeometry
+    from ome_writers._backends.zarr._common import ChunkGeometry
 
 #: suffix of a file being written (renamed to its key once complete)
 TEMP_SUFFIX = ".ome-writers-partial"

@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 import acquire_zarr as aqz
 import numpy as np
 
-from ome_writers._backends._zarr_common import (
+from ome_writers._backends.zarr._common import (
     ZarrBackendBase,
     write_error,
 )

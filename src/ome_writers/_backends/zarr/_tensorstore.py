@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tensorstore as ts
 
-from ome_writers._backends._zarr_chunked import ChunkedZarrBackend
-from ome_writers._backends._zarr_direct import DirectFrameWriter, FrameFileLayout
+from ome_writers._backends.zarr._chunked import ChunkedZarrBackend
+from ome_writers._backends.zarr._direct import DirectFrameWriter, FrameFileLayout
 
 if TYPE_CHECKING:
-    from ome_writers._backends._zarr_chunked import Index, WriteHandle
+    from ome_writers._backends.zarr._chunked import Index, WriteHandle
 
 
 class TensorstoreBackend(ChunkedZarrBackend):

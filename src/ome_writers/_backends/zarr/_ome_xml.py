@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ome_writers._backends._ome_xml import OmeXmlBuilder
-    from ome_writers._backends._zarr_metadata import ZarrLayout
+    from ome_writers._backends.zarr._metadata import ZarrLayout
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
 

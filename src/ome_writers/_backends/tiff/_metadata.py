@@ -24,7 +24,7 @@ from ome_types import to_xml
 from ome_types.model import OME, TiffData
 
 from ome_writers._backends._ome_xml import DocumentState, OmeXmlBuilder, new_uuid
-from ome_writers._backends._tiff_planes import plane_ifds, tiff_data_runs
+from ome_writers._backends.tiff._planes import plane_ifds, tiff_data_runs
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

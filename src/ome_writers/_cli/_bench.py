@@ -428,7 +428,7 @@ def run_all(
             continue
         for r in range(repeats):
             out = subprocess.run(
-                [sys.executable, "-m", "ome_writers._bench", "--one", name,
+                [sys.executable, "-m", "ome_writers._cli._bench", "--one", name,
                  "--workdir", str(base / f"{name}-{r}"),
                  *([] if warm else ["--cold"])],
                 capture_output=True, text=True, check=False,

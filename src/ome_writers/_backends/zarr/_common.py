@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ome_writers._backends._base import Backend, FrameMetadata
-from ome_writers._backends._zarr_metadata import (
+from ome_writers._backends.zarr._metadata import (
     NAMESPACE,
     ZarrLayout,
     build_layout,
@@ -49,7 +49,7 @@ from ome_writers._backends._zarr_metadata import (
     image_metadata,
     storage_dimensions,
 )
-from ome_writers._backends._zarr_ome_xml import MetadataXml, write_bytes_atomic
+from ome_writers._backends.zarr._ome_xml import MetadataXml, write_bytes_atomic
 from ome_writers._errors import WriteError
 from ome_writers._version import __version__
 

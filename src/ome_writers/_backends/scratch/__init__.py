@@ -1,0 +1,1 @@
+"""scratch format: see its modules."""

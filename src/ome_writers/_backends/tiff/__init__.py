@@ -1,0 +1,1 @@
+"""tiff format: see its modules."""

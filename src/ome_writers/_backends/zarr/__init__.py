@@ -1,0 +1,1 @@
+"""zarr format: see its modules."""
