@@ -10,8 +10,7 @@ from ome_writers._errors import (
 )
 from ome_writers._events import CoordsUpdate, CoordUpdate
 from ome_writers._formats import OmeTiffFormat, OmeZarrFormat, ScratchFormat
-from ome_writers._settings import (
-    AcquisitionSettings,
+from ome_writers._models import (
     Channel,
     Dimension,
     Plate,
@@ -20,6 +19,7 @@ from ome_writers._settings import (
     StandardAxis,
     dims_from_standard_axes,
 )
+from ome_writers._settings import AcquisitionSettings
 from ome_writers._stream import OMEStream, create_stream
 from ome_writers._useq import dims_from_useq, useq_to_acquisition_settings
 from ome_writers._version import __version__

@@ -25,7 +25,7 @@ from ome_writers._util import user_stacklevel
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ome_writers._settings import Dimension
+    from ome_writers._models import Dimension
 
 
 class _Format(BaseModel):

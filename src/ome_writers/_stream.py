@@ -21,8 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ome_writers._backends._base import FrameMetadata, SupportsDirectWrite
-from ome_writers._backends._registry import get_backend_class
+from ome_writers._backends._base import (
+    FrameMetadata,
+    SupportsDirectWrite,
+    get_backend_class,
+)
 from ome_writers._errors import StreamClosedError
 from ome_writers._events import EventDispatcher, coord_label
 from ome_writers._router import build_router

@@ -37,7 +37,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from ome_writers._settings import (
+from ome_writers._models import (
     Channel,
     Dimension,
     Plate,

@@ -39,6 +39,8 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
+from ome_writers._backends._registry import import_backend
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -128,3 +130,17 @@ class Backend(abc.ABC):
 
     def abort(self) -> None:  # noqa: B027 - optional hook, default is nothing
         """Release resources after a failed ``open()``; default does nothing."""
+
+
+def get_backend_class(name: str) -> type[Backend]:
+    """The backend class for ``name``, its engine imported now.
+
+    Raises
+    ------
+    BackendUnavailableError
+        When the engine is not installed; the message names the pip command.
+    """
+    cls = import_backend(name)
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise TypeError(f"backend {name!r} resolved to {cls!r}, not a Backend class")
+    return cls

@@ -50,7 +50,7 @@ from ome_types.model import (
 )
 
 from ome_writers._backends.tiff._planes import OmeAxes
-from ome_writers._settings import Channel as ChannelSpec
+from ome_writers._models import Channel as ChannelSpec
 from ome_writers._version import __version__
 
 if TYPE_CHECKING:

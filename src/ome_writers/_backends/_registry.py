@@ -1,20 +1,17 @@
 """Backend name -> lazily imported backend class.
 
-A leaf module: settings validators and the stream both ask it which engines
-exist without importing any engine, so an optional engine that is not
-installed costs nothing until it is selected.
+A leaf module (it imports no backend, not even for types): the format models
+ask it which engines exist and the backend contract imports engines through
+it, so an optional engine that is not installed costs nothing until it is
+selected, and the settings never reach into the backend layer.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import TYPE_CHECKING
 
 from ome_writers._errors import BackendUnavailableError
-
-if TYPE_CHECKING:
-    from ome_writers._backends._base import Backend
 
 #: backend name -> (module, class name, modules it needs, pip extra)
 _BACKENDS: dict[str, tuple[str, str, tuple[str, ...], str | None]] = {
@@ -57,8 +54,8 @@ def is_backend_available(name: str) -> bool:
     return all(importlib.util.find_spec(mod) is not None for mod in needs)
 
 
-def get_backend_class(name: str) -> type[Backend]:
-    """Import and return the backend class for ``name``.
+def import_backend(name: str) -> object:
+    """Import the engine behind ``name``; return its backend class.
 
     Raises
     ------
@@ -72,9 +69,7 @@ def get_backend_class(name: str) -> type[Backend]:
             f"backend {name!r} needs {missing!r}, which is not installed; "
             f"install it with: pip install 'ome-writers[{extra or name}]'"
         )
-    module = importlib.import_module(module_name)
-    cls: type[Backend] = getattr(module, class_name)
-    return cls
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def _lookup(name: str) -> tuple[str, str, tuple[str, ...], str | None]:

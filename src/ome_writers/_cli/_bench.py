@@ -364,7 +364,7 @@ def run_scenario(
     rounds = _DISK_ROUNDS if scenario.disk else 1
     # an acquisition program imports its engine once, before acquiring: so
     # does this process, rather than timing the import in its first round
-    from ome_writers._backends._registry import get_backend_class
+    from ome_writers._backends._base import get_backend_class
 
     get_backend_class(_backend_name(scenario))
     if scenario.disk:

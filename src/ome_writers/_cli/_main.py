@@ -22,12 +22,8 @@ from ome_writers._backends.scratch._reader import open_scratch
 from ome_writers._cli._camera import SimulatedCamera
 from ome_writers._errors import NotADatasetError
 from ome_writers._formats import FORMAT_ALIASES
-from ome_writers._settings import (
-    SUPPORTED_DTYPES,
-    AcquisitionSettings,
-    StandardAxis,
-    dims_from_standard_axes,
-)
+from ome_writers._models import SUPPORTED_DTYPES, StandardAxis, dims_from_standard_axes
+from ome_writers._settings import AcquisitionSettings
 from ome_writers._stream import create_stream
 from ome_writers._version import __version__
 

@@ -34,12 +34,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ome_writers._settings import Channel, Position
+from ome_writers._models import Channel, Position
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ome_writers._settings import AcquisitionSettings, Dimension
+    from ome_writers._models import Dimension
+    from ome_writers._settings import AcquisitionSettings
 
 NGFF_VERSION = "0.5"
 NAMESPACE = "ome_writers"
