@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 _DEFAULT_DIMS = "t:20,c:2,y:512,x:512"
 #: modules whose ``describe(path) -> list[str] | None`` recognizes other formats
 _DESCRIBERS = (
-    "ome_writers._backends.zarr._common",
+    "ome_writers._backends.zarr._describe",
     "ome_writers._backends.tiff._describe",
 )
 

@@ -33,7 +33,6 @@ is written, with a bounded wait.
 
 from __future__ import annotations
 
-import atexit
 import errno
 import logging
 import math
@@ -41,7 +40,6 @@ import mmap
 import os
 import shutil
 import struct
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -58,6 +56,7 @@ from ome_writers._backends._pages import (
     reserve_array,
 )
 from ome_writers._backends.scratch import _files as files
+from ome_writers._backends.scratch._roots import make_temporary_root, prepare_root
 from ome_writers._errors import WriteError
 from ome_writers._formats import ScratchFormat
 from ome_writers._util import pwrite_all, replace_file, user_stacklevel
@@ -81,16 +80,7 @@ _ALLOCATE_MAX_BYTES = 512 * 1024**2
 #: how long an append that grew the arrays waits for the new manifest
 _MANIFEST_WAIT_S = 0.001
 
-_temporary_roots: list[Path] = []
 logger = logging.getLogger("ome_writers")
-
-
-def _remove_temporary_roots() -> None:
-    for root in _temporary_roots:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-atexit.register(_remove_temporary_roots)
 
 
 class ScratchBackend(Backend):
@@ -161,7 +151,7 @@ class ScratchBackend(Backend):
     def open(self) -> None:
         """Check the root and the memory budget, then create the storage."""
         if self._root is not None:
-            self._prepare_root(self._root)
+            prepare_root(self._root, overwrite=self.settings.overwrite)
             self._open_disk(self._root, self._bounded_rows())
             return
         if self.router.is_unbounded:
@@ -187,45 +177,9 @@ class ScratchBackend(Backend):
             return 0
         return math.prod(self.router.storage_shape())
 
-    def _prepare_root(self, root: Path) -> None:
-        overwrite = self.settings.overwrite
-        if root.exists() or root.is_symlink():
-            if not root.is_dir():
-                raise FileExistsError(
-                    f"root_path {str(root)!r} exists and is not a directory; "
-                    "a scratch root is a directory: choose another root_path "
-                    "(a file is never replaced)"
-                )
-            if not overwrite:
-                raise FileExistsError(
-                    f"root_path {str(root)!r} already exists; choose a new "
-                    "root_path or pass overwrite=True to replace an earlier "
-                    "scratch acquisition"
-                )
-            if files.is_scratch_root(root):
-                files.remove_scratch_files(root)
-            elif any(root.iterdir()):
-                raise FileExistsError(
-                    f"root_path {str(root)!r} is not a scratch root written by "
-                    "ome_writers (it has no ome_writers manifest.json) and is not "
-                    "empty; refusing to delete it even with overwrite=True: "
-                    "choose another root_path"
-                )
-        root.mkdir(parents=True, exist_ok=True)
-
     def _make_temporary_root(self, needed_bytes: int) -> Path:
-        root = Path(tempfile.mkdtemp(prefix="ome-writers-scratch-"))
-        _temporary_roots.append(root)
         self._is_temporary = True
-        warnings.warn(
-            f"scratch data needs {needed_bytes:,} bytes, more than "
-            f"max_memory_bytes={self._format.max_memory_bytes:,}; writing it to the "
-            f"temporary directory {str(root)!r} instead (removed at exit). Give a "
-            "root_path to keep it, or raise max_memory_bytes to stay in memory.",
-            UserWarning,
-            stacklevel=user_stacklevel(),
-        )
-        return root
+        return make_temporary_root(needed_bytes, self._format.max_memory_bytes)
 
     def _open_memory(self, rows: int, *, populate_now: bool) -> None:
         """Reserve ``rows`` per position; pre-fault what is cheap now, the rest later.
