@@ -93,33 +93,6 @@ def read_jsonl(root: Path) -> list[dict[str, Any]]:
 @pytest.mark.filterwarnings(
     "ignore:unclosed file:ResourceWarning"
 )  # the recipe's open()
-def test_read_back_recipe_verbatim(tmp_path: Path, make_frame: Callable) -> None:
-    settings = AcquisitionSettings(
-        format="scratch",
-        root_path=str(tmp_path / "scratch_root"),
-        dimensions=dims_from_standard_axes(TPC),
-        dtype="uint16",
-    )
-    with create_stream(settings) as stream:
-        for n in range(12):
-            stream.append(make_frame(n))
-
-    import json
-
-    import numpy as np
-
-    root_path = str(tmp_path / "scratch_root")
-    manifest = json.loads(open(f"{root_path}/manifest.json").read())
-    for p, shape in enumerate(manifest["position_shapes"]):
-        data = np.memmap(
-            f"{root_path}/pos_{p}.dat", dtype=manifest["dtype"], mode="r", shape=shape
-        )
-
-        expected = np.stack([make_frame(n) for n in range(12)]).reshape(2, 3, 2, 3, 4)
-        np.testing.assert_array_equal(data, expected[:, p])
-    assert p == 2
-
-
 # ------------------------------------------------------------------ memory mode
 
 
