@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_extra_types.color import COLORS_BY_NAME
 
+from ome_writers._util import xml_unsafe_text
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -63,6 +65,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid", validate_assignment=True, allow_inf_nan=False
     )
+
+    @model_validator(mode="after")
+    def _xml_safe(self) -> Any:
+        # every text ends up in OME-XML (OME-TIFF, OME-Zarr's METADATA.ome.xml):
+        # refuse what XML cannot hold now, not at close
+        for field, value in self:
+            if isinstance(value, (str, list)) and (bad := xml_unsafe_text(value)):
+                raise ValueError(
+                    f"{type(self).__name__}.{field}: {bad!r} holds a character XML "
+                    "cannot store (a control character other than tab or newline, "
+                    "or a lone surrogate); remove it"
+                )
+        return self
 
     def __setattr__(self, name: str, value: Any) -> None:
         # pydantic stores an assigned value before the model's own checks run:
@@ -333,7 +348,8 @@ class Dimension(_Model):
     chunk_size: int | None = Field(default=None, gt=0)
     shard_size_chunks: int | None = Field(default=None, gt=0)
     unit: str | None = None
-    scale: float | None = Field(default=None, gt=0)
+    #: OME stores physical sizes as 32-bit floats: positive normal values only
+    scale: float | None = Field(default=None, ge=1.1754944e-38, le=3.4028235e38)
     translation: float | None = None
 
     _positional = ("name", "count")

@@ -14,6 +14,7 @@ call takes exactly one slot, in the order the calls take the lock. Readers
 from __future__ import annotations
 
 import json
+import math
 import threading
 import warnings
 import weakref
@@ -29,6 +30,7 @@ from ome_writers._backends._base import (
 from ome_writers._errors import StreamClosedError
 from ome_writers._events import EventDispatcher, coord_label
 from ome_writers._router import build_router
+from ome_writers._util import xml_unsafe_text
 from ome_writers._view import PositionArray, StreamView
 
 if TYPE_CHECKING:
@@ -40,6 +42,14 @@ if TYPE_CHECKING:
     from ome_writers._settings import AcquisitionSettings
 
 RESERVED_NAMESPACES = ("ome", "ome_writers")
+#: frame_metadata keys OME stores as numbers (seconds, micrometers)
+NUMERIC_FRAME_KEYS = (
+    "delta_t",
+    "exposure_time",
+    "position_x",
+    "position_y",
+    "position_z",
+)
 RESERVED_FRAME_KEYS = (
     "frame_number",
     "position_index",
@@ -275,7 +285,15 @@ class OMEStream:
                 f"frame_metadata {frame_metadata!r} is not JSON-serializable ({exc}); "
                 "use str, int, float, bool, None, lists and dicts"
             ) from None
-        return FrameMetadata(dict(frame_metadata), text)
+        # a backslash is how JSON spells what XML may not hold: look closer
+        if "\\" in text and (bad := xml_unsafe_text(frame_metadata)) is not None:
+            raise ValueError(_xml_message("frame_metadata", bad))
+        for key in NUMERIC_FRAME_KEYS:
+            if key in frame_metadata:
+                _check_number(key, frame_metadata[key])
+        # decoded from the text: the stream's own copy, nested values included,
+        # so changing the caller's dict after append changes nothing written
+        return FrameMetadata(json.loads(text), text)
 
     # ------------------------------------------------------------------ read
 
@@ -373,6 +391,9 @@ class OMEStream:
             raise TypeError(
                 f"global metadata for {namespace!r} is not JSON-serializable ({exc})"
             ) from None
+        bad = xml_unsafe_text([namespace, payload])
+        if bad is not None:
+            raise ValueError(_xml_message(f"global metadata {namespace!r}", bad))
         with self._lock:
             updated = {**self._global_metadata, namespace: payload}
             self._backend.set_global_metadata(updated, closed=self._finished)
@@ -472,6 +493,28 @@ def _coordinate_labels(settings: AcquisitionSettings) -> dict[str, list[Any] | N
         d.name: None if d.coords is None else [coord_label(c) for c in d.coords]
         for d in settings.dimensions
     }
+
+
+def _xml_message(what: str, bad: str) -> str:
+    return (
+        f"{what}: {bad!r} holds a character XML cannot store (a control character "
+        "other than tab or newline, or a lone surrogate), so the OME metadata "
+        "could not be written; remove it"
+    )
+
+
+def _check_number(key: str, value: Any) -> None:
+    """``frame_metadata[key]`` must be a finite number (OME stores a float)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    try:
+        ok = ok and math.isfinite(float(value))
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"frame_metadata[{key!r}] = {value!r} is not a finite number; OME stores "
+            f"{key} as a float (seconds or micrometers): give an int or float"
+        )
 
 
 def _closed_write(*args: Any) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -88,3 +89,28 @@ def fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+#: characters XML 1.0 cannot hold (OME-XML, OME-Zarr's METADATA.ome.xml):
+#: control characters but tab and newlines, lone surrogates, U+FFFE, U+FFFF
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_unsafe_text(value: Any) -> str | None:
+    r"""The first string in ``value`` (nested, dict keys included) XML cannot hold.
+
+    >>> xml_unsafe_text({"a": ["ok", "bell\x07"]}), xml_unsafe_text("fine")
+    ('bell\x07', None)
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _NOT_XML.search(item):
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return None

@@ -1,0 +1,163 @@
+"""Regression tests for the hardening issue's defect classes (one test each).
+
+Each was found by fuzzing the public API: a value accepted early that failed
+late (at close, in a dependency), state that changed after ``append``, or a
+check whose cost grew with the square of the input.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from ome_types import from_xml
+
+from ome_writers import (
+    AcquisitionSettings,
+    Channel,
+    Dimension,
+    OmeTiffFormat,
+    Position,
+    create_stream,
+    dims_from_standard_axes,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+FRAME = np.zeros((4, 4), "uint16")
+
+
+def _settings(root: Path | str, fmt: Any, **kwargs: Any) -> AcquisitionSettings:
+    return AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"t": 3, "y": 4, "x": 4}),
+        dtype="uint16",
+        format=fmt,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("fmt", ["zarr-python", "tifffile", "scratch"])
+def test_frame_metadata_is_copied_at_append(tmp_path: Path, fmt: str) -> None:
+    root = tmp_path / {"zarr-python": "a.ome.zarr", "tifffile": "a.ome.tiff"}.get(
+        fmt, "a"
+    )
+    metadata = {"camera": {"gain": 1, "modes": ["fast"]}}
+    with create_stream(_settings(root, fmt)) as stream:
+        stream.append(FRAME, frame_metadata=metadata)
+        metadata["camera"]["gain"] = 99  # the caller reuses its dict
+        metadata["camera"]["modes"].append("late")
+    if fmt == "zarr-python":
+        records = zarr.open_group(root, mode="r").attrs["ome_writers"]["frame_metadata"]
+        written = records[0]["camera"]
+    elif fmt == "tifffile":
+        with tifffile.TiffFile(root) as tif:
+            ome = from_xml(tif.ome_metadata)
+        (frame_map,) = [
+            a
+            for a in ome.structured_annotations.map_annotations
+            if a.namespace == "ome_writers/frame_metadata"
+        ]
+        written = json.loads(frame_map.value.ms[0].value)
+    else:
+        line = (root / "frame_metadata.jsonl").read_text().splitlines()[0]
+        written = json.loads(line)["camera"]
+    assert written == {"gain": 1, "modes": ["fast"]}
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        pytest.param(lambda: Position(name="fov\x07"), "Position.name", id="name"),
+        pytest.param(
+            lambda: Channel(name="DAPI", fluorophore="x\x00"),
+            "Channel.fluorophore",
+            id="fluorophore",
+        ),
+        pytest.param(
+            lambda: Dimension("c", coords=["ok", "lone \ud800"]),
+            "Channel.name",
+            id="lone-surrogate",
+        ),
+    ],
+)
+def test_names_xml_cannot_hold_are_refused_at_construction(
+    make: Any, message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"{message}: .* XML cannot store"):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        pytest.param({"note": "bell \x07"}, "XML cannot store", id="control-value"),
+        pytest.param({"key\x0b": 1}, "XML cannot store", id="control-key"),
+        pytest.param({"a": [{"b": "\udfff"}]}, "XML cannot store", id="nested"),
+        pytest.param({"delta_t": 10**400}, "not a finite number", id="huge"),
+        pytest.param({"exposure_time": "10ms"}, "not a finite number", id="text"),
+        pytest.param({"position_x": True}, "not a finite number", id="bool"),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["tifffile", "zarr-python"])
+def test_frame_metadata_xml_cannot_hold_is_refused_at_append(
+    tmp_path: Path, fmt: str, metadata: dict, message: str
+) -> None:
+    root = tmp_path / ("a.ome.tiff" if fmt == "tifffile" else "a.ome.zarr")
+    with create_stream(_settings(root, fmt)) as stream:
+        with pytest.raises(ValueError, match=message):
+            stream.append(FRAME, frame_metadata=metadata)
+        # the refused frame took no slot; the stream goes on and closes cleanly
+        stream.append(FRAME + 1, frame_metadata={"note": "tab\tand emoji \U0001f52c"})
+        assert stream.frames_written == 1
+    if fmt == "tifffile":
+        with tifffile.TiffFile(root) as tif:
+            from_xml(tif.ome_metadata, validate=True)
+
+
+def test_global_metadata_xml_cannot_hold_is_refused(tmp_path: Path) -> None:
+    with create_stream(_settings(tmp_path / "a.ome.tiff", "tifffile")) as stream:
+        with pytest.raises(ValueError, match="XML cannot store"):
+            stream.set_global_metadata("lab", {"note": "\x1b[31mred"})
+        stream.set_global_metadata("lab", {"note": "plain"})
+        stream.append(FRAME)
+    assert stream.global_metadata == {"lab": {"note": "plain"}}
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e39])
+def test_scales_ome_cannot_store_are_refused(scale: float) -> None:
+    with pytest.raises(ValueError, match="scale"):
+        Dimension("z", 3, scale=scale)
+
+
+def test_small_scale_ome_can_store_writes_valid_xml(tmp_path: Path) -> None:
+    dims = [
+        Dimension("z", 2, scale=1e-30, unit="um"),
+        *dims_from_standard_axes({"y": 4, "x": 4}),
+    ]
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "a.ome.tiff"),
+        dimensions=dims,
+        dtype="uint16",
+        format=OmeTiffFormat(),
+    )
+    with create_stream(settings) as stream:
+        stream.append(FRAME)
+        stream.append(FRAME)
+    with tifffile.TiffFile(tmp_path / "a.ome.tiff") as tif:
+        ome = from_xml(tif.ome_metadata, validate=True)
+    assert ome.images[0].pixels.physical_size_z == pytest.approx(1e-30)
+
+
+def test_many_positions_validate_in_linear_time() -> None:
+    """20,000 positions: the duplicate check was quadratic (minutes), now linear."""
+    positions = [
+        Position(name=f"p{i}", plate_row="A", plate_column="1") for i in range(20_000)
+    ]
+    dim = Dimension("p", coords=positions)
+    assert dim.count == 20_000
