@@ -161,3 +161,27 @@ def test_many_positions_validate_in_linear_time() -> None:
     ]
     dim = Dimension("p", coords=positions)
     assert dim.count == 20_000
+
+
+@pytest.mark.parametrize("engine", ["tensorstore", "zarr-python"])
+def test_a_long_skip_grows_the_array_once(tmp_path: Path, engine: str) -> None:
+    """skip(10**6) on unbounded OME-Zarr: it stepped frame by frame, resizing."""
+    root = tmp_path / "a.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"t": None, "c": 2, "y": 4, "x": 4}),
+        dtype="uint16",
+        format=engine,
+    )
+    with create_stream(settings) as stream:
+        stream.append(FRAME + 1)
+        stream.skip(frames=10**6)
+        stream.append(FRAME + 2)
+        assert stream.frames_written == 10**6 + 2
+    array = zarr.open_array(root / "0", mode="r")
+    steps = (10**6 + 2 + 1) // 2
+    assert array.shape == (steps, 2, 4, 4)
+    np.testing.assert_array_equal(array[0, 0], FRAME + 1)
+    assert not np.asarray(array[1:3]).any()
+    last = 10**6 + 1
+    np.testing.assert_array_equal(array[last // 2, last % 2], FRAME + 2)

@@ -117,6 +117,11 @@ class BlockBuffer:
         self._bytes = 0
         self.lock = threading.Lock()
 
+    @property
+    def is_single_frame(self) -> bool:
+        """Every block is one frame: nothing is ever buffered."""
+        return self._single
+
     def put(self, position: int, index: Index, frame: np.ndarray | None) -> None:
         """Add one frame (None: a skipped frame, zeros)."""
         if self._single:
@@ -339,12 +344,24 @@ class ChunkedZarrBackend(ZarrBackendBase):
         self.record_frame(frame_number, metadata)
 
     def skip(self, first_frame: int, count: int) -> None:
-        """Skipped frames are zeros in their block (or never written)."""
+        """Skipped frames are zeros in their block (or never written).
+
+        The arrays grow once, to the last skipped frame. A frame that is a
+        block of its own needs nothing more (an unwritten chunk reads as the
+        fill value), so a long skip costs the same as a short one there;
+        frames of larger blocks are counted into their blocks one by one.
+        """
         self._raise_failure()
+        if count <= 0:
+            return
+        if self.router.is_unbounded:
+            _, last = self.router.locate(first_frame + count - 1)
+            if last and last[0] >= self._extent0:
+                self._grow(last[0] + 1)
+        if self.buffer.is_single_frame:
+            return
         for n in range(first_frame, first_frame + count):
             position, index = self.router.locate(n)
-            if index and index[0] >= self._extent0 and self.router.is_unbounded:
-                self._grow(index[0] + 1)
             self.buffer.put(position, index, None)
 
     def _grow(self, extent0: int) -> None:
