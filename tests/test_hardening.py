@@ -185,3 +185,26 @@ def test_a_long_skip_grows_the_array_once(tmp_path: Path, engine: str) -> None:
     assert not np.asarray(array[1:3]).any()
     last = 10**6 + 1
     np.testing.assert_array_equal(array[last // 2, last % 2], FRAME + 2)
+
+
+def test_tiff_closed_before_a_position_got_a_frame_is_schema_valid(
+    tmp_path: Path,
+) -> None:
+    """A Pixels without TiffData failed the OME schema (one series invisible)."""
+    root = tmp_path / "early.ome.tiff"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"p": ["a", "b"], "t": 2, "y": 4, "x": 4}),
+        dtype="uint16",
+        format=OmeTiffFormat(prefer_single_file="always"),
+    )
+    with create_stream(settings) as stream:
+        stream.append(FRAME + 7)  # position "a", t=0 only
+    with tifffile.TiffFile(root) as tif:
+        ome = from_xml(tif.ome_metadata, validate=True)
+        first = tif.series[0].asarray()
+    assert [image.name for image in ome.images] == ["a", "b"]
+    assert ome.images[0].pixels.tiff_data_blocks
+    assert ome.images[1].pixels.metadata_only is not None  # no pixels stored
+    np.testing.assert_array_equal(first[0], FRAME + 7)
+    assert not stream.view(dynamic_shape=False)[1].any()

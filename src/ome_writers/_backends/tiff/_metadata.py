@@ -172,7 +172,12 @@ class OmeDocument(OmeXmlBuilder):
             text = self.tiff_data_xml(
                 p, state, uuid_ref=uuid_ref, indent=match["indent"]
             )
-            return text + "\n" if text else ""
+            if not text:
+                # none of its planes is in a file (closed before its first
+                # frame): say so, as the schema wants one of TiffData,
+                # BinData or MetadataOnly
+                return f"{match['indent']}<MetadataOnly/>\n"
+            return text + "\n"
 
         xml, filled = _PLACEHOLDER_RE.subn(fill, xml)
         if filled != len(position_indices):
