@@ -208,3 +208,30 @@ def test_tiff_closed_before_a_position_got_a_frame_is_schema_valid(
     assert ome.images[1].pixels.metadata_only is not None  # no pixels stored
     np.testing.assert_array_equal(first[0], FRAME + 7)
     assert not stream.view(dynamic_shape=False)[1].any()
+
+
+@pytest.mark.parametrize("engine", ["tensorstore", "zarr-python", "acquire-zarr"])
+def test_one_path_rule_for_every_zarr_engine(tmp_path: Path, engine: str) -> None:
+    """tensorstore refused a root containing '..' that the others accepted."""
+    (tmp_path / "sub").mkdir()
+    root = tmp_path / "sub" / ".." / "run.ome.zarr"
+    with create_stream(_settings(root, engine)) as stream:
+        stream.append(FRAME + 3)
+    array = zarr.open_array(tmp_path / "run.ome.zarr" / "0", mode="r")
+    np.testing.assert_array_equal(array[0], FRAME + 3)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "suffix"),
+    [
+        pytest.param("OmeZarrFormat", "/../../x.zarr", id="zarr-escape"),
+        pytest.param("OmeZarrFormat", ".ome.tiff", id="zarr-wrong-ending"),
+        pytest.param("OmeTiffFormat", "/x.ome.tiff", id="tiff-separator"),
+        pytest.param("OmeTiffFormat", "ome.tiff", id="tiff-no-dot"),
+    ],
+)
+def test_a_suffix_cannot_leave_the_root(fmt: str, suffix: str) -> None:
+    import ome_writers
+
+    with pytest.raises(ValueError, match=f"suffix {suffix!r} must"):
+        getattr(ome_writers, fmt)(suffix=suffix)

@@ -28,6 +28,18 @@ if TYPE_CHECKING:
     from ome_writers._models import Dimension
 
 
+def _check_suffix(value: str, *ends: str) -> str:
+    """A file suffix: starts with a dot, no path separator, ends as it must."""
+    if not value.startswith(".") or "/" in value or "\\" in value or ".." in value:
+        raise ValueError(
+            f"suffix {value!r} must be a file suffix such as {ends[0]!r}: it starts "
+            "with '.', and has no '/', '\\' or '..' (it is appended to root_path)"
+        )
+    if not value.lower().endswith(ends):
+        raise ValueError(f"suffix {value!r} must end in one of {list(ends)!r}")
+    return value
+
+
 class _Format(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -139,6 +151,11 @@ class OmeZarrFormat(_Format):
         return _default_zarr_backend() if value == "auto" else value
 
     suffix: str = ".ome.zarr"
+
+    @field_validator("suffix")
+    @classmethod
+    def _plain_suffix(cls, value: str) -> str:
+        return _check_suffix(value, ".zarr")
 
     def get_output_path(self, root_path: str, *, num_positions: int = 1) -> str:
         """``root_path``, with ``suffix`` added unless it ends in ``.zarr``."""
@@ -254,6 +271,11 @@ class OmeTiffFormat(_Format):
         return "tifffile" if value == "auto" else value
 
     suffix: str = ".ome.tiff"
+
+    @field_validator("suffix")
+    @classmethod
+    def _plain_suffix(cls, value: str) -> str:
+        return _check_suffix(value, ".tiff", ".tif")
     prefer_single_file: Literal["auto", "always", "never"] = "auto"
     multi_file_metadata: Literal["redundant", "master-tiff", "companion-file"] = (
         "redundant"

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import threading
 from dataclasses import dataclass
@@ -190,7 +191,9 @@ class ZarrBackendBase(Backend):
 
     def __init__(self, settings: AcquisitionSettings, router: FrameRouter) -> None:
         super().__init__(settings, router)
-        self.root = Path(settings.output_path)
+        # one path rule for every engine: ".." resolved here (tensorstore's
+        # file driver refuses it, the others accept it)
+        self.root = Path(os.path.abspath(settings.output_path))
         self.dtype = np.dtype(settings.dtype)
         self.frame_shape = settings.frame_shape
         self.geometry = chunk_geometry(settings)
