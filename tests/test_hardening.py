@@ -235,3 +235,23 @@ def test_a_suffix_cannot_leave_the_root(fmt: str, suffix: str) -> None:
 
     with pytest.raises(ValueError, match=f"suffix {suffix!r} must"):
         getattr(ome_writers, fmt)(suffix=suffix)
+
+
+@pytest.mark.parametrize("fmt", ["scratch", "zarr-python", "tifffile"])
+def test_a_size_nothing_can_address_is_refused_before_the_disk(
+    tmp_path: Path, fmt: str
+) -> None:
+    """Huge counts: files were left behind and a raw OverflowError raised."""
+    root = tmp_path / {"zarr-python": "a.ome.zarr", "tifffile": "a.ome.tiff"}.get(
+        fmt, "a"
+    )
+    with pytest.raises(ValueError, match="more than any file or array can address"):
+        AcquisitionSettings(
+            root_path=str(root),
+            dimensions=dims_from_standard_axes(
+                {"t": 10**19, "c": 10**6, "y": 4, "x": 4}
+            ),
+            dtype="uint8",
+            format=fmt,
+        )
+    assert list(tmp_path.iterdir()) == []

@@ -31,6 +31,9 @@ from ome_writers._models import (
     _Model,
 )
 
+#: the largest declared size: what a signed 64-bit offset addresses
+_MAX_BYTES = 2**63 - 1
+
 #: the camera axis pymmcore-plus inserts before (Y, X) in multi-camera runs
 CAMERA_DIMENSION = "cam"
 
@@ -219,9 +222,23 @@ class AcquisitionSettings(_Model):
             raise ValueError(
                 f"dimensions: more than one position dimension {positional!r}"
             )
+        self._check_size()
         self._check_storage_order()
         self.format.check_storage_order([*self.stored_dimensions, *dims[-2:]])
         self._check_plate()
+
+    def _check_size(self) -> None:
+        """Refuse a declared size no file or array can address (2**63 bytes)."""
+        itemsize = np.dtype(self.dtype).itemsize if self.dtype else 1
+        nbytes = math.prod(d.count or 1 for d in self.dimensions) * itemsize
+        if nbytes > _MAX_BYTES:
+            shape = [d.count for d in self.dimensions]
+            raise ValueError(
+                f"dimensions: the declared shape {shape!r} is {nbytes:.3g} bytes, "
+                f"more than any file or array can address ({_MAX_BYTES:.3g}); "
+                "declare smaller counts, or count=None on the first dimension for "
+                "an acquisition of unknown length"
+            )
 
     def _check_storage_order(self) -> None:
         order = self.storage_order
