@@ -276,6 +276,7 @@ class OmeTiffFormat(_Format):
     @classmethod
     def _plain_suffix(cls, value: str) -> str:
         return _check_suffix(value, ".tiff", ".tif")
+
     prefer_single_file: Literal["auto", "always", "never"] = "auto"
     multi_file_metadata: Literal["redundant", "master-tiff", "companion-file"] = (
         "redundant"
