@@ -255,3 +255,24 @@ def test_a_size_nothing_can_address_is_refused_before_the_disk(
             format=fmt,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_first_step_past_the_memory_budget_spills_cleanly() -> None:
+    """A spill with nothing in memory yet raised TypeError, then IndexError."""
+    from ome_writers import ScratchFormat
+
+    settings = AcquisitionSettings(
+        dimensions=dims_from_standard_axes({"t": None, "c": 4, "y": 8, "x": 8}),
+        dtype="uint16",
+        format=ScratchFormat(max_memory_bytes=100),  # less than one step
+    )
+    frames = [np.full((8, 8), n, "uint16") for n in range(9)]
+    with create_stream(settings) as stream:
+        with pytest.warns(UserWarning, match="temporary directory"):
+            stream.append(frames[0])
+        for frame in frames[1:]:
+            stream.append(frame)
+        assert stream.storage_path is not None
+    data = np.asarray(stream.view())
+    assert data.shape == (3, 4, 8, 8)
+    np.testing.assert_array_equal(data.reshape(12, 8, 8)[:9], np.stack(frames))

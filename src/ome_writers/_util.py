@@ -73,7 +73,10 @@ def replace_file(
 
 def pwrite_all(fd: int, data: ReadableBuffer, offset: int) -> None:
     """Write all of ``data`` at ``offset``; the kernel may take less per call."""
-    view = memoryview(data).cast("B")
+    view = memoryview(data)
+    if view.nbytes == 0:  # nothing to write (an empty view cannot be cast)
+        return
+    view = view.cast("B")
     done = os.pwrite(fd, view, offset)
     while done < len(view):
         step = os.pwrite(fd, view[done:], offset + done)

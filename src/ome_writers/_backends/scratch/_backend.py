@@ -258,12 +258,13 @@ class ScratchBackend(Backend):
             self._on_disk = True
             self._manifest = files.ManifestWriter(root / files.MANIFEST)
             self._write_manifest(complete=False)
-        except OSError as exc:
+        except BaseException as exc:
+            # whatever failed, no descriptor or half-open state stays behind
             self._on_disk = False  # the data stays where it was (memory, on a spill)
             self._readers = [None] * self._npos
             self._close_files()
-            if isinstance(exc, WriteError):  # the manifest's, naming its path
-                raise
+            if isinstance(exc, WriteError) or not isinstance(exc, OSError):
+                raise  # the manifest's (naming its path), or not a disk error
             raise _write_error(exc, "cannot create scratch files in", root) from exc
 
     # ---------------------------------------------------------------- writing
