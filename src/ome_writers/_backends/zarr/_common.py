@@ -401,14 +401,7 @@ class ZarrBackendBase(Backend):
         self._user_attributes.update(checked)
         try:
             for position in checked:
-                path = self.layout.images[position].path
-                if not path:
-                    self.write_root_group()
-                    continue
-                write_json(
-                    self.root / path / "zarr.json",
-                    group_document(self._image_attributes(position)),
-                )
+                self._write_image_group(position)
         except BaseException:
             self._user_attributes = previous
             raise
@@ -426,6 +419,18 @@ class ZarrBackendBase(Backend):
             }
         write_json(self.root / "zarr.json", group_document(attributes))
 
+    def _write_image_group(self, position: int) -> None:
+        """Rewrite one image group's ``zarr.json`` (the root's, for an image)."""
+        assert self.layout is not None
+        path = self.layout.images[position].path
+        if not path:
+            self.write_root_group()
+            return
+        write_json(
+            self.root / path / "zarr.json",
+            group_document(self._image_attributes(position)),
+        )
+
     def write_groups(self) -> None:
         """Write every group ``zarr.json`` (images, root, rows, wells, ``OME``)."""
         assert self.layout is not None
@@ -435,10 +440,7 @@ class ZarrBackendBase(Backend):
                 write_json(self.root / path / "zarr.json", group_document(attributes))
         for position, node in enumerate(self.layout.images):
             if node.path:
-                write_json(
-                    self.root / node.path / "zarr.json",
-                    group_document(self._image_attributes(position)),
-                )
+                self._write_image_group(position)
         self.write_root_group()
         self.write_metadata_xml(with_planes=True)
 
