@@ -30,18 +30,32 @@ FRAME = {"y": 3, "x": 4}
 
 
 def expected_updates(
-    frames: range, counts: tuple[int, ...] = COUNTS, names: tuple[str, ...] = NAMES
+    frames: range,
+    counts: tuple[int, ...] = COUNTS,
+    names: tuple[str, ...] = NAMES,
+    *,
+    skips: tuple[range, ...] = (),
 ) -> list[CoordUpdate]:
-    """Brute force: index of each frame, and the coordinates reached after it."""
+    """Brute force: index of each frame, and the coordinates reached after it.
+
+    One update per frame of ``frames``, except that each range in ``skips``
+    (one ``skip`` call) gives one update, for its last frame, a high-water
+    mark if any frame of it grew the coordinates.
+    """
     indices = list(itertools.product(*(range(c) for c in counts)))
+    skipped = {n: r for r in skips for n in r}
     out = []
     extent = [0] * len(counts)
+    before = extent
     for n in range(frames.stop):
-        new = [max(e, i + 1) for e, i in zip(extent, indices[n])]
-        if n in frames:
+        if n not in skipped or n == skipped[n].start:
+            before = extent
+        extent = [max(e, i + 1) for e, i in zip(extent, indices[n])]
+        last_of_call = n not in skipped or n == skipped[n][-1]
+        if n in frames and last_of_call:
             max_coords: dict = {
                 name: LABELS[name][:size] if name in LABELS else range(size)
-                for name, size in zip(names, new)
+                for name, size in zip(names, extent)
             }
             max_coords.update({name: range(size) for name, size in FRAME.items()})
             out.append(
@@ -49,10 +63,9 @@ def expected_updates(
                     frame_number=n,
                     current_indices={**dict(zip(names, indices[n])), "y": 0, "x": 0},
                     max_coords=max_coords,
-                    is_high_water_mark=new != extent,
+                    is_high_water_mark=extent != before,
                 )
             )
-        extent = new
     return out
 
 
@@ -62,7 +75,7 @@ def make_settings(sizes: dict | None = None) -> AcquisitionSettings:
     )
 
 
-def test_coords_changed_for_every_frame(make_frame: Callable) -> None:
+def test_coords_changed_for_every_append_and_skip(make_frame: Callable) -> None:
     updates: list[CoordUpdate] = []
     with create_stream(make_settings()) as stream:
         stream.on("coords_changed", updates.append)
@@ -71,7 +84,20 @@ def test_coords_changed_for_every_frame(make_frame: Callable) -> None:
         stream.skip(frames=3)
         for n in range(8, 12):
             stream.append(make_frame(n))
-    assert updates == expected_updates(range(12))
+    assert updates == expected_updates(range(12), skips=(range(5, 8),))
+    assert [u.frame_number for u in updates] == [0, 1, 2, 3, 4, 7, 8, 9, 10, 11]
+
+
+def test_a_huge_skip_gives_one_update() -> None:
+    updates: list[CoordUpdate] = []
+    settings = make_settings({"t": None, "c": 3, "y": 3, "x": 4})
+    with create_stream(settings) as stream:
+        stream.on("coords_expanded", updates.append)
+        stream.skip(frames=2**24)
+    (update,) = updates
+    assert update.frame_number == 2**24 - 1
+    assert update.current_indices == {"t": (2**24 - 1) // 3, "c": 0, "y": 0, "x": 0}
+    assert len(update.max_coords["t"]) == (2**24 - 1) // 3 + 1
 
 
 def test_coords_expanded_only_at_high_water_marks(make_frame: Callable) -> None:

@@ -8,6 +8,9 @@ check whose cost grew with the square of the input.
 from __future__ import annotations
 
 import json
+import threading
+import tracemalloc
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -276,3 +279,153 @@ def test_a_first_step_past_the_memory_budget_spills_cleanly() -> None:
     data = np.asarray(stream.view())
     assert data.shape == (3, 4, 8, 8)
     np.testing.assert_array_equal(data.reshape(12, 8, 8)[:9], np.stack(frames))
+
+
+ENGINES = ["scratch", "tensorstore", "zarr-python", "acquire-zarr", "tifffile"]
+
+
+def _root(tmp_path: Path, fmt: str) -> Path:
+    if fmt == "scratch":
+        return tmp_path / "a"
+    return tmp_path / ("a.ome.tiff" if fmt == "tifffile" else "a.ome.zarr")
+
+
+@pytest.mark.parametrize("fmt", ENGINES)
+def test_memory_follows_what_is_written_not_what_is_declared(
+    tmp_path: Path, fmt: str
+) -> None:
+    """A few frames of t=10**8: reads tabulated every declared plane (0.8 GB)."""
+    settings = AcquisitionSettings(
+        root_path=str(_root(tmp_path, fmt)),
+        dimensions=dims_from_standard_axes({"t": 10**8, "c": 2, "y": 4, "x": 4}),
+        dtype="uint16",
+        format=fmt,
+    )
+    tracemalloc.start()
+    try:
+        with create_stream(settings) as stream:
+            for n in range(5):
+                stream.append(FRAME + n + 1)
+            live = stream.view(dynamic_shape=False)
+            np.testing.assert_array_equal(live[2, 0], FRAME + 5)
+            assert not live[10**8 - 1, 1].any()
+            np.testing.assert_array_equal(
+                stream.view()[1], FRAME[None] + [[[3]], [[4]]]
+            )
+        after = stream.view(dynamic_shape=False)
+        assert after.shape == (10**8, 2, 4, 4)
+        np.testing.assert_array_equal(after[0, 1], FRAME + 2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024**2, f"peak {peak:,} bytes"
+
+
+@pytest.mark.parametrize("fmt", ENGINES)
+def test_a_huge_frame_costs_nothing_until_written(tmp_path: Path, fmt: str) -> None:
+    """A 100000 x 100000 frame: tensorstore's create allocated 37 GiB."""
+    root = _root(tmp_path, fmt)
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"t": 2, "y": 100_000, "x": 100_000}),
+        dtype="uint16",
+        format=fmt,
+    )
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():  # scratch: 40 GB may exceed the free space
+            warnings.filterwarnings("ignore", "the acquisition needs", UserWarning)
+            stream = create_stream(settings)
+        assert stream.view().shape == (0, 100_000, 100_000)
+        stream.close()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024**2, f"peak {peak:,} bytes"
+    if fmt == "tifffile":  # the one page a TIFF needs is a hole in the file
+        assert root.stat().st_blocks * 512 < 1024**2
+        with tifffile.TiffFile(root) as tif:
+            assert tif.pages[0].shape == (100_000, 100_000)
+
+
+@pytest.mark.parametrize("fmt", ["acquire-zarr", "tifffile"])
+def test_a_skip_that_writes_zeros_is_bounded(tmp_path: Path, fmt: str) -> None:
+    """skip(2**40) wrote zero frames one by one for days; now refused at once."""
+    root = _root(tmp_path, fmt)
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"t": None, "y": 4, "x": 4}),
+        dtype="uint16",
+        format=fmt,
+    )
+    with create_stream(settings) as stream:
+        stream.append(FRAME + 1)
+        with pytest.raises(ValueError, match="cannot skip 1,099,511,627,776 frames"):
+            stream.skip(frames=2**40)
+        assert stream.frames_written == 1
+        stream.skip(frames=1000)
+        stream.append(FRAME + 2)
+    if fmt == "tifffile":
+        data = tifffile.imread(root)
+    else:
+        data = zarr.open_array(root / "0", mode="r")[:]
+    assert data.shape == (1002, 4, 4)
+    np.testing.assert_array_equal(data[0], FRAME + 1)
+    assert not data[1:1001].any()
+    np.testing.assert_array_equal(data[1001], FRAME + 2)
+
+
+def test_tiff_skipped_pages_are_holes(tmp_path: Path) -> None:
+    """Each skipped frame wrote a full page of zeros."""
+    root = tmp_path / "a.ome.tiff"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"t": 200, "y": 512, "x": 512}),
+        dtype="uint16",
+    )
+    with create_stream(settings) as stream:
+        stream.skip(frames=199)
+        stream.append(np.ones((512, 512), "uint16"))
+    assert root.stat().st_blocks * 512 < 20 * 512 * 512 * 2  # < 10% of the pixels
+    data = tifffile.imread(root)
+    assert not data[:199].any()
+    assert (data[199] == 1).all()
+
+
+def test_acquire_zarr_reads_during_close_never_fail(tmp_path: Path) -> None:
+    """A read during close() raised, or kept an interim shape for later reads."""
+    root = tmp_path / "a.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"t": None, "c": 3, "y": 16, "x": 16}),
+        dtype="uint16",
+        format="acquire-zarr",
+    )
+    frames = [np.full((16, 16), n + 1, "uint16") for n in range(40)]
+    failures: list[BaseException] = []
+    stop = threading.Event()
+    stream = create_stream(settings)
+    for frame in frames:
+        stream.append(frame)
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                np.asarray(stream.view()[-1])
+                np.asarray(stream.arrays[0][0])
+            except BaseException as exc:  # every failure counts
+                failures.append(exc)
+                return
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    stream.close()
+    stop.set()
+    for reader in readers:
+        reader.join()
+    assert failures == []
+    data = np.asarray(stream.view())
+    assert data.shape == (14, 3, 16, 16)
+    np.testing.assert_array_equal(data.reshape(42, 16, 16)[:40], np.stack(frames))
+    assert not data.reshape(42, 16, 16)[40:].any()

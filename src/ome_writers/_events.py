@@ -94,7 +94,7 @@ class EventDispatcher:
         self._callbacks: dict[str, list[Callable[[CoordUpdate], object]]] = {
             name: [] for name in EVENT_NAMES
         }
-        self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         self._idle = threading.Condition()
         self._pending = 0
         self._thread: threading.Thread | None = None
@@ -120,11 +120,17 @@ class EventDispatcher:
             )
             self._thread.start()
 
-    def push(self, frame_number: int) -> None:
-        """Queue one frame's update; cheap, never blocks."""
+    def push(self, frame_number: int, frames_before: int | None = None) -> None:
+        """Queue the update of a frame; cheap, never blocks.
+
+        ``frames_before``: frames written before the call that reached
+        ``frame_number`` (a skip reaches its last frame in one call, and
+        delivers one update, a high-water mark if anything in it grew).
+        """
+        since = frame_number if frames_before is None else frames_before
         with self._idle:
             self._pending += 1
-        self._queue.put(frame_number)
+        self._queue.put((frame_number, since))
 
     def drain(self) -> None:
         """Wait until every queued update has been delivered."""
@@ -138,30 +144,30 @@ class EventDispatcher:
         if self._thread is None:
             return
         self.drain()
-        self._queue.put(_STOP)
+        self._queue.put((_STOP, _STOP))
         if threading.current_thread() is not self._thread:
             self._thread.join()
 
     def _run(self) -> None:
         while True:
-            frame_number = self._queue.get()
+            frame_number, since = self._queue.get()
             if frame_number == _STOP:
                 return
             try:
-                self._deliver(frame_number)
+                self._deliver(frame_number, since)
             finally:
                 with self._idle:
                     self._pending -= 1
                     if self._pending == 0:
                         self._idle.notify_all()
 
-    def _deliver(self, frame_number: int) -> None:
+    def _deliver(self, frame_number: int, since: int) -> None:
         router = self._router
         index = router.acq_index(frame_number)
         extent = router.acq_extent(frame_number + 1)
-        # compare with the extent before this frame, not with the last delivered
+        # compare with the extent before the call, not with the last delivered
         # update: frames written before anybody listened count too
-        previous = router.acq_extent(frame_number)
+        previous = router.acq_extent(since)
         grew = any(new > old for new, old in zip(extent, previous))
         self._extent = tuple(max(a, b) for a, b in zip(extent, self._extent))
         extent_by_name = {**dict(zip(router.names, self._extent)), **self._frame_sizes}

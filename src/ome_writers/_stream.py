@@ -212,7 +212,15 @@ class OMEStream:
             self._direct, self._direct_stop = target
 
     def skip(self, *, frames: int = 1) -> None:
-        """Advance over ``frames`` frames without data; they read as zeros."""
+        """Advance over ``frames`` frames without data; they read as zeros.
+
+        Listeners get one update, for the last frame skipped (a high-water
+        mark if the skip grew the acquired extent), as with ome-writers 0.3.
+        OME-Zarr (tensorstore, zarr-python) and scratch skip in constant time;
+        OME-TIFF and acquire-zarr write a page or frame of zeros per frame, so
+        they refuse (``ValueError``, nothing written) a single skip of more
+        than 100,000 frames or 4 GiB of zeros.
+        """
         if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)):
             raise TypeError(f"frames must be an int, got {frames!r}")
         if frames <= 0:
@@ -225,12 +233,16 @@ class OMEStream:
             self._backend.skip(n, int(frames))
             self._frames_written = n + int(frames)
             self._refresh_direct()
-            if self._listening:
-                for i in range(n, n + int(frames)):
-                    self._events.push(i)
+            if self._listening:  # one update, for the frame the skip reaches
+                self._events.push(n + int(frames) - 1, n)
 
     def _refuse_past_end(self, frames: int = 1) -> None:
         self._check_open()
+        if self._num_frames is None:
+            raise IndexError(
+                f"cannot add {frames:,} frame(s): an unbounded stream holds at most "
+                f"{self._limit:,} frames and {self._frames_written:,} are written"
+            )
         raise IndexError(
             f"cannot add {frames} frame(s): the stream was declared with "
             f"{self._num_frames} frames and {self._frames_written} are written; "

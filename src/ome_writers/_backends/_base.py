@@ -18,7 +18,9 @@ Contract, checked by ``tests/backends``:
   ``write`` raises, the frame counts as not written and the same frame number
   will be offered again.
 - ``skip(first_frame, count)`` marks frames that will never get data; they read
-  as zeros.
+  as zeros. A format that must write something per skipped frame (an OME-TIFF
+  page, an acquire-zarr frame) calls ``check_zero_fill`` first, so that a
+  huge count is refused at once instead of running for days.
 - ``position_data(p, frames_written)`` returns position ``p`` in storage
   order with the logical shape after ``frames_written`` frames: a numpy array,
   or a lazy array-like with ``shape`` whose ``__getitem__`` (ints and slices)
@@ -48,6 +50,36 @@ if TYPE_CHECKING:
 
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
+
+
+#: the most frames one ``skip`` may fill in a format that writes each of them
+MAX_ZERO_FILL_FRAMES = 100_000
+#: the most bytes of zeros one ``skip`` may fill in such a format
+MAX_ZERO_FILL_BYTES = 4 * 1024**3
+
+
+def check_zero_fill(count: int, frame_bytes: int, format_name: str) -> None:
+    """Refuse a skip that would write more zeros than a skip should.
+
+    ``frame_bytes``: the bytes written per skipped frame (0 for a hole in a
+    file). The limits keep one call within about a minute on a slow disk.
+
+    Raises
+    ------
+    ValueError
+        Over ``MAX_ZERO_FILL_FRAMES`` frames or ``MAX_ZERO_FILL_BYTES`` bytes;
+        nothing is written.
+    """
+    nbytes = count * frame_bytes
+    if count > MAX_ZERO_FILL_FRAMES or nbytes > MAX_ZERO_FILL_BYTES:
+        zeros = f" ({nbytes:,} bytes of zeros)" if nbytes else ""
+        raise ValueError(
+            f"cannot skip {count:,} frames in one call: {format_name} writes "
+            f"every skipped frame{zeros}, and one skip may fill at "
+            f"most {MAX_ZERO_FILL_FRAMES:,} frames and {MAX_ZERO_FILL_BYTES:,} "
+            "bytes; skip in smaller steps, or use OME-Zarr through tensorstore "
+            "or zarr-python (or scratch), which skip any count without writing"
+        )
 
 
 class FrameMetadata(NamedTuple):

@@ -35,15 +35,20 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import numpy as np
 import tifffile
 
-from ome_writers._backends._base import Backend, FrameMetadata
+from ome_writers._backends._base import Backend, FrameMetadata, check_zero_fill
 from ome_writers._backends._ome_xml import PlaneRecord, global_annotation
+from ome_writers._backends._plane_reader import PlaneReader
 from ome_writers._backends.tiff._io import (
     DescriptionSlot,
     OrderedFile,
     PageIndex,
     TiffLayout,
 )
-from ome_writers._backends.tiff._metadata import OmeDocument, TiffDocumentState
+from ome_writers._backends.tiff._metadata import (
+    NO_PAGE_LIMIT,
+    OmeDocument,
+    TiffDocumentState,
+)
 from ome_writers._errors import WriteError
 from ome_writers._formats import OmeTiffFormat
 from ome_writers._util import replace_file
@@ -57,7 +62,6 @@ if TYPE_CHECKING:
 
 _CLASSIC_LIMIT_BYTES = 2**32 - 2**26  # keep a 64 MB margin below 4 GB
 _PAGE_OVERHEAD_BYTES = 4096
-_NO_LIMIT = 1 << 62
 _COMPRESSION_ARGS: dict[str | None, Any] = {
     None: None,
     "zlib": "zlib",
@@ -152,7 +156,7 @@ class TiffBackend(Backend):
             stride *= counts[axis]
         # the extent of an unbounded first axis declared in the OME-XML
         self._state = TiffDocumentState(
-            declared_steps=1, ifd_limits=[_NO_LIMIT] * self._num_files
+            declared_steps=1, ifd_limits=[NO_PAGE_LIMIT] * self._num_files
         )
         self._last_xml = b""
         self._closed = False
@@ -254,8 +258,14 @@ class TiffBackend(Backend):
             )
 
     def skip(self, first_frame: int, count: int) -> None:
-        """Write zero pages, so that page numbers stay those of the frames."""
-        zeros = np.zeros(self._frame_shape, self._dtype)
+        """Write zero pages, so that page numbers stay those of the frames.
+
+        Uncompressed, a zero page is a hole in the file (its IFD is written,
+        its pixels are not); compressed, it is a compressed plane of zeros.
+        """
+        written = 0 if self._compression is None else self._frame_bytes
+        check_zero_fill(count, written, "OME-TIFF")
+        zeros = self._zero_frame()
         for n in range(first_frame, first_frame + count):
             _position, file_index, ifd = self.locate_page(n)
             self._grow(n)
@@ -264,15 +274,25 @@ class TiffBackend(Backend):
                 continue  # written by an earlier attempt of this skip
             self._write_page(f, zeros, is_zero=True)
 
+    def _zero_frame(self) -> np.ndarray:
+        """Zeros to compress; uncompressed, a zero page is a hole (no array)."""
+        if self._compression is None:
+            return np.broadcast_to(np.zeros((), self._dtype), self._frame_shape)
+        return np.zeros(self._frame_shape, self._dtype)
+
     def _write_page(self, f: _TiffFile, frame: np.ndarray, *, is_zero: bool) -> None:
         handle, writer = f.handle, f.writer
         if handle is None or writer is None:
             raise WriteError(f"{str(f.path)!r} is closed")
         first = f.pages == 0
         start = handle.size
+        # an uncompressed zero page is a hole in the file: no bytes written
+        sparse = is_zero and self._compression is None
         try:
             writer.write(
-                frame,
+                None if sparse else frame,
+                shape=self._frame_shape if sparse else None,
+                dtype=self._dtype if sparse else None,
                 photometric="minisblack",
                 compression=self._compression,
                 maxworkers=self._maxworkers,
@@ -437,7 +457,12 @@ class TiffBackend(Backend):
     def position_data(self, position_index: int, frames_written: int) -> Any:
         """A lazy, read-only array of one position in storage order."""
         index_shape = self.router.storage_shape(frames_written)
-        return _PositionReader(self, position_index, index_shape)
+        return PlaneReader(
+            index_shape,
+            self._frame_shape,
+            self._dtype,
+            lambda flat: self.read_planes(position_index, index_shape, flat),
+        )
 
     def read_planes(
         self, position_index: int, index_shape: tuple[int, ...], flat: np.ndarray
@@ -446,9 +471,8 @@ class TiffBackend(Backend):
         file_index = position_index if self._per_position_file else 0
         f = self._files[file_index]
         extent = index_shape[0] if index_shape else 1
-        ifds = self._document.ifds(position_index, extent)
         available = len(f.index)
-        wanted = [int(ifds[i]) for i in flat.tolist()]
+        wanted = self._document.ifds(position_index, extent, flat).tolist()
         out: list[np.ndarray] = []
         if not any(ifd < available for ifd in wanted):
             return [np.zeros(self._frame_shape, self._dtype) for _ in wanted]
@@ -474,9 +498,7 @@ class TiffBackend(Backend):
         try:
             for f in self._files:
                 if f.pages == 0:  # no frame reached this file: one zero plane
-                    self._write_page(
-                        f, np.zeros(self._frame_shape, self._dtype), is_zero=True
-                    )
+                    self._write_page(f, self._zero_frame(), is_zero=True)
             if self.router.is_unbounded:
                 state.declared_steps = max(self.router.steps_started(frames_written), 1)
             state.ifd_limits = [f.pages for f in self._files]
@@ -491,59 +513,6 @@ class TiffBackend(Backend):
     def paths(self) -> list[Path]:
         """The TIFF files, then the companion file if any."""
         return [*self._paths, *([self._companion] if self._companion else [])]
-
-
-class _PositionReader:
-    """Lazy array over one position; ``__getitem__`` reads only what it needs."""
-
-    def __init__(
-        self, backend: TiffBackend, position_index: int, steps: tuple[int, ...]
-    ) -> None:
-        self._backend = backend
-        self._position_index = position_index
-        self._index_shape = steps
-        self.dtype = backend._dtype
-        self.shape = steps + backend._frame_shape
-        self.ndim = len(self.shape)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        return np.asarray(self[...], dtype=dtype)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        nidx = len(self._index_shape)
-        index_key, frame_key = _split_key(key, self.ndim, nidx)
-        flat = np.arange(math.prod(self._index_shape), dtype=np.int64).reshape(
-            self._index_shape
-        )[index_key]
-        planes = self._backend.read_planes(
-            self._position_index, self._index_shape, flat.reshape(-1)
-        )
-        probe = np.zeros(self._backend._frame_shape, self.dtype)[frame_key]
-        out = np.empty(flat.shape + probe.shape, self.dtype)
-        flat_out = out.reshape((-1, *probe.shape))
-        for i, plane in enumerate(planes):
-            flat_out[i] = plane[frame_key]
-        return out
-
-
-def _split_key(
-    key: Any, ndim: int, nidx: int
-) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    if not isinstance(key, tuple):
-        key = (key,)
-    if any(k is Ellipsis for k in key):
-        i = next(i for i, k in enumerate(key) if k is Ellipsis)
-        key = key[:i] + (slice(None),) * (ndim - len(key) + 1) + key[i + 1 :]
-    if len(key) > ndim:
-        raise IndexError(f"too many indices: {len(key)} for {ndim} axes")
-    for k in key:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer, slice)):
-            raise TypeError(f"indices must be ints, slices or '...', not {k!r}")
-    key = key + (slice(None),) * (ndim - len(key))
-    return key[:nidx], key[nidx:]
 
 
 def _replace_global_annotations(

@@ -24,7 +24,7 @@ from ome_types import to_xml
 from ome_types.model import OME, TiffData
 
 from ome_writers._backends._ome_xml import DocumentState, OmeXmlBuilder, new_uuid
-from ome_writers._backends.tiff._planes import plane_ifds, tiff_data_runs
+from ome_writers._backends.tiff._planes import PlaneMap, tiff_data_runs
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -39,11 +39,16 @@ _PLACEHOLDER_RE = re.compile(
 )
 
 
+#: ``ifd_limits`` entry of a file whose XML declares every plane
+NO_PAGE_LIMIT = 1 << 62
+
+
 @dataclass
 class TiffDocumentState(DocumentState):
     """``DocumentState`` plus the IFDs each file holds so far."""
 
     #: IFD limit per file: planes with an IFD at or above it get no TiffData
+    #: pages of each file that the XML refers to (``NO_PAGE_LIMIT``: every plane)
     ifd_limits: list[int] = field(default_factory=list)
 
 
@@ -80,23 +85,11 @@ class OmeDocument(OmeXmlBuilder):
         self.companion_name = companion_name
         self.file_uuids = [new_uuid() for _ in self.file_names]
         self.companion_uuid = new_uuid()
-        self._ifd_cache: dict[tuple[int, int], np.ndarray] = {}
+        self.planes = PlaneMap(router, per_position_file=per_position_file)
 
-    def ifds(self, position_index: int, steps: int) -> np.ndarray:
-        """IFD of every plane of a position (cached per extent)."""
-        key = (position_index, steps)
-        cached = self._ifd_cache.get(key)
-        if cached is None:
-            if len(self._ifd_cache) > 64:
-                self._ifd_cache.clear()
-            cached = plane_ifds(
-                self.router,
-                self.storage_shape(steps),
-                position_index,
-                per_position_file=self.per_position_file,
-            )
-            self._ifd_cache[key] = cached
-        return cached
+    def ifds(self, position_index: int, steps: int, planes: np.ndarray) -> np.ndarray:
+        """IFD of each plane (flat storage-order indices) of one position."""
+        return self.planes.ifds(position_index, self.storage_shape(steps), planes)
 
     def tiff_data_xml(
         self,
@@ -116,8 +109,12 @@ class OmeDocument(OmeXmlBuilder):
         file_index = position_index if self.per_position_file else 0
         limit = state.ifd_limits[file_index]
         shape = self.storage_shape(state.declared_steps)
-        ifds = self.ifds(position_index, state.declared_steps)
-        runs = tiff_data_runs(ifds, limit)
+        if limit >= NO_PAGE_LIMIT:  # the live XML declares every plane
+            runs = self.planes.declared_runs(position_index, shape)
+        else:
+            runs = tiff_data_runs(
+                *self.planes.written_planes(position_index, shape, limit)
+            )
         if not runs:
             return ""
         # no T, C or Z axis (one plane per position): every plane is at 0

@@ -64,6 +64,8 @@ from typing import TYPE_CHECKING, Any
 import acquire_zarr as aqz
 import numpy as np
 
+from ome_writers._backends._base import check_zero_fill
+from ome_writers._backends._plane_reader import PlaneReader
 from ome_writers._backends.zarr._common import (
     ZarrBackendBase,
     write_error,
@@ -205,9 +207,8 @@ class AcquireZarrBackend(ZarrBackendBase):
         self._keys: list[str] = []
         self._next = [0] * npos
         self._pending: list[dict[int, np.ndarray]] = [{} for _ in range(npos)]
-        self._zeros = np.zeros(self.frame_shape, self.dtype)
-        self._zeros.flags.writeable = False
-        self._frame_bytes = self._zeros.nbytes
+        self._zeros_frame: np.ndarray | None = None
+        self._frame_bytes = math.prod(self.frame_shape) * self.dtype.itemsize
         self._mirror: list[np.ndarray] | None = None
         self._mirror_rows = 0
         self._closed = False
@@ -216,6 +217,15 @@ class AcquireZarrBackend(ZarrBackendBase):
         self._shapes: ShapeKeeper | None = None
         self._grow_offset = sys.maxsize  # a frame from here on starts a step
         self._rollover_frames = 0  # acquire-zarr rewrites zarr.json every so many
+
+    @property
+    def _zeros(self) -> np.ndarray:
+        """A frame of zeros, made on first use (a frame may be gigabytes)."""
+        if self._zeros_frame is None:
+            zeros = np.zeros(self.frame_shape, self.dtype)
+            zeros.flags.writeable = False
+            self._zeros_frame = zeros
+        return self._zeros_frame
 
     # --------------------------------------------------------------- opening
 
@@ -322,11 +332,11 @@ class AcquireZarrBackend(ZarrBackendBase):
         keeper.start()
 
     def _init_mirror(self) -> None:
+        """One step of every position now; ``_keep`` grows it as frames come."""
         npos = self.router.num_positions
-        if self.router.is_unbounded:
-            rows = self.router.frames_per_position_step
-        else:
-            rows = math.prod(self.router.storage_shape())
+        rows = self.router.frames_per_position_step
+        if not self.router.is_unbounded:
+            rows = min(rows, math.prod(self.router.storage_shape()))
         if npos * rows * self._frame_bytes <= MAX_MIRROR_BYTES:
             self._mirror_rows = rows
             self._mirror = [
@@ -361,6 +371,7 @@ class AcquireZarrBackend(ZarrBackendBase):
 
     def skip(self, first_frame: int, count: int) -> None:
         """Skipped frames are appended (or kept) as zeros."""
+        check_zero_fill(count, self._frame_bytes, "acquire-zarr")
         for n in range(first_frame, first_frame + count):
             position, offset = self.router.flat_offset(n)
             if offset >= self._grow_offset:
@@ -431,10 +442,12 @@ class AcquireZarrBackend(ZarrBackendBase):
                 "itself); read it after close(), or use the tensorstore or "
                 "zarr-python backend for live access"
             )
-        rows = math.prod(shape[:-2])
-        view = mirror[position_index][:rows].reshape(shape)
-        view.flags.writeable = False
-        return view
+        rows = mirror[position_index]  # this reader keeps it across growth and close
+
+        def read(flat: np.ndarray) -> list[np.ndarray]:
+            return [rows[r] if r < len(rows) else self._zeros for r in flat.tolist()]
+
+        return PlaneReader(shape[:-2], self.frame_shape, self.dtype, read)
 
     def _reader(self, position: int) -> Any:
         if self._readers is None:
@@ -444,37 +457,48 @@ class AcquireZarrBackend(ZarrBackendBase):
     # --------------------------------------------------------------- closing
 
     def _close_engine(self, frames_written: int) -> None:
+        """Append what is pending, let acquire-zarr finish, then read from disk.
+
+        Live reads keep coming from the mirror until the arrays on disk are
+        final (acquire-zarr's last ``zarr.json`` and the declared extent
+        restored): a reader opened earlier would keep an interim shape.
+        """
         stream = self._stream
         if stream is None:
             return
         try:
-            for position, pending in enumerate(self._pending):
-                if pending:
-                    last = max(pending)
-                    while self._next[position] <= last:
-                        frame = pending.pop(self._next[position], self._zeros)
-                        self._append(position, frame)
-            if self.router.is_unbounded:
-                # every position ends with the steps started, as with the other
-                # engines (acquire-zarr sizes each array by its own frames)
-                rows = self.router.steps_started(frames_written) * self._per_step
-                for position in range(len(self._next)):
-                    while self._next[position] < rows:
-                        self._append(position, self._zeros)
+            try:
+                self._append_remaining(frames_written)
+            finally:
+                self._stream = None
+                if self._shapes is not None:
+                    self._shapes.stop()  # acquire-zarr's final zarr.json comes last
+                try:
+                    stream.close()
+                except Exception as exc:
+                    raise write_error(
+                        self.root, "finish acquire-zarr output in", exc
+                    ) from exc
+            if not self.router.is_unbounded:
+                self._restore_declared_extent()
         finally:
-            self._stream = None
             self._closed = True
             self._mirror = None
-            if self._shapes is not None:
-                self._shapes.stop()  # acquire-zarr's final zarr.json comes last
-            try:
-                stream.close()
-            except Exception as exc:
-                raise write_error(
-                    self.root, "finish acquire-zarr output in", exc
-                ) from exc
-        if not self.router.is_unbounded:
-            self._restore_declared_extent()
+
+    def _append_remaining(self, frames_written: int) -> None:
+        for position, pending in enumerate(self._pending):
+            if pending:
+                last = max(pending)
+                while self._next[position] <= last:
+                    frame = pending.pop(self._next[position], self._zeros)
+                    self._append(position, frame)
+        if self.router.is_unbounded:
+            # every position ends with the steps started, as with the other
+            # engines (acquire-zarr sizes each array by its own frames)
+            rows = self.router.steps_started(frames_written) * self._per_step
+            for position in range(len(self._next)):
+                while self._next[position] < rows:
+                    self._append(position, self._zeros)
 
     def _restore_declared_extent(self) -> None:
         """Give a bounded array closed early its declared first axis again.

@@ -251,7 +251,8 @@ class LiveArray:
                 selections.append(np.array([int(k) % n]))
                 squeeze.append(axis)
             elif isinstance(k, slice):
-                selections.append(np.arange(n)[k])
+                # from the slice's own bounds: the declared axis may be huge
+                selections.append(np.arange(*k.indices(n), dtype=np.int64))
             else:
                 raise TypeError(f"indices must be ints, slices or '...', not {k!r}")
         out = self._backend.read_selection(self._position, selections)

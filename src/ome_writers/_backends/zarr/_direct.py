@@ -39,6 +39,7 @@ no fsync: a power cut is another matter).
 from __future__ import annotations
 
 import json
+import math
 import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,9 @@ if TYPE_CHECKING:
 TEMP_SUFFIX = ".ome-writers-partial"
 #: chunk-order buffers of one stream: as many frames as fit here, but at least 4
 _BUFFER_BUDGET_BYTES = 64 * 1024**2
+#: larger frames go through the engine: the probe and the buffers cost several
+#: frames of memory, which a 100000 x 100000 frame (20 GB) does not have to spare
+MAX_DIRECT_FRAME_BYTES = 256 * 1024**2
 _MIN_BUFFERS = 4
 _SHARD_INDEX_ENTRY_BYTES = 16  # offset and size, two uint64 per chunk
 _CRC32C_BYTES = 4
@@ -100,6 +104,8 @@ class FrameFileLayout:
             return None
         chunk = geometry.chunks[-2:]
         if any(f % c for f, c in zip(frame, chunk)):
+            return None
+        if math.prod(frame) * dtype.itemsize > MAX_DIRECT_FRAME_BYTES:
             return None
         grid = (frame[0] // chunk[0], frame[1] // chunk[1])
         little = dtype.newbyteorder("<")
