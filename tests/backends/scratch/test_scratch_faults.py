@@ -232,10 +232,12 @@ def test_open_scratch_reads_what_the_files_hold_when_the_count_ran_ahead(
     root = tmp_path / "scratch"
     stream = started_stream(root, 5)
     (root / "progress.bin").write_bytes(struct.pack("<Q", 40))
-    with pytest.warns(UserWarning, match=r"counts 40 frames but .* hold only 3 steps"):
+    # the files hold the 3 steps of data and the one the manifest described ahead
+    with pytest.warns(UserWarning, match=r"counts 40 frames but .* hold only 4 steps"):
         ds = open_scratch(root)
-    assert ds.frames_written == 6
-    assert ds.arrays[0].shape == (3, 2, 32, 32)
+    assert ds.frames_written == 8
+    assert ds.arrays[0].shape == (4, 2, 32, 32)
+    assert not ds.arrays[0][3].any()
     for n in range(5):
         _, index = locate(sizes, n)
         np.testing.assert_array_equal(ds.arrays[0][index], expected_frame(n, FRAME))
@@ -595,41 +597,54 @@ def test_failed_global_metadata_write_changes_nothing(
     assert open_scratch(root).global_metadata == {"lab": {"run": 1}}
 
 
-def test_stalled_manifest_write_does_not_hold_up_appends(
+def test_a_stalled_manifest_holds_up_only_the_append_it_must_cover(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Appends go on while the manifest's rename hangs; the reader is exact."""
+    """The manifest on disk covers every frame ``append`` returned for.
+
+    It describes one step ahead of the data, so appends go on while its
+    rename stalls, up to the first frame past what it describes: that append
+    waits for it.
+    """
     sizes = TC_UNBOUNDED
     root = tmp_path / "scratch"
-    stream = started_stream(root, 4)
+    stream = started_stream(root, 4)  # two steps of two frames
     deadline = time.monotonic() + 10  # the manifest has its own thread
-    while read_with_memmap(root)[0]["position_shapes"] != [[2, 2, 32, 32]]:
+    while read_with_memmap(root)[0]["position_shapes"] != [[3, 2, 32, 32]]:
         assert time.monotonic() < deadline
         time.sleep(0.001)
     replace = ManifestReplace("block")
     monkeypatch.setattr(os, "replace", replace)
+    late = threading.Thread(
+        target=stream.append, args=(expected_frame(6, FRAME),), daemon=True
+    )
     try:
-        for n in range(4, 12):  # four more steps, each one a manifest rewrite
+        for n in (4, 5):  # the third step, which the manifest already describes
             stream.append(expected_frame(n, FRAME))
-        assert replace.called.wait(10)
-        assert not replace.release.is_set()  # every append returned mid-stall
+        assert replace.called.wait(10)  # the rewrite for step four hangs
         manifest, raw = read_with_memmap(root)
-        assert manifest["position_shapes"] == [[2, 2, 32, 32]]  # trails the data
-        ds = open_scratch(root)
-        assert ds.complete is False
-        assert ds.frames_written == 12
-        assert ds.arrays[0].shape == (6, 2, 32, 32)
-        for n in range(12):
+        assert manifest["position_shapes"] == [[3, 2, 32, 32]]
+        for n in range(6):  # the recipe sees every frame append returned for
             _, index = locate(sizes, n)
-            np.testing.assert_array_equal(ds.arrays[0][index], expected_frame(n, FRAME))
-        del ds, raw
+            np.testing.assert_array_equal(raw[0][index], expected_frame(n, FRAME))
+        del raw
+        late.start()  # frame 6 starts step four
+        late.join(0.5)
+        assert late.is_alive(), "append returned before the manifest covered it"
     finally:
         replace.release.set()
+    late.join(10)
+    assert not late.is_alive()
+    manifest, raw = read_with_memmap(root)
+    assert manifest["position_shapes"][0][0] >= 4
+    _, index = locate(sizes, 6)
+    np.testing.assert_array_equal(raw[0][index], expected_frame(6, FRAME))
+    del raw
     stream.close()
     manifest, _ = read_with_memmap(root)
     assert manifest["complete"] is True
-    assert manifest["position_shapes"] == [[6, 2, 32, 32]]
-    check_frames(root, sizes, {n: expected_frame(n, FRAME) for n in range(12)})
+    assert manifest["position_shapes"] == [[4, 2, 32, 32]]
+    check_frames(root, sizes, {n: expected_frame(n, FRAME) for n in range(7)})
 
 
 @pytest.fixture

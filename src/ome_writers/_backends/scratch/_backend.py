@@ -78,7 +78,6 @@ _ALLOCATE_MIN_STEP_BYTES = 1024**2
 _ALLOCATE_AHEAD_BYTES = 64 * 1024**2
 _ALLOCATE_MAX_BYTES = 512 * 1024**2
 #: how long an append that grew the arrays waits for the new manifest
-_MANIFEST_WAIT_S = 0.001
 
 logger = logging.getLogger("ome_writers")
 
@@ -130,6 +129,10 @@ class ScratchBackend(Backend):
         self._max_ahead_rows = self._rows_per_step * max(
             1, _ALLOCATE_MAX_BYTES // (self._npos * step_bytes)
         )
+        # while streaming, an unbounded manifest describes one step more than
+        # the data, so that the one on disk already covers a step's first
+        # frame when it comes (its rename may stall behind writeback)
+        self._ahead_frames = router.frames_per_step if router.is_unbounded else 0
         # both
         if router.num_frames is None:
             self._extent_frames = 0
@@ -240,6 +243,8 @@ class ScratchBackend(Backend):
                 # an unbounded stream's first stretch, ready before frame 0
                 self._resize_files(self._first_ahead_rows, "cannot grow")
                 self._allocate(None, 0, self._file_rows)
+            if self._file_rows < self._described_extent_rows():
+                self._resize_files(self._described_extent_rows(), "cannot grow")
             self._meta_path = root / files.FRAME_METADATA
             self._meta_fd = os.open(
                 self._meta_path,
@@ -294,7 +299,8 @@ class ScratchBackend(Backend):
             if self._syncs_every_frame:
                 self._sync_frame(position)
             if grown and self._manifest is not None:
-                self._manifest.wait(_MANIFEST_WAIT_S)
+                # normally covered since the previous step (see _ahead_frames)
+                self._manifest.wait_covered(frame_number + 1)
 
     def skip(self, first_frame: int, count: int) -> None:
         """Advance over frames that read as zeros (the storage is zero already)."""
@@ -312,7 +318,7 @@ class ScratchBackend(Backend):
         if self._progress is not None:
             struct.pack_into("<Q", self._progress, 0, stop)
             if self._manifest is not None:
-                self._manifest.wait(_MANIFEST_WAIT_S)
+                self._manifest.wait_covered(stop)
 
     def _pwrite(self, position: int, row: int, frame: np.ndarray, n: int) -> None:
         if not frame.flags.c_contiguous:
@@ -387,6 +393,8 @@ class ScratchBackend(Backend):
                     "spill_to_disk=True, or give a root_path to write to disk."
                 )
             self._spill(needed)
+        if self._ahead_frames:  # the manifest describes one more step
+            rows += self._rows_per_step
         if self._on_disk and rows > self._file_rows:
             # files of big steps grow ahead of the data, doubling up to a cap
             # (sparse, then allocated): a few resizes and block allocations per
@@ -406,8 +414,9 @@ class ScratchBackend(Backend):
             )
             # with every_frame, the growth is made durable before append
             # returns; otherwise the manifest is replaced while the frame is
-            # written, and ``write`` waits a bounded time for it (see
-            # ManifestWriter)
+            # written, and ``write`` returns once the manifest on disk covers
+            # the frame, which the one submitted a step earlier normally does
+            # (see _ahead_frames and ManifestWriter)
             durable = self._syncs_every_frame
             try:
                 self._write_manifest(complete=False, durable=durable, wait=durable)
@@ -557,17 +566,27 @@ class ScratchBackend(Backend):
         """Replace the manifest; with ``wait`` False, leave it to its thread."""
         assert self._manifest is not None
         payload = self._manifest_payload(complete=complete)
-        self._described_rows = max(self._described_rows, self._extent_rows())
+        covers = self._extent_frames if complete else self._described_extent_frames()
+        rows = self._extent_rows() if complete else self._described_extent_rows()
+        self._described_rows = max(self._described_rows, rows)
         if not wait:
-            self._manifest.submit(payload, durable=durable)
+            self._manifest.submit(payload, durable=durable, covers=covers)
             return
         try:
-            self._manifest.write_now(payload, durable=durable)
+            self._manifest.write_now(payload, durable=durable, covers=covers)
         except OSError as exc:
             raise _write_error(exc, "cannot write", self._manifest.path) from exc
 
+    def _described_extent_frames(self) -> int:
+        """Frames a manifest written while streaming describes."""
+        return self._extent_frames + self._ahead_frames
+
+    def _described_extent_rows(self) -> int:
+        return math.prod(self.router.storage_shape(self._described_extent_frames()))
+
     def _manifest_payload(self, *, complete: bool) -> dict[str, Any]:
-        shape = list(self.router.storage_shape(self._extent_frames) + self._frame_shape)
+        frames = self._extent_frames if complete else self._described_extent_frames()
+        shape = list(self.router.storage_shape(frames) + self._frame_shape)
         payload = dict(self._settings_json)
         payload.update(
             position_shapes=[shape for _ in range(self._npos)],
@@ -621,6 +640,9 @@ class ScratchBackend(Backend):
             if self._file_rows > rows:  # an unbounded file grown ahead
                 self._resize_files(rows, "cannot trim")
             self._write_manifest(complete=True, durable=durable)
+            # the step the manifests described ahead, now that none does
+            if self._file_rows > self._extent_rows():
+                self._resize_files(self._extent_rows(), "cannot trim")
         finally:
             self._close_files()
 

@@ -119,7 +119,9 @@ class ManifestWriter:
         self.path = path
         self.error: OSError | None = None
         self._cond = threading.Condition()
-        self._pending: tuple[dict[str, Any], bool] | None = None
+        self._pending: tuple[dict[str, Any], bool, int] | None = None
+        #: frames the manifest on disk covers (``covers`` of the last write)
+        self.covered = 0
         self._busy = False
         self._stopped = False
         self._thread = threading.Thread(
@@ -127,21 +129,33 @@ class ManifestWriter:
         )
         self._thread.start()
 
-    def submit(self, payload: dict[str, Any], *, durable: bool = False) -> None:
-        """Queue ``payload`` to replace the manifest; do not wait."""
+    def submit(
+        self, payload: dict[str, Any], *, durable: bool = False, covers: int = 0
+    ) -> None:
+        """Queue ``payload`` (describing ``covers`` frames); do not wait."""
         with self._cond:
-            self._pending = (payload, durable)
+            self._pending = (payload, durable, covers)
             self._cond.notify_all()
+
+    def wait_covered(self, frames: int) -> None:
+        """Wait until the manifest on disk covers ``frames`` frames (or fails)."""
+        with self._cond:
+            while not self._cond.wait_for(
+                lambda: self.covered >= frames or self._settled(), 0.5
+            ):
+                pass
 
     def wait(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for what is queued; True if it is written."""
         with self._cond:
             return self._cond.wait_for(self._settled, timeout_s)
 
-    def write_now(self, payload: dict[str, Any], *, durable: bool = False) -> None:
+    def write_now(
+        self, payload: dict[str, Any], *, durable: bool = False, covers: int = 0
+    ) -> None:
         """Replace the manifest with ``payload`` and wait; raise its ``OSError``."""
         with self._cond:
-            self._pending = (payload, durable)
+            self._pending = (payload, durable, covers)
             self.error = None
             self._cond.notify_all()
             while not self._cond.wait_for(self._settled, 0.5):
@@ -186,6 +200,8 @@ class ManifestWriter:
                 error = OSError(f"cannot write {str(self.path)!r}: {exc!r}")
             with self._cond:
                 self._busy = False
+                if error is None:
+                    self.covered = job[2]
                 # a later write that succeeds makes an earlier failure moot;
                 # a failure is kept for the writer, which rewrites the current
                 # state itself (it does not retry an older one)
