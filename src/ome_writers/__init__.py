@@ -19,6 +19,7 @@ from ome_writers._models import (
     StandardAxis,
     dims_from_standard_axes,
 )
+from ome_writers._recover import RecoveryReport, recover
 from ome_writers._settings import AcquisitionSettings
 from ome_writers._stream import OMEStream, create_stream
 from ome_writers._useq import dims_from_useq, useq_to_acquisition_settings
@@ -41,6 +42,7 @@ __all__ = [
     "Position",
     "PositionArray",
     "PositionDimension",
+    "RecoveryReport",
     "ScratchDataset",
     "ScratchFormat",
     "StandardAxis",
@@ -52,5 +54,6 @@ __all__ = [
     "dims_from_standard_axes",
     "dims_from_useq",
     "open_scratch",
+    "recover",
     "useq_to_acquisition_settings",
 ]

@@ -27,6 +27,7 @@ from ome_writers._backends._base import (
     SupportsDirectWrite,
     get_backend_class,
 )
+from ome_writers._backends._journal import Journal, check_no_journal
 from ome_writers._errors import StreamClosedError
 from ome_writers._events import EventDispatcher, coord_label
 from ome_writers._router import build_router
@@ -107,12 +108,20 @@ class OMEStream:
         self._router = build_router(settings)
         backend_cls = get_backend_class(settings.format.backend)
         backend = backend_cls(settings, self._router)
+        journal_output = backend.journal_output
+        if journal_output is not None:
+            check_no_journal(journal_output, overwrite=settings.overwrite)
         try:
             backend.open()
+            if journal_output is not None:
+                backend.journal = Journal(
+                    journal_output, settings.model_dump(mode="json")
+                )
         except BaseException:
             backend.abort()
             raise
         self._backend: Backend = backend
+        self._journal = backend.journal
         self._dtype = np.dtype(settings.dtype)
         self._frame_shape = settings.frame_shape
         self._num_frames = self._router.num_frames
@@ -201,6 +210,8 @@ class OMEStream:
         if n >= self._limit:
             self._refuse_past_end()
         self._write(n, frame, metadata)
+        if self._journal is not None:
+            self._journal.record(n + 1, n, None if metadata is None else metadata.json)
         self._refresh_direct()
 
     def _refresh_direct(self) -> None:
@@ -231,6 +242,8 @@ class OMEStream:
                 self._refuse_past_end(frames)
             self._check_open()
             self._backend.skip(n, int(frames))
+            if self._journal is not None:
+                self._journal.count(n + int(frames))
             self._frames_written = n + int(frames)
             self._refresh_direct()
             if self._listening:  # one update, for the frame the skip reaches
@@ -410,6 +423,8 @@ class OMEStream:
             updated = {**self._global_metadata, namespace: payload}
             self._backend.set_global_metadata(updated, closed=self._finished)
             self._global_metadata = updated
+            if self._journal is not None and not self._finished:
+                self._journal.set_global_metadata(updated)
 
     def get_metadata(self) -> dict[Any, Any]:
         """The format's own metadata, to edit and give to ``update_metadata``.
@@ -453,6 +468,8 @@ class OMEStream:
         """
         with self._lock:
             self._backend.update_metadata(metadata, closed=self._finished)
+            if self._journal is not None and not self._finished:
+                self._journal.update_format_metadata(metadata)
 
     @property
     def global_metadata(self) -> dict[str, Any]:
@@ -475,7 +492,7 @@ class OMEStream:
         finally:
             with self._lock:
                 try:
-                    self._backend.close(self._frames_written)
+                    _finish(self._backend, self._frames_written)
                 finally:
                     self._finished = True
         self._finalizer.detach()
@@ -529,6 +546,19 @@ def _check_number(key: str, value: Any) -> None:
         )
 
 
+def _finish(backend: Backend, frames_written: int) -> None:
+    """Close the backend; once its output is final, the journal goes."""
+    journal = backend.journal
+    try:
+        backend.close(frames_written)
+    except BaseException:
+        if journal is not None:
+            journal.close()  # kept: ome_writers.recover can finish the output
+        raise
+    if journal is not None:
+        journal.remove()
+
+
 def _closed_write(*args: Any) -> None:
     raise StreamClosedError(
         "the stream is closed; create a new stream to write more frames"
@@ -548,7 +578,7 @@ def _finalize_unclosed(state: dict[str, Any]) -> None:
         try:
             with state["_lock"]:
                 try:
-                    state["_backend"].close(state["_frames_written"])
+                    _finish(state["_backend"], state["_frames_written"])
                 finally:
                     state["_finished"] = True
         finally:

@@ -45,9 +45,11 @@ from ome_writers._backends._registry import import_backend
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
     import numpy as np
 
+    from ome_writers._backends._journal import Journal
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
 
@@ -90,6 +92,25 @@ class FrameMetadata(NamedTuple):
 
 
 @runtime_checkable
+class SupportsRecovery(Protocol):
+    """A backend that can finish an output its killed writer left behind.
+
+    ``reopen()`` opens the existing output for finishing (instead of
+    ``open()``); ``write`` then stores the frames the journal kept,
+    ``restore_frame_metadata`` the metadata of frames already in the output,
+    and ``close`` writes the final metadata as after a normal acquisition.
+    """
+
+    def reopen(self) -> None:
+        """Open the interrupted output; ``NotADatasetError`` if it is missing."""
+
+    def restore_frame_metadata(
+        self, frame_number: int, metadata: FrameMetadata
+    ) -> None:
+        """Keep the metadata of a frame already in the output."""
+
+
+@runtime_checkable
 class SupportsDirectWrite(Protocol):
     """Optional ability: frames may be copied straight into a numpy array.
 
@@ -108,9 +129,17 @@ class SupportsDirectWrite(Protocol):
 class Backend(abc.ABC):
     """Storage for one acquisition; see the module notes for the contract."""
 
+    #: set by the stream after ``open()`` when ``journal_output`` is not None
+    journal: Journal | None = None
+
     def __init__(self, settings: AcquisitionSettings, router: FrameRouter) -> None:
         self.settings = settings
         self.router = router
+
+    @property
+    def journal_output(self) -> Path | None:
+        """The output a journal is kept beside (see ``_journal``), or None."""
+        return None
 
     @abc.abstractmethod
     def open(self) -> None:

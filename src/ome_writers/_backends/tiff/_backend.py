@@ -43,13 +43,15 @@ from ome_writers._backends.tiff._io import (
     OrderedFile,
     PageIndex,
     TiffLayout,
+    count_pages,
+    read_layout,
 )
 from ome_writers._backends.tiff._metadata import (
     NO_PAGE_LIMIT,
     OmeDocument,
     TiffDocumentState,
 )
-from ome_writers._errors import WriteError
+from ome_writers._errors import NotADatasetError, WriteError
 from ome_writers._formats import OmeTiffFormat
 from ome_writers._util import replace_file
 from ome_writers._version import __version__
@@ -163,6 +165,15 @@ class TiffBackend(Backend):
         #: documents given to update_metadata (file key -> OME-XML)
         self._custom_xml: dict[int, bytes] = {}
 
+    @property
+    def journal_output(self) -> Path:
+        """``root_path``: a journal beside it keeps the metadata only close writes.
+
+        For a folder of one file per position too, the name given as
+        ``root_path`` (which ``recover`` is given), not the folder's.
+        """
+        return Path(os.path.abspath(self.settings.root_path))
+
     # ---------------------------------------------------------------- opening
 
     def _use_bigtiff(self) -> bool:
@@ -220,6 +231,51 @@ class TiffBackend(Backend):
                 f"{str(path)!r} exists and is not an OME-TIFF file or companion "
                 "(not a TIFF/XML file); refusing to replace it even with "
                 "overwrite=True: choose another root_path"
+            )
+
+    def reopen(self) -> None:
+        """Open the files of an interrupted acquisition to write its final XML.
+
+        A file holding only its header (killed before its first page) is
+        made again; the others keep their pages, which the IFD chain lists.
+        """
+        for f in self._files:
+            try:
+                fd = os.open(f.path, os.O_RDONLY)
+            except OSError as exc:
+                raise NotADatasetError(
+                    f"{str(f.path)!r} of the interrupted acquisition cannot be "
+                    f"opened ({exc}); nothing can be recovered without it"
+                ) from exc
+            try:
+                layout = read_layout(fd)
+                pages = 0 if layout is None else count_pages(fd, layout)
+            finally:
+                os.close(fd)
+            if layout is None or layout.bigtiff != self._layout.bigtiff:
+                raise NotADatasetError(
+                    f"{str(f.path)!r} is not the TIFF file this acquisition began"
+                )
+            try:
+                if pages == 0:
+                    f.create()
+                    continue
+                f.handle = OrderedFile(str(f.path), existing=True)
+                f.pages = pages
+                f.description = DescriptionSlot(f.handle, self._layout)
+            except OSError as exc:
+                raise WriteError(
+                    exc.errno, f"cannot reopen {str(f.path)!r}: {exc}", str(f.path)
+                ) from exc
+
+    def restore_frame_metadata(
+        self, frame_number: int, metadata: FrameMetadata
+    ) -> None:
+        """Keep the metadata of a frame whose page is in its file."""
+        if metadata.values:
+            position, storage_index = self.router.locate(frame_number)
+            self._state.planes.append(
+                PlaneRecord(position, storage_index, dict(metadata.values))
             )
 
     def abort(self) -> None:

@@ -158,3 +158,35 @@ def _image_lines(ome: Any) -> list[str]:
         sizes = f"T={px.size_t} C={px.size_c} Z={px.size_z} Y={px.size_y} X={px.size_x}"
         lines.append(f"    {image.name or image.id}: {sizes}")
     return lines
+
+
+def writer_state(path: Path) -> dict[str, str] | None:
+    """The writer's MapAnnotation entries of an OME-TIFF output, else None.
+
+    ``path`` as for ``describe``; ``{"complete": "true", ...}`` once closed.
+    """
+    from ome_types import from_xml
+
+    path = Path(path)
+    if path.is_dir():
+        companions = sorted(path.glob("*.ome"))
+        tiffs = sorted(p for p in path.iterdir() if p.name.lower().endswith(_TIFF))
+        for candidate in [*companions, *tiffs[:1]]:
+            state = writer_state(candidate)
+            if state is not None:
+                return state
+        return None
+    try:
+        if path.name.lower().endswith(".ome"):
+            xml = path.read_text("utf-8")
+        else:
+            with tifffile.TiffFile(path) as tf:
+                if not tf.is_ome or tf.ome_metadata is None:
+                    return None
+                xml = tf.ome_metadata
+        ome = from_xml(xml, validate=False)
+    except Exception:  # not OME-TIFF at all
+        return None
+    if ome.binary_only is not None:
+        return writer_state(path.parent / ome.binary_only.metadata_file)
+    return _writer_entries(ome) or None

@@ -308,6 +308,35 @@ def first_ifd_offset(fd: int, layout: TiffLayout) -> int:
     return int(offset)
 
 
+def read_layout(fd: int) -> TiffLayout | None:
+    """The layout a little-endian TIFF's header declares (None: not one)."""
+    header = os.pread(fd, 4, 0)
+    if header == b"II*\x00":
+        return TiffLayout(bigtiff=False)
+    if header == b"II+\x00":
+        return TiffLayout(bigtiff=True)
+    return None
+
+
+def count_pages(fd: int, layout: TiffLayout) -> int:
+    """Pages in the IFD chain (which ``OrderedFile`` keeps valid at all times)."""
+    size = os.fstat(fd).st_size
+    pages, ifd, seen = 0, first_ifd_offset(fd, layout), set()
+    while 0 < ifd < size and ifd not in seen:
+        seen.add(ifd)
+        raw = os.pread(fd, layout.count_size, ifd)
+        if len(raw) < layout.count_size:
+            break
+        (count,) = struct.unpack(layout.count_format, raw)
+        pointer = ifd + layout.count_size + count * layout.entry_size
+        raw = os.pread(fd, layout.offset_size, pointer)
+        if len(raw) < layout.offset_size:
+            break
+        pages += 1
+        (ifd,) = struct.unpack(layout.offset_format, raw)
+    return pages
+
+
 class DescriptionSlot:
     """The ImageDescription tag of the first page, replaced crash-safely.
 

@@ -217,6 +217,7 @@ class AcquireZarrBackend(ZarrBackendBase):
         self._shapes: ShapeKeeper | None = None
         self._grow_offset = sys.maxsize  # a frame from here on starts a step
         self._rollover_frames = 0  # acquire-zarr rewrites zarr.json every so many
+        self._recovering = False
 
     @property
     def _zeros(self) -> np.ndarray:
@@ -456,6 +457,16 @@ class AcquireZarrBackend(ZarrBackendBase):
 
     # --------------------------------------------------------------- closing
 
+    def _reopen_engine(self) -> None:
+        """Nothing to open: acquire-zarr cannot append to arrays on disk.
+
+        Recovery finishes the metadata and the arrays' extents; the frames
+        acquire-zarr had not written when its process died are lost (they
+        are not journaled: acquire-zarr buffers whole chunks in its own
+        memory).
+        """
+        self._recovering = True
+
     def _close_engine(self, frames_written: int) -> None:
         """Append what is pending, let acquire-zarr finish, then read from disk.
 
@@ -465,6 +476,8 @@ class AcquireZarrBackend(ZarrBackendBase):
         """
         stream = self._stream
         if stream is None:
+            if self._recovering:
+                self._finish_recovered_extent(frames_written)
             return
         try:
             try:
@@ -499,6 +512,23 @@ class AcquireZarrBackend(ZarrBackendBase):
             for position in range(len(self._next)):
                 while self._next[position] < rows:
                     self._append(position, self._zeros)
+
+    def _finish_recovered_extent(self, frames_written: int) -> None:
+        """The first axis of a recovered array: declared, or the steps begun."""
+        try:
+            if not self.router.is_unbounded:
+                self._restore_declared_extent()
+                return
+            steps = self.router.steps_started(frames_written)
+            for path in self.array_paths:
+                meta = path / "zarr.json"
+                try:
+                    document = json.loads(meta.read_bytes())
+                except FileNotFoundError:
+                    document = self._array_document()
+                write_array_json(meta, document, steps)
+        finally:
+            self._closed = True
 
     def _restore_declared_extent(self) -> None:
         """Give a bounded array closed early its declared first axis again.

@@ -29,6 +29,7 @@ array, and overlay the blocks still buffered.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import math
 import threading
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ome_writers._backends._base import FrameMetadata
+    from ome_writers._backends._journal import SlotFile
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
 
@@ -289,16 +291,23 @@ class ChunkedZarrBackend(ZarrBackendBase):
             self._submit_frame,
         )
         self._extent0 = 0
-        self._inflight: collections.deque[tuple[WriteHandle, int, int]] = (
+        self._inflight: collections.deque[tuple[WriteHandle, int, int, list[int]]] = (
             collections.deque()
         )
+        #: journal slots of frames not yet written, by (position, storage index)
+        self._frame_slots: dict[tuple[int, Index], int] = {}
+        self._slots: SlotFile | None = None
+        self._recovered = False
+        #: the frame being written (``write`` runs one frame at a time)
+        self.frame_number = 0
         self._inflight_bytes = 0
         self._inflight_lock = threading.Lock()
         self._failure: WriteError | None = None
 
     # ---------------------------------------------------------- engine hooks
 
-    def _create_arrays(self) -> None:
+    def _create_arrays(self, *, existing: bool = False) -> None:
+        """Create the arrays (``existing``: open the ones there)."""
         raise NotImplementedError
 
     def _start_write(
@@ -318,7 +327,8 @@ class ChunkedZarrBackend(ZarrBackendBase):
             position, origin, data.reshape((1,) * len(origin) + data.shape)
         )
 
-    def _resize(self, extent0: int) -> None:
+    def _resize(self, extent0: int, *, shrink: bool = False) -> None:
+        """Set the first axis to ``extent0`` (``shrink``: it may get smaller)."""
         raise NotImplementedError
 
     def _read(self, position: int, region: tuple[slice, ...]) -> np.ndarray:
@@ -332,6 +342,13 @@ class ChunkedZarrBackend(ZarrBackendBase):
     def _open_engine(self) -> None:
         self._create_arrays()
 
+    def _reopen_engine(self) -> None:
+        self._create_arrays(existing=True)
+        if self.router.is_unbounded:
+            document = json.loads((self.array_paths[0] / "zarr.json").read_bytes())
+            self._extent0 = int(document["shape"][0])
+            self._recovered = True
+
     def write(
         self, frame_number: int, frame: np.ndarray, metadata: FrameMetadata | None
     ) -> None:
@@ -341,8 +358,38 @@ class ChunkedZarrBackend(ZarrBackendBase):
         position, index = self.router.locate(frame_number)
         if index and index[0] >= self._extent0 and self.router.is_unbounded:
             self._grow(index[0] + 1)
+        self.frame_number = frame_number
+        if self.journal is not None and not self._journals_itself():
+            self._journal_frame(position, index, frame_number, frame)
         self.buffer.put(position, index, frame)
         self.record_frame(frame_number, metadata)
+
+    def _journals_itself(self) -> bool:
+        """True when the engine's own buffers are journal slots (fast path)."""
+        return False
+
+    def _journal_frame(
+        self, position: int, index: Index, frame_number: int, frame: np.ndarray
+    ) -> None:
+        """Copy the frame into a journal slot until its block is written."""
+        assert self.journal is not None
+        slots = self._slots
+        if slots is None:
+            nbytes = math.prod(self.frame_shape) * self.dtype.itemsize
+            slots = self._slots = self.journal.slot_file(
+                "frames", nbytes, {"order": "frames"}
+            )
+        data = np.ascontiguousarray(frame, dtype=self.dtype.newbyteorder("<"))
+        slot = slots.take()
+        try:
+            slots.put(slot, frame_number, data)
+        except OSError as exc:
+            slots.forget(slot)
+            raise write_error(self.journal.path, "journal a frame in", exc) from exc
+        old = self._frame_slots.pop((position, index), None)
+        if old is not None:  # an earlier attempt at this frame
+            slots.release(old)
+        self._frame_slots[(position, index)] = slot
 
     def skip(self, first_frame: int, count: int) -> None:
         """Skipped frames are zeros in their block (or never written).
@@ -377,11 +424,28 @@ class ChunkedZarrBackend(ZarrBackendBase):
         self._extent0 = extent0
 
     def _submit(self, position: int, origin: Index, data: np.ndarray) -> None:
-        self._track(position, data.nbytes, self._start_write, origin, data)
+        slots = self._slots_within(position, origin, data.shape[: len(origin)])
+        self._track(position, data.nbytes, self._start_write, origin, data, slots)
 
     def _submit_frame(self, position: int, index: Index, frame: np.ndarray) -> None:
         nbytes = math.prod(self.frame_shape) * self.dtype.itemsize
-        self._track(position, nbytes, self._start_write_frame, index, frame)
+        slot = self._frame_slots.pop((position, index), None)
+        slots = [] if slot is None else [slot]
+        self._track(position, nbytes, self._start_write_frame, index, frame, slots)
+
+    def _slots_within(
+        self, position: int, origin: Index, extent: tuple[int, ...]
+    ) -> list[int]:
+        """Take the journal slots of the frames of a block being written."""
+        if not self._frame_slots:
+            return []
+        out = []
+        for local in np.ndindex(*extent):
+            index = tuple(o + i for o, i in zip(origin, local))
+            slot = self._frame_slots.pop((position, index), None)
+            if slot is not None:
+                out.append(slot)
+        return out
 
     def _track(
         self,
@@ -390,6 +454,7 @@ class ChunkedZarrBackend(ZarrBackendBase):
         start: Callable[[int, Index, np.ndarray], WriteHandle],
         origin: Index,
         data: np.ndarray,
+        slots: list[int],
     ) -> None:
         try:
             handle = start(position, origin, data)
@@ -398,7 +463,7 @@ class ChunkedZarrBackend(ZarrBackendBase):
             self._raise_failure()
             return
         with self._inflight_lock:
-            self._inflight.append((handle, nbytes, position))
+            self._inflight.append((handle, nbytes, position, slots))
             self._inflight_bytes += nbytes
         if self._inflight_bytes > MAX_INFLIGHT_BYTES:
             self._reap(wait=True)
@@ -409,13 +474,17 @@ class ChunkedZarrBackend(ZarrBackendBase):
             with self._inflight_lock:
                 if not self._inflight:
                     return
-                handle, nbytes, position = self._inflight[0]
+                handle, nbytes, position, slots = self._inflight[0]
             if not handle.done() and not wait:
                 return
             try:
                 handle.result()
             except Exception as exc:
-                self._fail(position, exc)
+                self._fail(position, exc)  # the journal keeps the frames
+            else:
+                for slot in slots:  # written: the journal can let them go
+                    assert self._slots is not None
+                    self._slots.release(slot)
             with self._inflight_lock:
                 self._inflight.popleft()
                 self._inflight_bytes -= nbytes
@@ -448,7 +517,7 @@ class ChunkedZarrBackend(ZarrBackendBase):
         if not all(out_shape):
             return np.zeros(out_shape, self.dtype)
         with self._inflight_lock:
-            handles = [(h, p) for h, _, p in self._inflight]
+            handles = [(h, p) for h, _, p, _ in self._inflight]
         for handle, written_position in handles:
             try:
                 handle.result()
@@ -465,6 +534,14 @@ class ChunkedZarrBackend(ZarrBackendBase):
     # --------------------------------------------------------------- closing
 
     def _close_engine(self, frames_written: int) -> None:
+        if self._recovered:
+            # the killed writer may have grown the arrays for a frame whose
+            # append never returned: the extent is what the count says
+            steps = self.router.steps_started(frames_written)
+            if steps != self._extent0:
+                self._reap(wait=True, until_empty=True)
+                self._resize(steps, shrink=True)
+                self._extent0 = steps
         extent0 = self._extent0 if self.router.is_unbounded else None
         try:
             self.buffer.flush_all(extent0)

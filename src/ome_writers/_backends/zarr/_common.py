@@ -50,7 +50,7 @@ from ome_writers._backends.zarr._metadata import (
     storage_dimensions,
 )
 from ome_writers._backends.zarr._ome_xml import MetadataXml, write_bytes_atomic
-from ome_writers._errors import WriteError
+from ome_writers._errors import NotADatasetError, WriteError
 from ome_writers._version import __version__
 
 if TYPE_CHECKING:
@@ -181,6 +181,20 @@ def write_error(path: Path, action: str, exc: BaseException) -> WriteError:
 # ------------------------------------------------------------------ backend
 
 
+def _remove_partial_files(root: Path) -> None:
+    """Delete the temporary files a killed writer of ours left in ``root``.
+
+    Chunk files of the fast path (``*.ome-writers-partial``) and metadata
+    files (``.zarr.json.<pid>.<id>.tmp``), each written under that name and
+    then renamed: what is left under it was never part of the output.
+    """
+    from ome_writers._backends.zarr._direct import TEMP_SUFFIX
+
+    for pattern in (f"*{TEMP_SUFFIX}", ".zarr.json.*.tmp"):
+        for path in root.rglob(pattern):
+            path.unlink(missing_ok=True)
+
+
 class ZarrBackendBase(Backend):
     """The engine-independent part of every OME-Zarr backend.
 
@@ -214,6 +228,11 @@ class ZarrBackendBase(Backend):
         #: float data: each position's channel (min, max), measured at close
         self._windows: dict[int, list[tuple[float, float]]] = {}
 
+    @property
+    def journal_output(self) -> Path:
+        """The root: a journal beside it keeps what a killed writer had not done."""
+        return self.root
+
     # ------------------------------------------------------------- engine hooks
 
     def _open_engine(self) -> None:
@@ -243,6 +262,38 @@ class ZarrBackendBase(Backend):
         )
         self._open_engine()
         self.write_groups()
+
+    def reopen(self) -> None:
+        """Open the output of an interrupted acquisition, to finish it."""
+        if not (self.root / "zarr.json").is_file():
+            raise NotADatasetError(
+                f"{str(self.root)!r} has no zarr.json: the interrupted acquisition's "
+                "output is missing, so there is nothing to recover"
+            )
+        layout = build_layout(self.settings)
+        self.layout = layout
+        self.array_paths = [self.root / node.array_path for node in layout.images]
+        missing = [p for p in self.array_paths if not (p / "zarr.json").is_file()]
+        if missing:
+            raise NotADatasetError(
+                f"{str(missing[0])!r} has no zarr.json: this is not the output the "
+                "interrupted acquisition began"
+            )
+        self._metadata_xml = MetadataXml.for_layout(
+            self.settings, self.router, self.root, layout
+        )
+        _remove_partial_files(self.root)
+        self._reopen_engine()
+
+    def _reopen_engine(self) -> None:
+        """Open the engine on the existing arrays."""
+        raise NotImplementedError(f"{type(self).__name__} cannot reopen arrays")
+
+    def restore_frame_metadata(
+        self, frame_number: int, metadata: FrameMetadata
+    ) -> None:
+        """Keep the metadata of a frame already in the output."""
+        self.record_frame(frame_number, metadata)
 
     def abort(self) -> None:
         """Release the engine and remove what ``open`` created."""

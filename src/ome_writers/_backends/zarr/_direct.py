@@ -38,6 +38,7 @@ no fsync: a power cut is another matter).
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import threading
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
+    from ome_writers._backends._journal import Journal, SlotFile
     from ome_writers._backends.zarr._common import ChunkGeometry
 
 #: suffix of a file being written (renamed to its key once complete)
@@ -207,12 +209,22 @@ class DirectFrameWriter:
     """
 
     def __init__(
-        self, layout: FrameFileLayout, array_paths: list[Path], workers: int = 1
+        self,
+        layout: FrameFileLayout,
+        array_paths: list[Path],
+        workers: int = 1,
+        *,
+        journal: Callable[[], Journal | None] | None = None,
+        frame_number: Callable[[], int] | None = None,
     ) -> None:
         self._layout = layout
         self._array_paths = array_paths
         self._workers = WorkerThreads(workers, "ome-writers-zarr-files")
-        self._spare: list[np.ndarray] = []
+        self._journal = journal
+        self._frame_number = frame_number
+        self._slots: SlotFile | None = None
+        self._spare: list[tuple[np.ndarray, int | None]] = []
+        self._next_slot = 0  # journal slot of the next new buffer
         self._allocated = 0
         self._max_buffers = max(_MIN_BUFFERS, _BUFFER_BUDGET_BYTES // layout.data_bytes)
         self._spare_ready = threading.Condition()
@@ -226,20 +238,24 @@ class DirectFrameWriter:
         ``index`` is the frame's storage index over the non-frame axes, which
         is also its file's chunk index there (the file spans Y/X: 0, 0).
         """
-        buffer = self._take_buffer()
+        buffer, slot = self._take_buffer()
         try:
             self._layout.encode_into(buffer, frame)
+            if slot is not None:
+                assert self._slots is not None
+                assert self._frame_number is not None
+                self._slots.mark(slot, self._frame_number())
         except BaseException:
-            self._release(buffer)
+            self._release(buffer, slot)
             raise
         key = "/".join(str(i) for i in (*index, 0, 0))
         path = self._array_paths[position] / "c" / key
         try:
             future: concurrent.futures.Future[None] = self._workers.submit(
-                self._write_file, path, buffer
+                self._write_file, path, buffer, slot
             )
         except BaseException:
-            self._release(buffer)
+            self._release(buffer, slot)
             raise
         return future
 
@@ -248,22 +264,61 @@ class DirectFrameWriter:
         self._workers.shutdown()
         with self._spare_ready:
             self._spare.clear()
+        self._slots = None  # the journal closes its files
 
-    def _take_buffer(self) -> np.ndarray:
-        with self._spare_ready:
-            while not self._spare and self._allocated >= self._max_buffers:
-                self._spare_ready.wait()
-            if self._spare:
-                return self._spare.pop()
-            self._allocated += 1
-        return self._layout.new_buffer()
+    def _take_buffer(self) -> tuple[np.ndarray, int | None]:
+        """A free buffer, and its journal slot when there is a journal.
 
-    def _release(self, buffer: np.ndarray) -> None:
+        With a journal every buffer takes disk space; when the disk has none
+        left for another one, the pool stops growing and waits for a buffer
+        in use (the first one must fit).
+        """
+        while True:
+            with self._spare_ready:
+                while not self._spare and self._allocated >= self._max_buffers:
+                    self._spare_ready.wait()
+                if self._spare:
+                    return self._spare.pop()
+                slot = self._next_slot
+                self._next_slot += 1
+                self._allocated += 1
+            try:
+                slots = self._journal_slots()
+                if slots is None:
+                    return self._layout.new_buffer(), None
+                layout = self._layout
+                shape = (*layout.grid, *layout.chunk)
+                return slots.array(slot, shape, layout.dtype), slot
+            except BaseException as exc:
+                with self._spare_ready:
+                    self._allocated -= 1
+                    self._next_slot -= 1  # nothing was written to it
+                    full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+                    if not (full and self._allocated):
+                        self._spare_ready.notify()
+                        raise
+                    self._max_buffers = self._allocated
+
+    def _journal_slots(self) -> SlotFile | None:
+        """The journal's slots (made on first use): the buffers are its pages."""
+        if self._slots is None and self._journal is not None:
+            journal = self._journal()
+            if journal is not None:
+                layout = self._layout
+                self._slots = journal.slot_file(
+                    "direct",
+                    layout.data_bytes,
+                    {"order": "chunks", "grid": layout.grid, "chunk": layout.chunk},
+                    mapped=self._max_buffers,
+                )
+        return self._slots
+
+    def _release(self, buffer: np.ndarray, slot: int | None) -> None:
         with self._spare_ready:
-            self._spare.append(buffer)
+            self._spare.append((buffer, slot))
             self._spare_ready.notify()
 
-    def _write_file(self, path: Path, buffer: np.ndarray) -> None:
+    def _write_file(self, path: Path, buffer: np.ndarray, slot: int | None) -> None:
         try:
             directory = path.parent
             if directory not in self._directories:
@@ -271,5 +326,15 @@ class DirectFrameWriter:
                 self._directories.add(directory)
             partial = path.with_name(path.name + TEMP_SUFFIX)
             replace_file(path, buffer.data, self._layout.index, temporary=partial)
-        finally:
-            self._release(buffer)
+        except BaseException:
+            if slot is None:
+                self._release(buffer, slot)
+            else:  # the journal keeps the frame: its slot is never reused
+                with self._spare_ready:
+                    self._allocated -= 1
+                    self._spare_ready.notify()
+            raise
+        if slot is not None:  # the frame is in its file: the journal lets go
+            assert self._slots is not None
+            self._slots.unmark(slot)
+        self._release(buffer, slot)

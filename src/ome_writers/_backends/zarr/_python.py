@@ -57,7 +57,15 @@ class ZarrPythonBackend(ChunkedZarrBackend):
     _arrays: list[Any]
     _pool: WorkerThreads | None = None
 
-    def _create_arrays(self) -> None:
+    def _create_arrays(self, *, existing: bool = False) -> None:
+        self._pool = WorkerThreads(os.cpu_count() or 1, "ome-writers-zarr-python")
+        self._last_write: dict[tuple[int, Index], concurrent.futures.Future[Any]] = {}
+        if existing:
+            self._arrays = [
+                zarr.open_array(str(path), mode="r+", zarr_format=3)
+                for path in self.array_paths
+            ]
+            return
         geometry = self.geometry
         compressors: list[Any] = []
         codec = compression_codec(self.settings.compression, self.dtype.itemsize)
@@ -89,8 +97,6 @@ class ZarrPythonBackend(ChunkedZarrBackend):
             )
             for path in self.array_paths
         ]
-        self._pool = WorkerThreads(os.cpu_count() or 1, "ome-writers-zarr-python")
-        self._last_write: dict[tuple[int, Index], concurrent.futures.Future[Any]] = {}
 
     def _start_write(
         self, position: int, origin: Index, data: np.ndarray
@@ -115,7 +121,7 @@ class ZarrPythonBackend(ChunkedZarrBackend):
             }
         return future
 
-    def _resize(self, extent0: int) -> None:
+    def _resize(self, extent0: int, *, shrink: bool = False) -> None:
         self._reap(wait=True, until_empty=True)
         self._raise_failure()
         with _compact_json():

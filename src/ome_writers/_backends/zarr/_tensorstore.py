@@ -37,7 +37,7 @@ class TensorstoreBackend(ChunkedZarrBackend):
     _arrays: list[Any]
     _direct: DirectFrameWriter | None = None
 
-    def _create_arrays(self) -> None:
+    def _create_arrays(self, *, existing: bool = False) -> None:
         cores = os.cpu_count() or 1
         context = ts.Context(
             {
@@ -49,12 +49,14 @@ class TensorstoreBackend(ChunkedZarrBackend):
         metadata = self.array_metadata(self.geometry.shards)
         self._arrays = []
         for path in self.array_paths:
-            spec = {
+            spec: dict[str, Any] = {
                 "driver": "zarr3",
                 "kvstore": {"driver": "file", "path": str(path)},
-                "metadata": metadata,
-                "create": True,
             }
+            if existing:
+                spec["open"] = True
+            else:
+                spec.update(metadata=metadata, create=True)
             self._arrays.append(ts.open(spec, context=context).result())
         self._direct = self._direct_writer(metadata)
 
@@ -94,7 +96,16 @@ class TensorstoreBackend(ChunkedZarrBackend):
         # allocating pages) leaves the others writing: on two cores three
         # writers reached 0.87 of a plain write, one 0.77 (same sitting)
         workers = max(3, min(4, os.cpu_count() or 1))
-        return DirectFrameWriter(verified, self.array_paths, workers)
+        return DirectFrameWriter(
+            verified,
+            self.array_paths,
+            workers,
+            journal=lambda: self.journal,
+            frame_number=lambda: self.frame_number,
+        )
+
+    def _journals_itself(self) -> bool:
+        return self._direct is not None
 
     def _start_write(
         self, position: int, origin: Index, data: np.ndarray
@@ -118,12 +129,12 @@ class TensorstoreBackend(ChunkedZarrBackend):
         handle: WriteHandle = futures
         return handle
 
-    def _resize(self, extent0: int) -> None:
+    def _resize(self, extent0: int, *, shrink: bool = False) -> None:
         rest = [None] * (len(self.geometry.shape) - 1)
         self._arrays = [
             array.resize(
                 exclusive_max=[extent0, *rest],
-                expand_only=True,
+                expand_only=not shrink,
                 resize_metadata_only=True,
             ).result()
             for array in self._arrays

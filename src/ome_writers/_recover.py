@@ -1,0 +1,221 @@
+"""Finishing an acquisition whose writing process died: ``recover``.
+
+OME-Zarr and OME-TIFF keep a journal beside the output while a stream is open
+(``_backends/_journal``); ``recover`` rebuilds the stream's backend from the
+settings in the journal, opens the output as it was left (``reopen``), writes
+the frames the journal kept that the output lacks, gives the backend every
+frame's metadata, the global metadata and the format metadata, and closes it:
+the same code as a normal ``close()`` then writes the final shape and
+metadata and marks the output complete. The journal goes last, so a
+recovery that is itself interrupted can be run again.
+
+A scratch root needs no journal (its frames and metadata lines are already in
+place): ``recover`` writes its final manifest (exact shapes, ``complete``)
+and trims the step its files held ahead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ome_writers._backends._base import (
+    FrameMetadata,
+    SupportsRecovery,
+    get_backend_class,
+)
+from ome_writers._backends._journal import (
+    JOURNAL_SUFFIX,
+    is_journal,
+    journal_path,
+    read_journal,
+    read_journal_settings,
+)
+from ome_writers._backends.scratch import _files as scratch_files
+from ome_writers._errors import NotADatasetError
+from ome_writers._router import build_router
+from ome_writers._settings import AcquisitionSettings
+from ome_writers._util import replace_file
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What ``recover`` did.
+
+    Attributes
+    ----------
+    path
+        The output.
+    format
+        ``"scratch"``, ``"ome-zarr"`` or ``"ome-tiff"``.
+    frames_written
+        Frames appended or skipped before the writer died (all of them are
+        in the output now).
+    frames_restored
+        Frames written from the journal (the engine had not written them).
+    was_complete
+        True when there was nothing to do (already complete or recovered).
+    """
+
+    path: str
+    format: str
+    frames_written: int
+    frames_restored: int
+    was_complete: bool
+
+
+def recover(path: str | os.PathLike[str]) -> RecoveryReport:
+    """Finish an acquisition whose writer was killed.
+
+    Every frame for which ``append`` returned is put in place, the final
+    shape of an unbounded dimension and all the metadata (every frame's
+    included) are written, and the output is marked complete. Running it
+    again, or on a complete output, does nothing. Nothing that this package
+    did not write is deleted.
+
+    Parameters
+    ----------
+    path
+        The output: an OME-Zarr directory, an OME-TIFF file (or the folder of
+        a one-file-per-position dataset), or a scratch root.
+
+    Raises
+    ------
+    NotADatasetError
+        ``path`` is not an output of this package (a ``ValueError``).
+    """
+    output = Path(os.path.abspath(path))
+    journal = _find_journal(output)
+    if journal is not None:
+        return _recover_from_journal(output, journal)
+    manifest = scratch_files.read_manifest_or_none(output)
+    if manifest is not None:
+        return _finish_scratch(output, manifest)
+    complete = _completed_output(output)
+    if complete is not None:
+        return RecoveryReport(str(output), complete[0], complete[1], 0, True)
+    raise NotADatasetError(
+        f"{str(path)!r} is not an interrupted or complete output of ome_writers "
+        f"(no journal {journal_path(output).name!r} beside it, no scratch manifest, no "
+        "ome_writers metadata); nothing to recover"
+    )
+
+
+def _find_journal(output: Path) -> Path | None:
+    """The journal beside ``output``, or the one whose output folder it is."""
+    journal = journal_path(output)
+    if is_journal(journal):
+        return journal
+    if not output.parent.is_dir():
+        return None
+    for candidate in output.parent.glob(f"*{JOURNAL_SUFFIX}"):
+        if not is_journal(candidate):
+            continue
+        try:
+            settings = read_journal_settings(candidate)
+            written = Path(AcquisitionSettings.model_validate(settings).output_path)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if Path(os.path.abspath(written)) == output:
+            return candidate
+    return None
+
+
+def _recover_from_journal(output: Path, journal: Path) -> RecoveryReport:
+    try:
+        contents = read_journal(journal)
+        settings = AcquisitionSettings.model_validate(
+            {**contents.settings, "overwrite": False}
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise NotADatasetError(
+            f"the journal {str(journal)!r} cannot be read ({exc}); recover "
+            "cannot finish the output without it"
+        ) from None
+    router = build_router(settings)
+    backend = get_backend_class(settings.format.backend)(settings, router)
+    if not isinstance(backend, SupportsRecovery):  # pragma: no cover - scratch
+        raise NotADatasetError(f"format {settings.format.name!r} has no journal")
+    backend.reopen()
+    frames_written = contents.frames_written
+    restored = 0
+    for n in sorted(set(contents.frames) | set(contents.frame_metadata)):
+        values = contents.frame_metadata.get(n)
+        metadata = (
+            None
+            if values is None
+            else FrameMetadata(values, json.dumps(values, separators=(",", ":")))
+        )
+        frame = contents.frames.get(n)
+        if frame is not None:
+            backend.write(n, frame.astype(settings.dtype, copy=False), metadata)
+            restored += 1
+        elif metadata is not None:
+            backend.restore_frame_metadata(n, metadata)
+    if contents.global_metadata:
+        backend.set_global_metadata(contents.global_metadata, closed=False)
+    if contents.format_metadata:
+        backend.update_metadata(contents.format_metadata, closed=False)
+    backend.close(frames_written)
+    shutil.rmtree(journal)
+    return RecoveryReport(
+        str(output), settings.format.name, frames_written, restored, False
+    )
+
+
+def _finish_scratch(root: Path, manifest: dict[str, object]) -> RecoveryReport:
+    from ome_writers._backends.scratch._reader import open_scratch
+
+    if manifest.get("complete"):
+        frames = manifest.get("frames_written", 0)
+        return RecoveryReport(str(root), "scratch", int(frames), 0, True)  # type: ignore[call-overload]
+    dataset = open_scratch(root)
+    shapes = [tuple(a.shape) for a in dataset.arrays]
+    itemsize = dataset.arrays[0].dtype.itemsize if dataset.arrays else 0
+    frames_written = dataset.frames_written
+    del dataset  # its memory maps, before the files are trimmed
+    payload = {
+        **manifest,
+        "position_shapes": [list(shape) for shape in shapes],
+        "frames_written": frames_written,
+        "complete": True,
+    }
+    text = scratch_files.manifest_text(payload)
+    replace_file(root / scratch_files.MANIFEST, text, durable=True)
+    for position, shape in enumerate(shapes):
+        path = root / scratch_files.data_file_name(position)
+        size = itemsize * math.prod(shape)
+        if path.stat().st_size > size:  # the step held ahead of the data
+            os.truncate(path, size)
+    return RecoveryReport(str(root), "scratch", frames_written, 0, False)
+
+
+def _completed_output(output: Path) -> tuple[str, int] | None:
+    """(format, frames) of a complete OME-Zarr or OME-TIFF of ours, else None."""
+    root_json = output / "zarr.json"
+    if root_json.is_file():
+        try:
+            attributes = json.loads(root_json.read_text())["attributes"]
+            own = attributes["ome_writers"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if isinstance(own, dict) and own.get("complete"):
+            return "ome-zarr", int(own.get("frames_written", 0))
+        return None
+    from ome_writers._formats import OmeTiffFormat
+
+    # a root_path given for a folder of one file per position names the folder
+    folder = Path(OmeTiffFormat().split_tiff_path(str(output))[0])
+    for candidate in (output, folder):
+        if not candidate.exists():
+            continue
+        from ome_writers._backends.tiff._describe import writer_state
+
+        state = writer_state(candidate)
+        if state is not None and state.get("complete") == "true":
+            return "ome-tiff", int(state.get("frames_written", 0))
+    return None

@@ -1,0 +1,173 @@
+"""A killed OME-Zarr / OME-TIFF writer loses nothing ``append`` returned for.
+
+A child process streams frames whose pixels and metadata identify them, prints
+each one once ``append`` has returned, and is SIGKILLed. Before recovery the
+output must already read whole with independent readers (zarr, tifffile);
+``ome_writers.recover`` must then put every reported frame and its metadata in
+place, with the global metadata, the final shape and ``complete``; a second
+``recover`` does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from _crash_child import expected_frame
+from ome_types import from_xml
+
+from ome_writers import NotADatasetError, recover
+
+CHILD = Path(__file__).with_name("_ome_crash_child.py")
+FRAME = {"y": 32, "x": 32}
+
+CASES = [
+    pytest.param("tensorstore", {"t": None, "c": 2}, {}, 41, id="ts-unbounded"),
+    pytest.param("tensorstore", {"t": 20, "p": 3, "c": 2}, {}, 41, id="ts-3pos"),
+    pytest.param(
+        "tensorstore",
+        {"t": None, "p": 3, "c": 2},
+        {"compression": "blosc-lz4"},
+        41,
+        id="ts-compressed-3pos-unbounded",
+    ),
+    pytest.param("zarr-python", {"t": None, "c": 2}, {}, 41, id="zp-unbounded"),
+    pytest.param(
+        "zarr-python", {"t": 20, "p": 3, "c": 2}, {"chunk_t": 4}, 41, id="zp-blocks"
+    ),
+    pytest.param("tifffile", {"t": None, "p": 3, "c": 2}, {}, 41, id="tiff-3pos"),
+    pytest.param("tifffile", {"t": 30, "c": 2}, {}, 41, id="tiff-bounded"),
+    pytest.param(
+        "tensorstore", {"t": None, "p": 3, "c": 2}, {"threads": 3}, 60, id="ts-threads"
+    ),
+    pytest.param(
+        "tifffile", {"t": None, "p": 2, "c": 2}, {"threads": 3}, 60, id="tiff-threads"
+    ),
+]
+
+
+def _positions(sizes: dict[str, Any]) -> int:
+    return int(sizes.get("p") or 1)
+
+
+def _zarr_frames(root: Path, npos: int) -> dict[int, tuple[np.ndarray, dict]]:
+    """value -> (pixels at the frame's storage index, its metadata record)."""
+    out = {}
+    for p in range(npos):
+        group = root if npos == 1 else root / str(p)
+        attrs = zarr.open_group(group, mode="r").attrs
+        data = zarr.open_array(group / "0", mode="r")[:]
+        for record in attrs["ome_writers"]["frame_metadata"]:
+            pixels = data[tuple(record["storage_index"])]
+            assert record["v"] not in out, "a frame recorded twice"
+            out[record["v"]] = (pixels, record)
+    return out
+
+
+def _tiff_frames(root: Path, npos: int) -> dict[int, tuple[np.ndarray, dict]]:
+    first = (
+        root
+        if npos == 1
+        else sorted((root.parent / root.name.split(".")[0]).iterdir())[0]
+    )
+    out = {}
+    with tifffile.TiffFile(first) as tif, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ome = from_xml(tif.ome_metadata)
+        annotations = {
+            a.id: {m.k: json.loads(m.value) for m in a.value.ms}
+            for a in ome.structured_annotations.map_annotations
+            if a.namespace == "ome_writers/frame_metadata"
+        }
+        for p, image in enumerate(ome.images):
+            data = tif.series[p].asarray()  # T C Y X
+            for plane in image.pixels.planes:
+                refs = [r.id for r in plane.annotation_refs]
+                record = annotations[refs[0]]
+                record["exposure_time"] = plane.exposure_time
+                out[record["v"]] = (data[plane.the_t, plane.the_c], record)
+    return out
+
+
+def _read_whole(root: Path, fmt: str, npos: int) -> None:
+    """Every array opens and reads whole (nothing torn inside the shape)."""
+    if fmt == "tifffile":
+        files = (
+            [root]
+            if npos == 1
+            else sorted((root.parent / root.name.split(".")[0]).iterdir())
+        )
+        for path in files:
+            with tifffile.TiffFile(path) as tif, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for series in tif.series:
+                    series.asarray()
+        return
+    for p in range(npos):
+        group = root if npos == 1 else root / str(p)
+        zarr.open_array(group / "0", mode="r")[:]
+
+
+@pytest.mark.parametrize(("fmt", "sizes", "options", "kill_after"), CASES)
+def test_killed_writer_recovers_every_reported_frame(
+    tmp_path: Path,
+    kill_after_reports: Any,
+    fmt: str,
+    sizes: dict[str, Any],
+    options: dict[str, Any],
+    kill_after: int,
+) -> None:
+    root = tmp_path / ("run.ome.tiff" if fmt == "tifffile" else "run.ome.zarr")
+    config = {"format": fmt, "sizes": {**sizes, **FRAME}, **options}
+    command = [sys.executable, str(CHILD), str(root), json.dumps(config)]
+    reports = kill_after_reports(command, kill_after)
+    reported = set(reports["appended"])
+    assert len(reported) >= kill_after
+    npos = _positions(sizes)
+
+    _read_whole(root, fmt, npos)  # before recovery
+    report = recover(root)
+    assert report.was_complete is False
+    assert report.frames_written >= len(reported)
+    assert not root.with_name(root.name + ".ome-writers-journal").exists()
+    if fmt != "tifffile":  # the killed writer's temporary files are gone
+        assert not [p for p in root.rglob("*") if p.name.endswith((".tmp", "partial"))]
+
+    frames = (_tiff_frames if fmt == "tifffile" else _zarr_frames)(root, npos)
+    shape = (FRAME["y"], FRAME["x"])
+    for v in sorted(reported):
+        assert v in frames, f"frame {v} lost"
+        pixels, record = frames[v]
+        np.testing.assert_array_equal(pixels, expected_frame(v, shape), err_msg=str(v))
+        assert record["exposure_time"] == pytest.approx(0.001 * (v + 1))
+    if fmt == "tifffile":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = recover(root)
+    else:
+        attrs = zarr.open_group(root, mode="r").attrs
+        assert attrs["child"] == {"started": True}
+        own = attrs["ome_writers"]
+        assert own["complete"] is True
+        assert own["frames_written"] == report.frames_written
+        if sizes["t"] is None:
+            per_step = npos * sizes["c"]
+            steps = -(-report.frames_written // per_step)
+            group = root if npos == 1 else root / "0"
+            assert zarr.open_array(group / "0", mode="r").shape[0] == steps
+        state = recover(root)
+    assert state.was_complete is True
+
+
+def test_recover_refuses_what_is_not_ours(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(NotADatasetError, match=r"notes\.txt.* not an interrupted"):
+        recover(tmp_path / "notes.txt")
+    assert (tmp_path / "notes.txt").read_text() == "hello"
