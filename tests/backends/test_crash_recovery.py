@@ -11,6 +11,7 @@ place, with the global metadata, the final shape and ``complete``; a second
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -171,3 +172,56 @@ def test_recover_refuses_what_is_not_ours(tmp_path: Path) -> None:
     with pytest.raises(NotADatasetError, match=r"notes\.txt.* not an interrupted"):
         recover(tmp_path / "notes.txt")
     assert (tmp_path / "notes.txt").read_text() == "hello"
+
+
+def test_command_line_says_interrupted_and_recovers(
+    tmp_path: Path, kill_after_reports: Any
+) -> None:
+    root = tmp_path / "run.ome.zarr"
+    config = {"format": "tensorstore", "sizes": {"t": None, "c": 2, **FRAME}}
+    command = [sys.executable, str(CHILD), str(root), json.dumps(config)]
+    kill_after_reports(command, 9)
+    cli = [sys.executable, "-m", "ome_writers"]
+    info = subprocess.run([*cli, "info", str(root)], capture_output=True, text=True)
+    assert info.returncode == 0, info.stderr
+    assert f"'ome-writers recover {root}' finishes it" in info.stdout
+    done = subprocess.run([*cli, "recover", str(root)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "recovered" in done.stdout
+    assert "now complete" in done.stdout
+    again = subprocess.run([*cli, "recover", str(root)], capture_output=True, text=True)
+    assert again.returncode == 0
+    assert "already complete" in again.stdout
+    info = subprocess.run([*cli, "info", str(root)], capture_output=True, text=True)
+    assert "interrupted" not in info.stdout
+    assert ", complete" in info.stdout.splitlines()[0]
+    (tmp_path / "notes.txt").write_text("hello")
+    bad = subprocess.run(
+        [*cli, "recover", str(tmp_path / "notes.txt")], capture_output=True, text=True
+    )
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert "not an interrupted or complete output" in bad.stderr
+
+
+def test_an_interrupted_output_is_not_overwritten_by_accident(
+    tmp_path: Path, kill_after_reports: Any
+) -> None:
+    from ome_writers import AcquisitionSettings, create_stream, dims_from_standard_axes
+
+    root = tmp_path / "run.ome.zarr"
+    config = {"format": "zarr-python", "sizes": {"t": None, "c": 2, **FRAME}}
+    command = [sys.executable, str(CHILD), str(root), json.dumps(config)]
+    kill_after_reports(command, 5)
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"t": 2, "c": 2, **FRAME}),
+        dtype="uint16",
+        format="zarr-python",
+    )
+    with pytest.raises(FileExistsError, match=r"interrupted acquisition.*recover"):
+        create_stream(settings)
+    assert recover(root).frames_written >= 5
+    with create_stream(settings.model_copy(update={"overwrite": True})) as stream:
+        stream.append(np.ones((32, 32), "uint16"))
+    assert not root.with_name(root.name + ".ome-writers-journal").exists()

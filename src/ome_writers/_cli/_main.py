@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 import pydantic
 
+from ome_writers._backends._journal import is_journal, journal_path
 from ome_writers._backends.scratch._reader import open_scratch
 from ome_writers._cli._camera import SimulatedCamera
 from ome_writers._errors import NotADatasetError
 from ome_writers._formats import FORMAT_ALIASES
 from ome_writers._models import SUPPORTED_DTYPES, StandardAxis, dims_from_standard_axes
+from ome_writers._recover import recover
 from ome_writers._settings import AcquisitionSettings
 from ome_writers._stream import create_stream
 from ome_writers._version import __version__
@@ -105,6 +107,17 @@ def _build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="describe a written dataset")
     info.add_argument("path", help="dataset path (scratch root, OME-Zarr or OME-TIFF)")
 
+    recover_cmd = sub.add_parser(
+        "recover",
+        help="finish an acquisition whose writer was killed",
+        description="Finish an acquisition whose writing process died: put every "
+        "frame append returned for in place, write the final shape and metadata, "
+        "mark it complete. Running it again does nothing.",
+    )
+    recover_cmd.add_argument(
+        "path", help="the output (OME-Zarr, OME-TIFF, or scratch root)"
+    )
+
     bench = sub.add_parser("bench", help="run the benchmark scenarios")
     bench.add_argument(
         "args", nargs=argparse.REMAINDER, help="see ome-writers bench -h"
@@ -124,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "recover":
+            return _recover(args)
         return _info(args)
     except (
         UsageError,
@@ -216,10 +231,42 @@ def _dims_text(settings: AcquisitionSettings) -> str:
     )
 
 
+def _recover(args: argparse.Namespace) -> int:
+    report = recover(args.path)
+    if report.was_complete:
+        print(
+            f"{report.path}: {report.format}, already complete "
+            f"({report.frames_written} frames); nothing to do"
+        )
+    else:
+        restored = (
+            f", {report.frames_restored} of them written from the journal"
+            if report.frames_restored
+            else ""
+        )
+        print(
+            f"{report.path}: {report.format}, recovered: {report.frames_written} "
+            f"frames{restored}; now complete"
+        )
+    return 0
+
+
+def _interrupted_note(path: Path) -> str | None:
+    """A line for ``info`` when ``path`` is an interrupted acquisition."""
+    journal = journal_path(path)
+    if not is_journal(journal):
+        return None
+    return (
+        f"  interrupted: the writer died before close(); its journal "
+        f"{journal.name!r} holds the rest: 'ome-writers recover {path}' finishes it"
+    )
+
+
 def _info(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.exists():
         raise UsageError(f"{args.path!r} does not exist")
+    note = _interrupted_note(path)
     if not (path / "manifest.json").exists():
         for module_name in _DESCRIBERS:
             try:
@@ -228,7 +275,7 @@ def _info(args: argparse.Namespace) -> int:
                 continue
             lines = module.describe(path)
             if lines is not None:
-                print("\n".join(lines))
+                print("\n".join(lines if note is None else [*lines, note]))
                 return 0
     dataset = open_scratch(path)
     settings = dataset.settings
