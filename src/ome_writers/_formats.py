@@ -138,11 +138,21 @@ class OmeZarrFormat(_Format):
         first of these that is installed.
     suffix
         Appended to ``root_path`` unless it already ends in ``.zarr``.
+    fsync
+        Durability against power loss (a killed process loses nothing either
+        way, see ``ome_writers.recover``). ``"on_close"`` (default):
+        ``close()`` returns once the data and metadata are on the device (one
+        ``syncfs`` of the output's file system). ``"every_frame"``: each
+        ``append`` returns once its frame (in the journal beside the output)
+        and metadata are on the device, which limits the frame rate to the
+        device's sync rate; acquire-zarr's own buffers are made durable only
+        at ``close()``. ``"never"``: no sync at all.
     """
 
     folds_camera_axis: ClassVar[bool] = True
 
     name: Literal["ome-zarr"] = "ome-zarr"
+    fsync: Literal["never", "on_close", "every_frame"] = "on_close"
     backend: ZarrBackendName = Field(default_factory=_default_zarr_backend)
 
     @field_validator("backend", mode="before")
@@ -257,6 +267,13 @@ class OmeTiffFormat(_Format):
     bigtiff
         Write BigTIFF (64-bit offsets). None (default): when a file can
         exceed 4 GB, and always for unbounded streams.
+    fsync
+        Durability against power loss (a killed process loses nothing either
+        way, see ``ome_writers.recover``). ``"on_close"`` (default):
+        ``close()`` returns once every file is on the device.
+        ``"every_frame"``: each ``append`` returns once its page and its
+        metadata are on the device (one sync per frame limits the frame
+        rate). ``"never"``: no sync at all.
     """
 
     compressions: ClassVar[tuple[str | None, ...]] = (None, "lzw", "zlib", "zstd")
@@ -283,6 +300,7 @@ class OmeTiffFormat(_Format):
     )
     companion_file: str = Field(default="companion.ome", min_length=1)
     bigtiff: bool | None = None
+    fsync: Literal["never", "on_close", "every_frame"] = "on_close"
 
     @field_validator("prefer_single_file", mode="before")
     @classmethod

@@ -115,7 +115,9 @@ class OMEStream:
             backend.open()
             if journal_output is not None:
                 backend.journal = Journal(
-                    journal_output, settings.model_dump(mode="json")
+                    journal_output,
+                    settings.model_dump(mode="json"),
+                    fsync=getattr(settings.format, "fsync", "on_close"),
                 )
         except BaseException:
             backend.abort()

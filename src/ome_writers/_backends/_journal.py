@@ -115,6 +115,8 @@ class SlotFile:
     ) -> None:
         self.name = name
         self.slot_bytes = slot_bytes
+        #: every mark reaches the device before it returns (``"every_frame"``)
+        self.durable = False
         self._lock = threading.Lock()
         self._free: list[int] = []
         self._count = 0
@@ -164,9 +166,17 @@ class SlotFile:
         self.mark(slot, frame_number)
 
     def mark(self, slot: int, frame_number: int) -> None:
-        """The slot now holds frame ``frame_number`` whole."""
+        """The slot now holds frame ``frame_number`` whole.
+
+        With ``durable`` (the ``"every_frame"`` policy) the pixels reach the
+        device first, then the mark.
+        """
+        if self.durable:
+            os.fsync(self._dat_fd)
         entry = struct.pack("<Q", frame_number + 1)
         pwrite_all(self._idx_fd, entry, slot * _SLOT_ENTRY)
+        if self.durable:
+            os.fsync(self._idx_fd)
 
     def unmark(self, slot: int) -> None:
         """The slot's frame is in the output (a mapped slot stays the caller's)."""
@@ -295,6 +305,7 @@ class Journal:
         """A new slot file, its layout recorded in ``journal.json``."""
         with self._lock:
             slots = SlotFile(self.path, name, slot_bytes, mapped=mapped)
+            slots.durable = self._every_frame
             self._slots[name] = slots
             self._document["slots"][name] = {**layout, "slot_bytes": slot_bytes}
             replace_file(self.path / JOURNAL_JSON, self._document_bytes())

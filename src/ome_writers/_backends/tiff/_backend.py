@@ -53,7 +53,7 @@ from ome_writers._backends.tiff._metadata import (
 )
 from ome_writers._errors import NotADatasetError, WriteError
 from ome_writers._formats import OmeTiffFormat
-from ome_writers._util import replace_file
+from ome_writers._util import fsync_directory, replace_file
 from ome_writers._version import __version__
 
 if TYPE_CHECKING:
@@ -357,6 +357,8 @@ class TiffBackend(Backend):
                 software=f"ome_writers {__version__}",
             )
             handle.commit()
+            if self._format.fsync == "every_frame" and not is_zero:
+                handle.sync()  # the page, before append returns
         except OSError as exc:
             handle.rollback()
             raise WriteError(
@@ -561,9 +563,31 @@ class TiffBackend(Backend):
             state.frames_written = frames_written
             state.complete = True
             self._rewrite_descriptions()
+            if self._format.fsync != "never":
+                self._sync_files()
         finally:
             for f in self._files:
                 f.close()
+
+    def _sync_files(self) -> None:
+        """Every file (and the folder's entries) on the device."""
+        try:
+            for f in self._files:
+                if f.handle is not None:
+                    f.handle.sync()
+            if self._companion is not None and self._companion.exists():
+                fd = os.open(self._companion, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            fsync_directory(self._directory)
+        except OSError as exc:
+            raise WriteError(
+                exc.errno,
+                f"cannot flush {str(self._directory)!r} to the device: {exc}",
+                str(self._directory),
+            ) from exc
 
     @property
     def paths(self) -> list[Path]:

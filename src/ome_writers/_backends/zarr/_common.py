@@ -51,6 +51,7 @@ from ome_writers._backends.zarr._metadata import (
 )
 from ome_writers._backends.zarr._ome_xml import MetadataXml, write_bytes_atomic
 from ome_writers._errors import NotADatasetError, WriteError
+from ome_writers._util import sync_filesystem
 from ome_writers._version import __version__
 
 if TYPE_CHECKING:
@@ -527,6 +528,11 @@ class ZarrBackendBase(Backend):
         if self.dtype.kind == "f":
             self._windows = self._measure_windows(frames_written)
         self.write_groups()
+        if getattr(self.settings.format, "fsync", "never") != "never":
+            try:
+                sync_filesystem(self.root)
+            except OSError as exc:
+                raise write_error(self.root, "flush to the device", exc) from exc
 
     def _measure_windows(
         self, frames_written: int
