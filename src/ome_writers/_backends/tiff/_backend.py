@@ -27,6 +27,7 @@ per replacement, about log2(steps) replacements for an unbounded stream).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import os
 from pathlib import Path
@@ -361,8 +362,11 @@ class TiffBackend(Backend):
                 handle.sync()  # the page, before append returns
         except OSError as exc:
             handle.rollback()
+            code = exc.errno
+            if code is None and _disk_is_full(handle.fileno()):
+                code = errno.ENOSPC  # numpy's short write says only how short
             raise WriteError(
-                exc.errno,
+                code,
                 f"cannot write page {f.pages} to {str(f.path)!r}: "
                 f"{exc.strerror or exc}; pages before it are kept",
                 str(f.path),
@@ -399,7 +403,16 @@ class TiffBackend(Backend):
         state = self._state if state is None else state
         for i, f in enumerate(self._files):
             if f.description is not None:
-                f.description.replace(self._document.file_xml(i, state))
+                xml = self._document.file_xml(i, state)
+                try:
+                    f.description.replace(xml)
+                except OSError as exc:
+                    raise WriteError(
+                        exc.errno,
+                        f"cannot write the OME-XML of {str(f.path)!r}: "
+                        f"{exc.strerror or exc}; its pages are kept",
+                        str(f.path),
+                    ) from exc
         if self._companion is not None:
             self._write_companion(state)
 
@@ -593,6 +606,13 @@ class TiffBackend(Backend):
     def paths(self) -> list[Path]:
         """The TIFF files, then the companion file if any."""
         return [*self._paths, *([self._companion] if self._companion else [])]
+
+
+def _disk_is_full(fd: int) -> bool:
+    try:
+        return os.fstatvfs(fd).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _replace_global_annotations(

@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import threading
 from dataclasses import dataclass
@@ -169,11 +170,22 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     write_bytes_atomic(path, json.dumps(document, indent=2, allow_nan=False).encode())
 
 
+#: how tensorstore reports the operating system's error in its messages
+_TS_ERRNO = re.compile(r"os_error_code='?(\d+)")
+
+
 def write_error(path: Path, action: str, exc: BaseException) -> WriteError:
-    """A ``WriteError`` naming the path and the engine's error."""
+    """A ``WriteError`` naming the path and the engine's error.
+
+    Its ``errno`` is the operating system's (e.g. ENOSPC), also when the
+    engine reports it only in its message (tensorstore's ``ValueError``).
+    """
     message = f"cannot {action} {str(path)!r}: {type(exc).__name__}: {exc}"
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return WriteError(exc.errno, message, str(path))
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code is None and (match := _TS_ERRNO.search(str(exc))):
+        code = int(match[1])
+    if code is not None:
+        return WriteError(code, message, str(path))
     error = WriteError(message)
     error.filename = str(path)
     return error
