@@ -193,3 +193,38 @@ def test_open_scratch_does_not_modify_a_complete_root(tmp_path: Path) -> None:
             ds.arrays[position][index] = 0
     del ds
     assert snapshot(root) == before
+
+
+def test_recover_finishes_a_killed_scratch_root(
+    tmp_path: Path, kill_after_reports: Any
+) -> None:
+    """``recover`` writes the final manifest: exact shapes, complete, trimmed."""
+    from ome_writers import recover
+
+    root = tmp_path / "scratch"
+    sizes = {"t": None, "p": 2, "y": 16, "x": 16}
+    reports = run_child_and_kill(
+        kill_after_reports, root, {"sizes": sizes, "frames": None}, 33
+    )
+    before = open_scratch(root)
+    frames = before.frames_written
+    del before
+    report = recover(root)
+    assert report.format == "scratch"
+    assert report.was_complete is False
+    assert report.frames_written == frames >= len(reports["appended"])
+    manifest, raw = read_with_memmap(root)
+    steps = -(-frames // 2)
+    assert manifest["complete"] is True
+    assert manifest["position_shapes"] == [[steps, 16, 16]] * 2
+    for p in range(2):  # the step held ahead is trimmed
+        assert (root / f"pos_{p}.dat").stat().st_size == steps * 16 * 16 * 2
+    for n in reports["appended"]:
+        position, index = locate(sizes, n)
+        np.testing.assert_array_equal(raw[position][index], expected_frame(n, (16, 16)))
+    del raw
+    ds = open_scratch(root)
+    assert ds.complete is True
+    assert ds.frames_written == frames
+    del ds
+    assert recover(root).was_complete is True
