@@ -94,6 +94,43 @@ def test_demo_unbounded_needs_frames(tmp_path):
         pytest.param(("demo", "--dtype", "uint12"), "--dtype", id="dtype"),
         pytest.param(("demo", "--format", "bmp"), "--format", id="format"),
         pytest.param(("demo", "--fps", "fast"), "--fps", id="fps"),
+        pytest.param(("demo", "--fps", "-5"), "--fps -5.0 must be", id="fps-negative"),
+        pytest.param(
+            ("demo", "--dims", "t:10,y:8,x:8", "--frames", "11"),
+            "more than the 10 frames",
+            id="frames-past-dims",
+        ),
+        pytest.param(
+            ("demo", "--dims", "t:20,c:2"),
+            "dimensions: the last two dimensions are the frame",
+            id="pydantic-wrapper",
+        ),
+        pytest.param(
+            (
+                "demo",
+                "--format",
+                "ome-zarr",
+                "--root",
+                "foo.tif",
+                "--dims",
+                "t:1,y:8,x:8",
+            ),
+            "names a TIFF file but --format is 'ome-zarr'",
+            id="zarr-to-tif",
+        ),
+        pytest.param(
+            (
+                "demo",
+                "--format",
+                "ome-tiff",
+                "--root",
+                "foo.zarr",
+                "--dims",
+                "t:1,y:8,x:8",
+            ),
+            "names a Zarr directory",
+            id="tiff-to-zarr",
+        ),
         pytest.param(("info",), "path", id="info-no-path"),
         pytest.param(("frobnicate",), "invalid choice", id="command"),
     ],
@@ -103,6 +140,8 @@ def test_bad_arguments_exit_2_with_one_line(args, message):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert message in result.stderr
+    assert ": : " not in result.stderr
+    assert "Value error" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2  # argparse adds a usage line
 
 
@@ -131,6 +170,8 @@ def test_existing_root_is_refused_with_one_line(tmp_path):
     again = run("demo", "--root", str(root), "--dims", "t:1,y:8,x:8")
     assert again.returncode == 2
     assert "already exists" in again.stderr
+    assert "--overwrite" in again.stderr
+    assert "overwrite=True" not in again.stderr
     assert "Traceback" not in again.stderr
     replaced = run("demo", "--root", str(root), "--dims", "t:1,y:8,x:8", "--overwrite")
     assert replaced.returncode == 0, replaced.stderr
@@ -203,3 +244,61 @@ def test_bench_rejects_unknown_scenario():
     assert result.returncode == 2
     assert "unknown scenario" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_no_command_shows_the_usage_and_the_commands() -> None:
+    result = run()
+    assert result.returncode == 2
+    for command in ("demo", "info", "recover", "bench"):
+        assert command in result.stderr
+
+
+def test_demo_help_describes_it_with_defaults() -> None:
+    result = run("demo", "--help")
+    assert result.returncode == 0
+    assert "simulated camera" in result.stdout
+    assert "(default: t:20,c:2,y:512,x:512)" in result.stdout
+    assert "(default: uint16)" in result.stdout
+
+
+def test_fewer_frames_than_declared_says_so() -> None:
+    result = run("demo", "--dims", "t:10,y:8,x:8", "--frames", "3")
+    assert result.returncode == 0, result.stderr
+    assert "acquiring 3 of the 10 frames" in result.stderr
+
+
+@pytest.mark.parametrize("args", [("demo", "--dims", "t:50,y:8,x:8"), ("info", "ROOT")])
+def test_a_closed_pipe_ends_quietly(tmp_path: Path, args: tuple[str, ...]) -> None:
+    root = tmp_path / "root"
+    assert run("demo", "--root", str(root), "--dims", "t:2,y:8,x:8").returncode == 0
+    command = [sys.executable, "-m", "ome_writers"]
+    command += [str(root) if a == "ROOT" else a for a in args]
+    # "| head -1": the reader closes the pipe after one line
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    _, stderr = proc.communicate(timeout=60)
+    assert b"Traceback" not in stderr
+    assert b"BrokenPipeError" not in stderr
+    assert proc.returncode == 0
+
+
+def test_info_on_a_tiff_without_tifffile_names_the_extra(tmp_path: Path) -> None:
+    root = tmp_path / "a.ome.tiff"
+    made = run(
+        "demo", "--format", "ome-tiff", "--root", str(root), "--dims", "t:1,y:8,x:8"
+    )
+    assert made.returncode == 0, made.stderr
+    # tifffile made unimportable, as when the extra is not installed
+    code = (
+        "import sys; sys.modules['tifffile'] = None; "
+        "from ome_writers._cli._main import main; "
+        f"sys.exit(main(['info', {str(root)!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "ome-writers[tifffile]" in result.stderr
+    assert "not a directory" not in result.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,25 +87,50 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    demo = sub.add_parser("demo", help="stream a simulated camera into a dataset")
+    demo = sub.add_parser(
+        "demo",
+        help="stream a simulated camera into a dataset",
+        description="Stream frames from a simulated camera into a dataset, with a "
+        "progress bar, then print what was written.",
+    )
     demo.add_argument(
         "--format",
         default="scratch",
-        help=f"output format: {', '.join(sorted(FORMAT_ALIASES))} (default scratch)",
+        help=f"output format: {', '.join(sorted(FORMAT_ALIASES))} "
+        "(default: %(default)s)",
     )
-    demo.add_argument("--root", default="", help="output path (default: in memory)")
+    demo.add_argument(
+        "--root", default="", help="output path (default: in memory, no files)"
+    )
     demo.add_argument(
         "--dims",
         default=_DEFAULT_DIMS,
-        help=f"dimensions in acquisition order (default {_DEFAULT_DIMS}); "
-        "t:inf is unbounded and then needs --frames",
+        help="dimensions in acquisition order; t:inf is unbounded and then "
+        "needs --frames (default: %(default)s)",
     )
-    demo.add_argument("--dtype", default="uint16", help="pixel type (default uint16)")
-    demo.add_argument("--fps", type=float, default=None, help="camera frame rate")
-    demo.add_argument("--frames", type=int, default=None, help="frames to acquire")
-    demo.add_argument("--overwrite", action="store_true", help="replace output")
+    demo.add_argument(
+        "--dtype", default="uint16", help="pixel type (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="frames per second (default: as fast as it can)",
+    )
+    demo.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="frames to acquire (default: all that --dims declares)",
+    )
+    demo.add_argument("--overwrite", action="store_true", help="replace the output")
 
-    info = sub.add_parser("info", help="describe a written dataset")
+    info = sub.add_parser(
+        "info",
+        help="describe a written dataset",
+        description="Describe a dataset: format, shape, dtype, positions, and "
+        "whether it is complete or was interrupted.",
+    )
     info.add_argument("path", help="dataset path (scratch root, OME-Zarr or OME-TIFF)")
 
     recover_cmd = sub.add_parser(
@@ -126,13 +152,31 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ome-writers`` console script."""
+    """Entry point of the ``ome-writers`` console script.
+
+    A reader that stops early (``ome-writers info ... | head -1``) ends the
+    command quietly, as with any Unix tool.
+    """
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Python would report the flush of the closed stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["bench"]:
         from ome_writers._cli._bench import main as bench_main
 
         return bench_main(args_list[1:])
     parser = _build_parser()
+    if not args_list:  # the usage and the commands, not just "required: command"
+        parser.print_help(sys.stderr)
+        return 2
     args = parser.parse_args(args_list)
     try:
         if args.command == "demo":
@@ -149,9 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         message = str(exc).strip().splitlines()
         if isinstance(exc, pydantic.ValidationError):
-            message = [
-                f"{e['loc'][0] if e['loc'] else ''}: {e['msg']}" for e in exc.errors()
-            ]
+            message = [_validation_text(e) for e in exc.errors()]
+        # the options, not the Python arguments they stand for
+        message = [m.replace("overwrite=True", "--overwrite") for m in message]
         print(
             f"ome-writers {args.command}: error: {'; '.join(message)}", file=sys.stderr
         )
@@ -161,8 +205,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _validation_text(error: Any) -> str:
+    """One pydantic error as a user reads it: no 'Value error, ' wrapper."""
+    text = str(error["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {text}" if where else text
+
+
 def _demo(args: argparse.Namespace) -> int:
     sizes = parse_dims(args.dims)
+    if args.fps is not None and not args.fps > 0:
+        raise UsageError(f"--fps {args.fps!r} must be a positive frame rate")
+    if args.frames is not None and args.frames <= 0:
+        raise UsageError(f"--frames {args.frames!r} must be a positive count")
     if args.dtype not in SUPPORTED_DTYPES:
         raise UsageError(
             f"unknown --dtype {args.dtype!r}; "
@@ -183,6 +238,30 @@ def _demo(args: argparse.Namespace) -> int:
     total = settings.num_frames if args.frames is None else args.frames
     if total is None:
         raise UsageError("an unbounded --dims (t:inf) needs --frames N")
+    declared = settings.num_frames
+    if declared is not None and total > declared:
+        raise UsageError(
+            f"--frames {total} is more than the {declared} frames --dims declares; "
+            "raise a count in --dims or make t unbounded (t:inf)"
+        )
+    if declared is not None and total < declared:
+        print(
+            f"note: acquiring {total} of the {declared} frames --dims declares; "
+            "the others stay empty (zeros)",
+            file=sys.stderr,
+        )
+    root_suffix = Path(args.root).name.lower()
+    wanted = settings.format.name
+    if args.root and wanted == "ome-zarr" and root_suffix.endswith((".tif", ".tiff")):
+        raise UsageError(
+            f"--root {args.root!r} names a TIFF file but --format is {args.format!r}; "
+            "use a .ome.zarr path, or --format ome-tiff"
+        )
+    if args.root and wanted == "ome-tiff" and root_suffix.endswith(".zarr"):
+        raise UsageError(
+            f"--root {args.root!r} names a Zarr directory but --format is "
+            f"{args.format!r}; use a .ome.tiff path, or --format ome-zarr"
+        )
     camera = SimulatedCamera(settings, fps=args.fps)
     frame_mb = (
         camera.frame_shape[0] * camera.frame_shape[1] * camera.dtype.itemsize / 1e6
@@ -271,7 +350,14 @@ def _info(args: argparse.Namespace) -> int:
         for module_name in _DESCRIBERS:
             try:
                 module = importlib.import_module(module_name)
-            except ImportError:
+            except ImportError as exc:
+                if module_name.endswith(
+                    "tiff._describe"
+                ) and path.name.lower().endswith((".tif", ".tiff", ".ome")):
+                    raise UsageError(
+                        f"reading {args.path!r} needs tifffile ({exc}); install it "
+                        "with: pip install 'ome-writers[tifffile]'"
+                    ) from None
                 continue
             lines = module.describe(path)
             if lines is not None:
