@@ -194,17 +194,25 @@ def write_error(path: Path, action: str, exc: BaseException) -> WriteError:
 # ------------------------------------------------------------------ backend
 
 
+_ZARR_PYTHON_PARTIAL = re.compile(r".+\.[0-9a-f]{32}\.partial")
+
+
 def _remove_partial_files(root: Path) -> None:
     """Delete the temporary files a killed writer of ours left in ``root``.
 
-    Chunk files of the fast path (``*.ome-writers-partial``) and metadata
-    files (``.zarr.json.<pid>.<id>.tmp``), each written under that name and
-    then renamed: what is left under it was never part of the output.
+    Chunk files of the fast path (``*.ome-writers-partial``), zarr-python's
+    (``<key>.<uuid>.partial``) and metadata files
+    (``.zarr.json.<pid>.<id>.tmp``), each written under that name and then
+    renamed: what is left under it was never part of the output.
     """
     from ome_writers._backends.zarr._direct import TEMP_SUFFIX
 
     for pattern in (f"*{TEMP_SUFFIX}", ".zarr.json.*.tmp"):
         for path in root.rglob(pattern):
+            path.unlink(missing_ok=True)
+    # zarr-python's own, "<key>.<uuid4 hex>.partial", renamed once complete
+    for path in root.rglob("*.partial"):
+        if _ZARR_PYTHON_PARTIAL.fullmatch(path.name):
             path.unlink(missing_ok=True)
 
 
