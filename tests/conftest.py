@@ -163,3 +163,22 @@ def _kill_after_reports(command: list[str], kill_after: int) -> dict[str, Any]:
 def kill_after_reports() -> Callable[[list[str], int], dict[str, Any]]:
     """``kill_after_reports(command, kill_after)``: see ``_kill_after_reports``."""
     return _kill_after_reports
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A real 1 MiB tmpfs (``_small_fs``) with 768 KiB of ballast to free.
+
+    Enough to free for ``recover``, which needs room for every frame the
+    journal kept (at most what filled the disk, in 8 KiB slots of 64x64
+    uint16 frames, each becoming a 12 KiB file there).
+    """
+    from _small_fs import SmallFilesystem
+
+    fs = SmallFilesystem(
+        tmp_path / "small", monkeypatch, 1024 * 1024, ballast_bytes=768 * 1024
+    )
+    try:
+        yield fs
+    finally:
+        fs.unmount()

@@ -54,6 +54,15 @@ CASES = [
 ]
 
 
+def _kill_child(
+    kill_after_reports: Any, root: Path, config: dict[str, Any], kill_after: int
+) -> dict[str, Any]:
+    """Run the writer child on ``root`` and SIGKILL it after ``kill_after`` frames."""
+    command = [sys.executable, str(CHILD), str(root), json.dumps(config)]
+    reports: dict[str, Any] = kill_after_reports(command, kill_after)
+    return reports
+
+
 def _positions(sizes: dict[str, Any]) -> int:
     return int(sizes.get("p") or 1)
 
@@ -127,8 +136,7 @@ def test_killed_writer_recovers_every_reported_frame(
 ) -> None:
     root = tmp_path / ("run.ome.tiff" if fmt == "tifffile" else "run.ome.zarr")
     config = {"format": fmt, "sizes": {**sizes, **FRAME}, **options}
-    command = [sys.executable, str(CHILD), str(root), json.dumps(config)]
-    reports = kill_after_reports(command, kill_after)
+    reports = _kill_child(kill_after_reports, root, config, kill_after)
     reported = set(reports["appended"])
     assert len(reported) >= kill_after
     npos = _positions(sizes)
@@ -179,8 +187,7 @@ def test_command_line_says_interrupted_and_recovers(
 ) -> None:
     root = tmp_path / "run.ome.zarr"
     config = {"format": "tensorstore", "sizes": {"t": None, "c": 2, **FRAME}}
-    command = [sys.executable, str(CHILD), str(root), json.dumps(config)]
-    kill_after_reports(command, 9)
+    _kill_child(kill_after_reports, root, config, 9)
     cli = [sys.executable, "-m", "ome_writers"]
     info = subprocess.run([*cli, "info", str(root)], capture_output=True, text=True)
     assert info.returncode == 0, info.stderr
@@ -211,8 +218,7 @@ def test_an_interrupted_output_is_not_overwritten_by_accident(
 
     root = tmp_path / "run.ome.zarr"
     config = {"format": "zarr-python", "sizes": {"t": None, "c": 2, **FRAME}}
-    command = [sys.executable, str(CHILD), str(root), json.dumps(config)]
-    kill_after_reports(command, 5)
+    _kill_child(kill_after_reports, root, config, 5)
     settings = AcquisitionSettings(
         root_path=str(root),
         dimensions=dims_from_standard_axes({"t": 2, "c": 2, **FRAME}),

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from _small_fs import SmallFilesystem
 
 from ome_writers import (
     AcquisitionSettings,
@@ -25,8 +24,7 @@ from ome_writers import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
+    from _small_fs import SmallFilesystem
 
 CASES = [
     pytest.param("tensorstore", "blosc-zstd", id="tensorstore-engine-path"),
@@ -35,24 +33,12 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmallFilesystem]:
-    """1 MiB, of which 768 KiB is ballast to free before recovering."""
-    fs = SmallFilesystem(
-        tmp_path / "small", monkeypatch, 1024 * 1024, ballast_bytes=768 * 1024
-    )
-    try:
-        yield fs
-    finally:
-        fs.unmount()
-
-
 @pytest.mark.parametrize(("engine", "compression"), CASES)
 def test_a_full_disk_loses_nothing_append_returned_for(
-    disk: SmallFilesystem, engine: str, compression: str | None
+    full_disk: SmallFilesystem, engine: str, compression: str | None
 ) -> None:
     name = "run.ome.tiff" if engine == "tifffile" else "run.ome.zarr"
-    root = disk.path / name
+    root = full_disk.path / name
     settings = AcquisitionSettings(
         root_path=str(root),
         dimensions=dims_from_standard_axes({"t": None, "y": 64, "x": 64}),
@@ -76,7 +62,7 @@ def test_a_full_disk_loses_nothing_append_returned_for(
     if not stream.closed:
         with pytest.raises(WriteError):
             stream.close()
-    disk.free_ballast()
+    full_disk.free_ballast()
     report = recover(root)
     assert report.frames_written >= returned
     if engine == "tifffile":
@@ -87,11 +73,11 @@ def test_a_full_disk_loses_nothing_append_returned_for(
         np.testing.assert_array_equal(data[n], frames[n], err_msg=str(n))
 
 
-def test_acquire_zarr_on_a_full_disk_fails_cleanly(disk: SmallFilesystem) -> None:
+def test_acquire_zarr_on_a_full_disk_fails_cleanly(full_disk: SmallFilesystem) -> None:
     """acquire-zarr writes from its own threads and buffers: its error may come
     at close, and the frames it still held are lost (see README); the error
     is still a ``WriteError`` naming the output, and the output recoverable."""
-    root = disk.path / "run.ome.zarr"
+    root = full_disk.path / "run.ome.zarr"
     settings = AcquisitionSettings(
         root_path=str(root),
         dimensions=dims_from_standard_axes({"t": None, "y": 64, "x": 64}),
@@ -107,6 +93,6 @@ def test_acquire_zarr_on_a_full_disk_fails_cleanly(disk: SmallFilesystem) -> Non
     if not stream.closed:
         with pytest.raises(WriteError):
             stream.close()
-    disk.free_ballast()
+    full_disk.free_ballast()
     assert recover(root).frames_written == stream.frames_written
     zarr.open_group(root, mode="r")  # the metadata reads

@@ -24,12 +24,8 @@ import pytest
 import tensorstore as ts
 import yaozarrs
 import zarr
-from _small_fs import SmallFilesystem
 from ome_types import from_xml
 from ome_zarr_models.v05 import HCS, BioFormats2Raw, Image
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 from ome_writers import (
     AcquisitionSettings,
@@ -46,6 +42,9 @@ from ome_writers import (
 from ome_writers._backends.zarr import _direct as _zarr_direct
 from ome_writers._backends.zarr._common import ChunkGeometry
 from ome_writers._backends.zarr._direct import FrameFileLayout
+
+if TYPE_CHECKING:
+    from _small_fs import SmallFilesystem
 
 BACKENDS = ["tensorstore", "acquire-zarr", "zarr-python"]
 FRAME = (6, 8)
@@ -442,25 +441,6 @@ def test_whole_frame_files_convert_the_callers_frames(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data[0], frame_for(0))
     np.testing.assert_array_equal(data[1], frame_for(1))
     np.testing.assert_array_equal(data[2], frame_for(2) % 256)
-
-
-@pytest.fixture
-def full_disk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[SmallFilesystem]:
-    """A 1 MiB filesystem with 768 KiB of ballast to free (see ``_small_fs``).
-
-    Enough to free for ``recover``, which needs room for every frame the
-    journal kept (at most what filled the disk, in 8 KiB slots, each becoming
-    a 12 KiB file here).
-    """
-    fs = SmallFilesystem(
-        tmp_path / "small", monkeypatch, 1024 * 1024, ballast_bytes=768 * 1024
-    )
-    try:
-        yield fs
-    finally:
-        fs.unmount()
 
 
 @pytest.mark.parametrize("chunk", [None, 32], ids=["frame-chunks", "shard-of-chunks"])
