@@ -7,6 +7,7 @@ check whose cost grew with the square of the input.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import tracemalloc
@@ -294,12 +295,18 @@ def _root(tmp_path: Path, fmt: str) -> Path:
 def test_memory_follows_what_is_written_not_what_is_declared(
     tmp_path: Path, fmt: str
 ) -> None:
-    """A few frames of t=10**8: reads tabulated every declared plane (0.8 GB)."""
+    """A few frames of t=10**8: reads tabulated every declared plane (0.8 GB).
+
+    Scratch in memory (a disk root would be allocated whole, 6.4 GB, by design).
+    """
+    from ome_writers import ScratchFormat
+
+    scratch = fmt == "scratch"
     settings = AcquisitionSettings(
-        root_path=str(_root(tmp_path, fmt)),
+        root_path="" if scratch else str(_root(tmp_path, fmt)),
         dimensions=dims_from_standard_axes({"t": 10**8, "c": 2, "y": 4, "x": 4}),
         dtype="uint16",
-        format=fmt,
+        format=ScratchFormat(max_memory_bytes=2**34) if scratch else fmt,
     )
     tracemalloc.start()
     try:
@@ -429,3 +436,144 @@ def test_acquire_zarr_reads_during_close_never_fail(tmp_path: Path) -> None:
     assert data.shape == (14, 3, 16, 16)
     np.testing.assert_array_equal(data.reshape(42, 16, 16)[:40], np.stack(frames))
     assert not data.reshape(42, 16, 16)[40:].any()
+
+
+# ----------------------------------------------- found by tests/test_fuzz.py
+
+
+def test_empty_coords_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="coords is empty"):
+        Dimension("c", coords=[])
+
+
+def test_a_huge_position_count_is_refused_at_once() -> None:
+    """Dimension('p', 10**9) built 10**9 Position objects (hours)."""
+    with pytest.raises(ValueError, match=r"count=1,000,000,000 positions"):
+        Dimension("p", 10**9, type="position")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(10**5000, id="huge-int"),
+        pytest.param(functools.reduce(lambda a, _: [a], range(5000), []), id="deep"),
+    ],
+)
+def test_metadata_json_cannot_hold_is_a_type_error(tmp_path: Path, value: Any) -> None:
+    """A huge int or deep nesting raised ValueError/RecursionError from the
+    error message itself."""
+    with create_stream(_settings(tmp_path / "a", "scratch")) as stream:
+        with pytest.raises(TypeError, match="not JSON-serializable"):
+            stream.append(FRAME, frame_metadata={"x": value})
+        with pytest.raises(TypeError, match="not JSON-serializable"):
+            stream.set_global_metadata("lab", {"x": value})
+        stream.append(FRAME)
+        assert stream.frames_written == 1
+
+
+@pytest.mark.parametrize(
+    ("fmt", "sizes", "message"),
+    [
+        pytest.param(
+            "acquire-zarr", {"t": 2**32, "y": 4, "x": 4}, "below 2\\*\\*32", id="az"
+        ),
+        pytest.param(
+            "tifffile", {"t": 2**31, "y": 4, "x": 4}, "32-bit ints", id="tiff-size"
+        ),
+        pytest.param(
+            "tensorstore", {"c": 20_000, "y": 4, "x": 4}, "20,000 channels", id="ch"
+        ),
+        pytest.param(
+            "tifffile", {"c": None, "y": 4, "x": 4}, "'c' is unbounded",
+            id="folded-camera-unbounded",
+        ),
+    ],
+)  # fmt: skip
+def test_sizes_a_format_cannot_write_are_refused_by_name(
+    tmp_path: Path, fmt: str, sizes: dict[str, Any], message: str
+) -> None:
+    root = tmp_path / ("a.ome.tiff" if fmt == "tifffile" else "a.ome.zarr")
+    dims = dims_from_standard_axes(sizes)
+    if "'c' is unbounded" in message:  # a camera axis folded into the channels
+        dims.insert(1, Dimension("cam", 2, type="other"))
+    with pytest.raises(ValueError, match=message):
+        AcquisitionSettings(
+            root_path=str(root), dimensions=dims, dtype="uint8", format=fmt
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("engine", "name"),
+    [
+        pytest.param("zarr-python", "a::b.ome.zarr", id="zarr-python-url-chain"),
+        pytest.param("zarr-python", "a\\b.ome.zarr", id="zarr-python-backslash"),
+    ],
+)
+def test_odd_characters_stay_inside_the_root(
+    tmp_path: Path, engine: str, name: str
+) -> None:
+    root = tmp_path / name
+    with create_stream(_settings(root, engine)) as stream:
+        stream.append(FRAME + 4)
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    array = zarr.open_array(zarr.storage.LocalStore(root / "0"), mode="r")
+    np.testing.assert_array_equal(array[0], FRAME + 4)
+
+
+def test_tensorstore_refuses_a_backslash(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="backslash"):
+        _settings(tmp_path / "a\\b.ome.zarr", "tensorstore")
+
+
+def test_a_root_through_a_missing_folder_is_normalized(tmp_path: Path) -> None:
+    """'a/../x.zarr' was written to x.zarr while output_path named the other."""
+    settings = _settings(tmp_path / "nowhere" / ".." / "x.ome.zarr", "zarr-python")
+    assert settings.output_path == str(tmp_path / "x.ome.zarr")
+    with create_stream(settings) as stream:
+        stream.append(FRAME + 1)
+    zarr.open_group(settings.output_path, mode="r")
+
+
+@pytest.mark.parametrize("fmt", ["scratch", "zarr-python", "tifffile"])
+def test_a_name_too_long_is_refused_before_any_folder(tmp_path: Path, fmt: str) -> None:
+    root = tmp_path / "made" / ("x" * 300) / "a"
+    with pytest.raises(ValueError, match="bytes; file systems allow 255"):
+        _settings(root, fmt)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_positions_whose_names_clean_to_the_same_group(tmp_path: Path) -> None:
+    """' ' and '_' both became '_', the second '__1' (a reserved Zarr name)."""
+    root = tmp_path / "a.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"p": [" ", "_"], "y": 4, "x": 4}),
+        dtype="uint16",
+        format="acquire-zarr",
+    )
+    with create_stream(settings) as stream:
+        stream.append(FRAME + 1)
+        stream.append(FRAME + 2)
+    groups = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert not [g for g in groups if g.startswith("__")]
+    data = [zarr.open_array(root / g / "0", mode="r")[0] for g in groups if g != "OME"]
+    assert sorted(int(d.max()) for d in data) == [1, 2]
+
+
+def test_a_scratch_root_the_file_system_cannot_hold_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """The refusal (EFBIG) left root/pos_0.dat behind."""
+    root = tmp_path / "made" / "root"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims_from_standard_axes({"t": 2**40, "y": 64, "x": 64}),
+        dtype="uint64",
+        format="scratch",
+    )
+    with warnings.catch_warnings():  # "needs ... bytes but ... has ... free"
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(OSError):  # noqa: PT011 - EFBIG or ENOSPC, by file system
+            create_stream(settings)
+    assert list(tmp_path.iterdir()) == []

@@ -13,6 +13,7 @@ resolved by ``resolve_format_name``.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -66,6 +67,44 @@ class _Format(BaseModel):
 
         ``stored`` is every stored axis in storage order, frame axes last.
         """
+
+    def check_counts(self, stored: Sequence[Dimension], root_path: str) -> None:
+        """Refuse counts and paths the format cannot write (default: the path).
+
+        ``stored`` is every stored non-frame axis. Every part of ``root_path``
+        must fit a file name (255 bytes), so that a refusal comes before any
+        directory is made.
+        """
+        for part in root_path.split(os.sep):
+            if len(part.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
+                raise ValueError(
+                    f"root_path: the name {part[:40]!r}... is "
+                    f"{len(part.encode('utf-8', 'surrogatepass'))} bytes; file "
+                    f"systems allow {_MAX_NAME_BYTES}: use a shorter name"
+                )
+
+
+_MAX_NAME_BYTES = 255
+#: OME metadata lists every channel (OME-XML elements, OME-Zarr ``omero``)
+MAX_OME_CHANNELS = 10_000
+
+
+def _check_ome_counts(
+    stored: Sequence[Dimension], fmt: str, limit: int, why: str
+) -> None:
+    for d in stored:
+        if d.type == "channel" and (d.count or 0) > MAX_OME_CHANNELS:
+            raise ValueError(
+                f"dimensions: {d.name!r} has {d.count:,} channels; {fmt} metadata "
+                f"lists every channel, so at most {MAX_OME_CHANNELS:,} are "
+                "written: use type='other' for this axis, or format='scratch'"
+            )
+        if d.count is not None and d.count >= limit:
+            raise ValueError(
+                f"dimensions: {d.name!r} has count={d.count:,}; {why} "
+                f"(at most {limit - 1:,}): declare fewer, or count=None on the "
+                "first dimension"
+            )
 
 
 class ScratchFormat(_Format):
@@ -168,10 +207,14 @@ class OmeZarrFormat(_Format):
         return _check_suffix(value, ".zarr")
 
     def get_output_path(self, root_path: str, *, num_positions: int = 1) -> str:
-        """``root_path``, with ``suffix`` added unless it ends in ``.zarr``."""
-        if not root_path or root_path.rstrip("/").endswith(".zarr"):
-            return root_path.rstrip("/")
-        return root_path + self.suffix
+        """``root_path``, with ``suffix`` added unless it ends in ``.zarr``.
+
+        Normalized (``a/../x.zarr`` is ``x.zarr``), as every engine resolves it.
+        """
+        if not root_path:
+            return root_path
+        path = os.path.normpath(root_path)
+        return path if path.endswith(".zarr") else path + self.suffix
 
     #: codecs each engine can write (Zarr v3 ``blosc`` with zstd or lz4, ``zstd``)
     backend_compressions: ClassVar[dict[str, tuple[str | None, ...]]] = {
@@ -183,6 +226,20 @@ class OmeZarrFormat(_Format):
     def supported_compressions(self) -> tuple[str | None, ...]:
         """Codecs the selected backend can write."""
         return self.backend_compressions.get(self.backend, (None,))
+
+    def check_counts(self, stored: Sequence[Dimension], root_path: str) -> None:
+        """Channels OME metadata can list; counts and paths the engine takes."""
+        super().check_counts(stored, root_path)
+        if self.backend == "acquire-zarr":
+            why = "acquire-zarr takes sizes below 2**32"
+            _check_ome_counts(stored, "OME-Zarr", 2**32, why)
+        else:
+            _check_ome_counts(stored, "OME-Zarr", 2**63, "")
+        if self.backend == "tensorstore" and "\\" in root_path:
+            raise ValueError(
+                f"root_path {root_path!r} contains a backslash, which tensorstore "
+                "reads as a path separator: rename it, or use backend='zarr-python'"
+            )
 
     def check_storage_order(self, stored: Sequence[Dimension]) -> None:
         """OME-Zarr 0.5 axes: 2 to 5, ordered time, channel, other, space.
@@ -389,6 +446,12 @@ class OmeTiffFormat(_Format):
         return [
             str(path / f"{path.name}_p{i:03d}{suffix}") for i in range(num_positions)
         ]
+
+    def check_counts(self, stored: Sequence[Dimension], root_path: str) -> None:
+        """Channels OME-XML can list, and sizes its schema allows (< 2**31)."""
+        super().check_counts(stored, root_path)
+        why = "the OME-XML schema stores SizeT, SizeC and SizeZ as 32-bit ints"
+        _check_ome_counts(stored, "OME-TIFF", 2**31, why)
 
     def get_output_path(self, root_path: str, *, num_positions: int = 1) -> str:
         """The TIFF file (one file), or the folder of files."""

@@ -374,11 +374,23 @@ class Dimension(_Model):
         data["type"] = dim_type
         if coords is not None:
             coords = [_coerce_coord(c, dim_type) for c in coords]
+            if not coords:
+                raise ValueError(
+                    f"dimension {data.get('name')!r}: coords is empty; give at "
+                    "least one coordinate, or a count"
+                )
             data["coords"] = coords
             if data.get("count") is None:
                 data["count"] = len(coords)
         elif dim_type == "position" and isinstance(data.get("count"), int):
-            data["coords"] = [Position(name=str(i)) for i in range(data["count"])]
+            count = data["count"]
+            if count > MAX_POSITIONS:
+                raise ValueError(
+                    f"position dimension {data.get('name')!r}: count={count:,} "
+                    f"positions, more than {MAX_POSITIONS:,}; each position is an "
+                    "image of its own: give a realistic count"
+                )
+            data["coords"] = [Position(name=str(i)) for i in range(count)]
         return data
 
     @model_validator(mode="after")
@@ -446,6 +458,10 @@ class PositionDimension(Dimension):
                 "Dimension for other types"
             )
         super().__init__(*args, **data)
+
+
+#: positions one acquisition may have (each is an image: an array or a file)
+MAX_POSITIONS = 1_000_000
 
 
 def _check_position_names(dimension: str, coords: Sequence[CoordValue]) -> None:

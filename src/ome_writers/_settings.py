@@ -223,9 +223,28 @@ class AcquisitionSettings(_Model):
                 f"dimensions: more than one position dimension {positional!r}"
             )
         self._check_size()
+        self._check_folded_camera()
         self._check_storage_order()
         self.format.check_storage_order([*self.stored_dimensions, *dims[-2:]])
+        self.format.check_counts(self.stored_dimensions, self.root_path)
         self._check_plate()
+
+    def _check_folded_camera(self) -> None:
+        """A camera axis folded into the channels cannot be the unbounded one."""
+        camera = self._folded_camera()
+        if camera is None:
+            return
+        channel = next(
+            (d.name for d in self.index_dimensions if d.type == "channel"), None
+        )
+        first = self.dimensions[0]
+        if first.count is None and first.name in (camera, channel):
+            raise ValueError(
+                f"dimensions: {first.name!r} is unbounded, but format "
+                f"{self.format.name!r} stores the camera axis {camera!r} inside the "
+                "channel axis, which must then be bounded; give it a count, or "
+                "make another dimension (e.g. time) the unbounded one"
+            )
 
     def _check_size(self) -> None:
         """Refuse a declared size no file or array can address (2**63 bytes)."""

@@ -307,10 +307,11 @@ class OMEStream:
             )
         try:
             text = json.dumps(frame_metadata, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise TypeError(
-                f"frame_metadata {frame_metadata!r} is not JSON-serializable ({exc}); "
-                "use str, int, float, bool, None, lists and dicts"
+                f"frame_metadata {_short_repr(frame_metadata)} is not "
+                f"JSON-serializable ({_short_repr(exc)}); use str, int, float, "
+                "bool, None, lists and dicts (nested less than ~1000 deep)"
             ) from None
         # a backslash is how JSON spells what XML may not hold: look closer
         if "\\" in text and (bad := xml_unsafe_text(frame_metadata)) is not None:
@@ -414,9 +415,11 @@ class OMEStream:
             )
         try:
             payload = json.loads(json.dumps(dict(mapping), allow_nan=False))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise TypeError(
-                f"global metadata for {namespace!r} is not JSON-serializable ({exc})"
+                f"global metadata for {namespace!r} is not JSON-serializable "
+                f"({_short_repr(exc)}); use str, int, float, bool, None, lists and "
+                "dicts (nested less than ~1000 deep)"
             ) from None
         bad = xml_unsafe_text([namespace, payload])
         if bad is not None:
@@ -543,9 +546,23 @@ def _check_number(key: str, value: Any) -> None:
         ok = False
     if not ok:
         raise ValueError(
-            f"frame_metadata[{key!r}] = {value!r} is not a finite number; OME stores "
+            f"frame_metadata[{key!r}] = {_short_repr(value)} is not a finite number; "
+            "OME stores "
             f"{key} as a float (seconds or micrometers): give an int or float"
         )
+
+
+def _short_repr(value: Any, limit: int = 200) -> str:
+    """``repr`` for an error message: cut short, and never failing itself.
+
+    (The repr of an int past 4,300 digits, or of a structure nested past the
+    recursion limit, raises.)
+    """
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return f"<{type(value).__name__} that cannot be shown>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _finish(backend: Backend, frames_written: int) -> None:

@@ -154,8 +154,22 @@ class ScratchBackend(Backend):
     def open(self) -> None:
         """Check the root and the memory budget, then create the storage."""
         if self._root is not None:
-            prepare_root(self._root, overwrite=self.settings.overwrite)
-            self._open_disk(self._root, self._bounded_rows())
+            root = self._root
+            missing = [p for p in (root, *root.parents) if not p.exists()]
+            prepare_root(root, overwrite=self.settings.overwrite)
+            try:
+                self._open_disk(root, self._bounded_rows())
+            except BaseException:
+                # a refused create leaves nothing: our files, and the folders
+                # made for them (the innermost first)
+                if root.is_dir():
+                    files.remove_scratch_files(root)
+                for folder in missing:
+                    try:
+                        folder.rmdir()
+                    except OSError:
+                        break
+                raise
             return
         if self.router.is_unbounded:
             step_bytes = self._npos * self._rows_per_step * self._frame_bytes

@@ -572,8 +572,9 @@ def open_array(path: Any) -> Any:
     """A read-only array for a finished Zarr v3 array, via zarr or tensorstore."""
     if importlib.util.find_spec("zarr") is not None:
         import zarr
+        from zarr.storage import LocalStore
 
-        return zarr.open_array(str(path), mode="r")
+        return zarr.open_array(LocalStore(path, read_only=True), mode="r")
     if importlib.util.find_spec("tensorstore") is not None:
         import tensorstore as ts
 

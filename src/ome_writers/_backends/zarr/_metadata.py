@@ -135,6 +135,8 @@ def group_names(
     ['a', 'a_1', 'p2', 'p3', 'OME_1', 'A_1']
     >>> group_names(["fov-0", "fov0", "?"], alphanumeric=True)
     ['fov0', 'fov01', 'p2']
+    >>> group_names([" ", "_", "_"])
+    ['_', 'p1', 'p2']
     """
     used = set(taken)
     out = []
@@ -150,6 +152,8 @@ def group_names(
         while candidate in used:
             k += 1
             candidate = f"{safe}{separator}{k}"
+            if candidate.startswith("__"):  # Zarr v3 reserves the prefix
+                safe, candidate, k = f"p{index}", f"p{index}", 0
         used.add(candidate)
         out.append(candidate)
     return out
