@@ -229,7 +229,10 @@ class ScratchBackend(Backend):
             if not all(populate(buffer, 0, ready) for buffer in self._buffers):
                 ready = 0
         remaining = (rows - ready) * self._frame_bytes * self._npos
-        if remaining >= _PREFAULT_MIN_BYTES:
+        # frames bigger than the lookahead are not pre-faulted: two frames
+        # ahead of a 100000 x 100000 camera would commit 40 GB up front
+        small_frames = self._frame_bytes <= _PREFAULT_LOOKAHEAD_BYTES
+        if remaining >= _PREFAULT_MIN_BYTES and small_frames:
             lookahead = max(2, _PREFAULT_LOOKAHEAD_BYTES // self._frame_bytes)
             self._prefaulter = Prefaulter(self._buffers, lookahead, first_row=ready)
             self._triggers = self._prefaulter.triggers
