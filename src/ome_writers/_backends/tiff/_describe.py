@@ -61,11 +61,16 @@ def describe(path: Path) -> list[str] | None:
     return lines
 
 
-def _describe_folder(path: Path) -> list[str] | None:
-    """A folder of one file per position: its companion, else its first file."""
+def _folder_documents(path: Path) -> list[Path]:
+    """Where a folder of one file per position keeps its metadata, best first."""
     companions = sorted(path.glob("*.ome"))
     tiffs = sorted(p for p in path.iterdir() if p.name.lower().endswith(_TIFF))
-    for candidate in [*companions, *tiffs[:1]]:
+    return [*companions, *tiffs[:1]]
+
+
+def _describe_folder(path: Path) -> list[str] | None:
+    """A folder of one file per position: its companion, else its first file."""
+    for candidate in _folder_documents(path):
         lines = describe(candidate)
         if lines is not None:
             return lines
@@ -169,9 +174,7 @@ def writer_state(path: Path) -> dict[str, str] | None:
 
     path = Path(path)
     if path.is_dir():
-        companions = sorted(path.glob("*.ome"))
-        tiffs = sorted(p for p in path.iterdir() if p.name.lower().endswith(_TIFF))
-        for candidate in [*companions, *tiffs[:1]]:
+        for candidate in _folder_documents(path):
             state = writer_state(candidate)
             if state is not None:
                 return state
