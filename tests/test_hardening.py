@@ -582,3 +582,18 @@ def test_a_scratch_root_the_file_system_cannot_hold_leaves_nothing(
         with pytest.raises(OSError):  # noqa: PT011 - EFBIG or ENOSPC, by file system
             create_stream(settings)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("namespace", ["[", "lab]", "100%", "%zz"])
+def test_a_namespace_ome_cannot_store_is_refused(
+    tmp_path: Path, namespace: str
+) -> None:
+    """'[' passed and made the OME-TIFF's XML fail the schema (xs:anyURI)."""
+    root = tmp_path / "a.ome.tiff"
+    with create_stream(_settings(root, "tifffile")) as stream:
+        with pytest.raises(ValueError, match="is not a URI OME can store"):
+            stream.set_global_metadata(namespace, {"a": 1})
+        stream.set_global_metadata("lab%20one", {"a": 1})
+        stream.append(FRAME)
+    with tifffile.TiffFile(root) as tif:
+        from_xml(tif.ome_metadata, validate=True)

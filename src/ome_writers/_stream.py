@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import warnings
 import weakref
@@ -408,6 +409,11 @@ class OMEStream:
         """
         if not isinstance(namespace, str) or not namespace:
             raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
+        if _NOT_URI.search(namespace):
+            raise ValueError(
+                f"namespace {namespace!r} is not a URI OME can store (no '[' or ']', "
+                "and '%' only before two hex digits); use e.g. your software's name"
+            )
         if namespace in RESERVED_NAMESPACES:
             raise ValueError(
                 f"namespace {namespace!r} is reserved for the writer; "
@@ -550,6 +556,10 @@ def _check_number(key: str, value: Any) -> None:
             "OME stores "
             f"{key} as a float (seconds or micrometers): give an int or float"
         )
+
+
+#: what OME's xs:anyURI namespaces cannot hold (brackets, a stray percent sign)
+_NOT_URI = re.compile(r"[\[\]]|%(?![0-9A-Fa-f]{2})")
 
 
 def _short_repr(value: Any, limit: int = 200) -> str:
