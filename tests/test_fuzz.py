@@ -930,6 +930,9 @@ def global_metadata_outcome(namespace: Any, mapping: Any) -> tuple[set[type], An
         return {ValueError}, None
     if namespace in ("ome", "ome_writers") or xml_unsafe(namespace):
         faults.add(ValueError)
+    # OME stores a namespace as xs:anyURI: no brackets, '%' only as %XX
+    if re.search(r"[\[\]]|%(?![0-9A-Fa-f]{2})", namespace):
+        faults.add(ValueError)
     try:
         mapping = dict(mapping)
     except (TypeError, ValueError):
@@ -1547,6 +1550,17 @@ def exclude_known_defects(plan: Plan) -> None:
     # and channel before the 10,000-channel limit is checked: 10**5 cameras
     # take 3 s to refuse, 2**40 end in MemoryError
     assume(plan.engine == "scratch" or max(cameras, default=0) <= 10_000)
+    # defect: with chunks or shards spanning several frames, tensorstore and
+    # zarr-python take time linear in a skip: skip(frames=10**6) 20-60 s
+    # (tensorstore), over 5 minutes (zarr-python)
+    spanning = any(
+        (d.chunk_size or 1) > 1 or (d.shard_size_chunks or 1) > 1 for d in plan.index
+    )
+    longest_skip = max(
+        (op[1] for op in plan.ops if op[0] == "skip" and isinstance(op[1], int)),
+        default=0,
+    )
+    assume(plan.engine not in ZARR_ENGINES or not spanning or longest_skip <= 10_000)
 
 
 # =================================================================== metadata
