@@ -614,6 +614,7 @@ def dim_specs(draw: st.DrawFn, engine: str) -> list[DimSpec]:
         specs[0].coords = None  # (coords would give the count)
     elif specs and draw(st.integers(0, 7)) == 0:
         specs[0].count = draw(st.sampled_from([2**20, 2**32, 2**40]))
+        specs[0].coords = None
     if draw(st.integers(0, 2)) == 0:
         count = draw(st.integers(1, 3))
         names = draw(
@@ -1310,7 +1311,9 @@ def check_inside(tmp: Path, output_path: str, before: dict[Path, Any]) -> None:
 # ------------------------------------------------------------------- running
 
 
-_EXPECTED_WARNINGS = ("temporary directory", "cannot be told from root_path")
+#: the warnings a call may give: a scratch spill, a format guessed from the
+#: path, a declared size past the free disk space
+_EXPECTED_WARNINGS = ("temporary directory", "cannot be told from root_path", "free")
 
 
 def build_settings(plan: Plan, tmp: Path) -> AcquisitionSettings:
@@ -1543,13 +1546,14 @@ def test_streams_read_back_what_was_accepted(engine: str, data: st.DataObject) -
 
 def exclude_known_defects(plan: Plan) -> None:
     """Cases that hit a reported defect; remove each once it is fixed."""
-    cameras = [
-        d.count or 1 for d in plan.index if d.name == "cam" and d.kind == "other"
-    ]
+    cameras = [d for d in plan.index if d.name == "cam" and d.kind == "other"]
+    folded = math.prod(
+        d.count or 1 for d in plan.index if d.kind == "channel" or d in cameras
+    )
     # defect: a "cam" axis folded into the channels builds a Channel per camera
-    # and channel before the 10,000-channel limit is checked: 10**5 cameras
-    # take 3 s to refuse, 2**40 end in MemoryError
-    assume(plan.engine == "scratch" or max(cameras, default=0) <= 10_000)
+    # and channel before the 10,000-channel limit is checked: 10**5 take 3 s
+    # to refuse, 2**33 end in MemoryError
+    assume(plan.engine == "scratch" or not cameras or folded <= 10_000)
     # defect: with chunks or shards spanning several frames, tensorstore and
     # zarr-python take time linear in a skip: skip(frames=10**6) 20-60 s
     # (tensorstore), over 5 minutes (zarr-python)
@@ -1561,6 +1565,14 @@ def exclude_known_defects(plan: Plan) -> None:
         default=0,
     )
     assume(plan.engine not in ZARR_ENGINES or not spanning or longest_skip <= 10_000)
+    # defect: acquire-zarr takes frames in storage order only: where that is
+    # not the acquisition order, close appends a zero frame for every slot
+    # before the last frame written (~1 ms each: 2**16 slots take 50 s)
+    routing = Routing(plan)
+    acquisition = [d.name for d in plan.index if d.kind != "position"]
+    reordered = [g[0] for g in routing.groups] != acquisition
+    declared = math.prod(d.count or 1 for d in plan.index)
+    assume(plan.engine != "acquire-zarr" or not reordered or declared <= 10_000)
 
 
 # =================================================================== metadata
