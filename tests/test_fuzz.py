@@ -227,7 +227,10 @@ def dimension_kwargs(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.integers(0, 3)):
         kwargs["count"] = draw(
             mostly(
-                st.one_of(st.integers(1, 4), st.sampled_from([None, 2**20, 2**40])),
+                st.one_of(
+                    st.integers(1, 4),
+                    st.sampled_from([None, 10**5, 10**6, 2**20, 2**40]),
+                ),
                 st.one_of(st.integers(0, 2**70), _FIELD_VALUES),
             )
         )
@@ -372,26 +375,11 @@ def settings_kwargs(draw: st.DrawFn) -> dict[str, Any]:
     return kwargs
 
 
-def _huge_position_count(kwargs: dict[str, Any]) -> bool:
-    count = kwargs.get("count")
-    is_position = kwargs.get("type") == "position" or (
-        not kwargs.get("type") and kwargs.get("name") in ("p", "P")
-    )
-    return (
-        is_position
-        and isinstance(count, int)
-        and 10_000 < count <= 1_000_000
-        and kwargs.get("coords") is None
-    )
-
-
 @fuzz(ci_examples=300)
 @given(kwargs=settings_kwargs())
 def test_settings_are_made_or_refused_by_name(kwargs: dict[str, Any]) -> None:
     dims = []
     for dim_kwargs in kwargs.get("dimensions", []):
-        # defect: Dimension('p', 10**6) builds 10**6 Position objects (13 s)
-        assume(not _huge_position_count(dim_kwargs))
         dim, exc = attempt(lambda kw=dim_kwargs: Dimension(**kw))
         if exc is not None:
             check_refusal(exc, dim_kwargs)

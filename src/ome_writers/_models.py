@@ -23,7 +23,15 @@ import re
 import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_extra_types.color import COLORS_BY_NAME
 
 from ome_writers._util import xml_unsafe_text
@@ -353,6 +361,15 @@ class Dimension(_Model):
     translation: float | None = None
 
     _positional = ("name", "count")
+    #: the ``coords`` list made from a count (see ``_default_positions``)
+    _generated_coords: list[CoordValue] | None = PrivateAttr(default=None)
+
+    @field_serializer("coords")
+    def _dump_coords(self, coords: list[CoordValue] | None) -> Any:
+        # positions made from a count, still as made, are stored as the count
+        if coords is None or coords is not self._generated_coords:
+            return coords
+        return None if _are_default_positions(coords) else coords
 
     @model_validator(mode="before")
     @classmethod
@@ -390,11 +407,17 @@ class Dimension(_Model):
                     f"positions, more than {MAX_POSITIONS:,}; each position is an "
                     "image of its own: give a realistic count"
                 )
-            data["coords"] = [Position(name=str(i)) for i in range(count)]
+            # filled in after validation (_check): 10**6 default positions
+            # would take seconds to validate one by one
+            data.pop("coords", None)
         return data
 
     @model_validator(mode="after")
     def _check(self) -> Dimension:
+        if self.type == "position" and self.coords is None and self.count is not None:
+            self.__dict__["coords"] = _default_positions(self.count)
+            self._generated_coords = self.__dict__["coords"]
+            return self
         if self.coords is not None and self.count != len(self.coords):
             raise ValueError(
                 f"dimension {self.name!r}: count={self.count} does not match "
@@ -462,6 +485,25 @@ class PositionDimension(Dimension):
 
 #: positions one acquisition may have (each is an image: an array or a file)
 MAX_POSITIONS = 1_000_000
+
+
+def _default_positions(count: int) -> list[CoordValue]:
+    """Positions ``"0"``, ``"1"``, ... for a position dimension given a count.
+
+    Copies of one validated ``Position``: its names are valid and unique, so
+    the per-position checks are skipped (2 µs a position instead of 15).
+    """
+    template = Position(name="0")
+    return [template.model_copy(update={"name": str(i)}) for i in range(count)]
+
+
+def _are_default_positions(coords: Sequence[CoordValue]) -> bool:
+    """True when ``coords`` are still what ``_default_positions`` made."""
+    default = Position(name="0").__dict__
+    return all(
+        isinstance(c, Position) and c.__dict__ == {**default, "name": str(i)}
+        for i, c in enumerate(coords)
+    )
 
 
 def _check_position_names(dimension: str, coords: Sequence[CoordValue]) -> None:
