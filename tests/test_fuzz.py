@@ -1534,14 +1534,6 @@ def test_streams_read_back_what_was_accepted(engine: str, data: st.DataObject) -
 
 def exclude_known_defects(plan: Plan) -> None:
     """Cases that hit a reported defect; remove each once it is fixed."""
-    cameras = [d for d in plan.index if d.name == "cam" and d.kind == "other"]
-    folded = math.prod(
-        d.count or 1 for d in plan.index if d.kind == "channel" or d in cameras
-    )
-    # defect: a "cam" axis folded into the channels builds a Channel per camera
-    # and channel before the 10,000-channel limit is checked: 10**5 take 3 s
-    # to refuse, 2**33 end in MemoryError
-    assume(plan.engine == "scratch" or not cameras or folded <= 10_000)
     # defect: with chunks or shards spanning several frames, tensorstore and
     # zarr-python take time linear in a skip: skip(frames=10**6) 20-60 s
     # (tensorstore), over 5 minutes (zarr-python)

@@ -457,6 +457,22 @@ def test_a_huge_position_count_is_refused_at_once() -> None:
         Dimension("p", 10**9, type="position")
 
 
+@pytest.mark.parametrize("cameras", [10**5, 2**33])
+def test_a_folded_camera_axis_past_the_channel_limit_is_refused_at_once(
+    cameras: int,
+) -> None:
+    """A 'cam' axis folded into the channels built a Channel per camera and
+    channel before the limit was checked: 10**5 took 3 s, 2**33 MemoryError."""
+    dims = [
+        Dimension("c", 2),
+        Dimension("cam", cameras, type="other"),
+        Dimension("y", 4),
+        Dimension("x", 4),
+    ]
+    with pytest.raises(ValueError, match=rf"giving {2 * cameras:,} channels"):
+        AcquisitionSettings(root_path="x.ome.zarr", dimensions=dims, dtype="uint8")
+
+
 def test_positions_from_a_count_are_stored_as_the_count() -> None:
     """Dimension('p', 10**6) built and re-validated 10**6 Positions (13 s), and
     dumped them all into the settings every output keeps."""

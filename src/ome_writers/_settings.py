@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ome_writers._formats import (
+    MAX_OME_CHANNELS,
     FormatModel,
     ScratchFormat,
     format_from_path,
@@ -237,6 +238,17 @@ class AcquisitionSettings(_Model):
         channel = next(
             (d.name for d in self.index_dimensions if d.type == "channel"), None
         )
+        cameras = next(d.count or 1 for d in self.dimensions if d.name == camera)
+        channels = next((d.count or 1 for d in self.dimensions if d.name == channel), 1)
+        if channels * cameras > MAX_OME_CHANNELS:
+            # refused before any Channel is made: 2**33 would not fit in memory
+            raise ValueError(
+                f"dimensions: the camera axis {camera!r} ({cameras:,} cameras) is "
+                f"stored inside the channel axis, giving {channels * cameras:,} "
+                f"channels; format {self.format.name!r} lists every channel, so "
+                f"at most {MAX_OME_CHANNELS:,} are written: use fewer cameras, "
+                "another name than 'cam' for this axis, or format='scratch'"
+            )
         first = self.dimensions[0]
         if first.count is None and first.name in (camera, channel):
             raise ValueError(
