@@ -1,6 +1,7 @@
 """Stream microscope camera frames into multi-dimensional arrays with OME metadata."""
 
 from ome_writers._backends.scratch._reader import ScratchDataset, open_scratch
+from ome_writers._convert import ConversionReport, convert
 from ome_writers._errors import (
     BackendUnavailableError,
     NotADatasetError,
@@ -30,6 +31,7 @@ __all__ = [
     "AcquisitionSettings",
     "BackendUnavailableError",
     "Channel",
+    "ConversionReport",
     "CoordUpdate",
     "CoordsUpdate",
     "Dimension",
@@ -50,6 +52,7 @@ __all__ = [
     "StreamView",
     "WriteError",
     "__version__",
+    "convert",
     "create_stream",
     "dims_from_standard_axes",
     "dims_from_useq",

@@ -190,6 +190,8 @@ class OmeXmlBuilder:
         self.axes = OmeAxes.from_settings(settings)
         self.pixel_type = pixel_type(settings.dtype)
         self._dims = {d.name: d for d in settings.stored_dimensions}
+        # once: each rewrite of an unbounded stream's XML would dump them again
+        self._settings_json = json.dumps(settings.model_dump(mode="json"))
 
     # ------------------------------------------------------------ pieces
 
@@ -353,6 +355,8 @@ class OmeXmlBuilder:
             "frames_written": str(state.frames_written),
             "complete": "true" if state.complete else "false",
             "compression": str(self.settings.compression),
+            # everything to rebuild the settings exactly (ome_writers.convert)
+            "settings": self._settings_json,
         }
         return map_annotation("Annotation:0", WRITER_NAMESPACE, entries)
 

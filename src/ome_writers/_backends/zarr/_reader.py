@@ -1,0 +1,253 @@
+"""Reading an OME-Zarr this package wrote back as an acquisition (for ``convert``).
+
+Read-only: arrays are opened for reading (tensorstore when installed, else
+zarr-python) and no file is ever written, so an output whose writer was
+killed stays as it was (``recover`` is what finishes one).
+
+Where things are (see ``_common``): the root group's
+``attributes["ome_writers"]`` holds the ``settings``
+(``AcquisitionSettings.model_dump(mode="json")``), ``frames_written``,
+``complete`` and the ``global_namespaces``, each of them a top-level
+attribute of the root; each image group's ``attributes["ome_writers"]
+["frame_metadata"]`` holds its frames' records (written at close). The image
+groups and arrays follow from the settings (``build_layout``).
+
+Reading in blocks: a frame is read as part of the block of frames that share
+its chunks along the non-frame axes (the whole frame along Y and X), and the
+last few blocks are kept, so a chunk that spans several frames is read and
+decoded once, not once per frame, while memory stays a few blocks whatever
+the size of the array. Frames outside the array's current extent (an
+interrupted unbounded array) read as zeros.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ome_writers._backends._registry import is_backend_available
+from ome_writers._backends.zarr._metadata import NAMESPACE, build_layout
+from ome_writers._errors import BackendUnavailableError, NotADatasetError
+from ome_writers._router import FrameRouter, build_router
+from ome_writers._settings import AcquisitionSettings
+
+if TYPE_CHECKING:
+    import os
+
+#: blocks kept per dataset (a block: one chunk deep along the non-frame axes)
+CACHED_BLOCKS = 4
+_RESERVED_RECORD_KEYS = ("frame_number", "storage_index")
+
+
+@dataclass
+class ZarrDataset:
+    """An OME-Zarr output of this package, opened for reading.
+
+    Attributes
+    ----------
+    root
+        The root directory.
+    settings
+        The acquisition's settings, as the writer recorded them.
+    compression
+        The compression the writer used (None: uncompressed).
+    complete
+        True once the writer closed it.
+    frames_written
+        The frame count the root group records (updated at close).
+    global_metadata
+        The ``set_global_metadata`` namespaces.
+    frame_metadata
+        Frame number -> the keys given to ``append`` (written at close).
+    """
+
+    root: Path
+    settings: AcquisitionSettings
+    compression: str | None
+    complete: bool
+    frames_written: int
+    global_metadata: dict[str, Any]
+    frame_metadata: dict[int, dict[str, Any]]
+    router: FrameRouter = field(repr=False)
+    _arrays: list[Any] = field(default_factory=list, repr=False)
+    _chunks: tuple[int, ...] = ()
+    _cache: OrderedDict[tuple[int, tuple[int, ...]], np.ndarray] = field(
+        default_factory=OrderedDict, repr=False
+    )
+
+    @property
+    def extents(self) -> list[tuple[int, ...]]:
+        """Each position array's current shape (storage order, frame last)."""
+        return [tuple(int(n) for n in a.shape) for a in self._arrays]
+
+    def read_frame(self, frame_number: int) -> np.ndarray:
+        """The frame's pixels (a view into a cached block: do not keep it)."""
+        position, index = self.router.locate(frame_number)
+        chunks = self._chunks
+        origin = tuple(i - i % c for i, c in zip(index, chunks))
+        key = (position, origin)
+        block = self._cache.get(key)
+        if block is None:
+            block = self._read_block(position, origin)
+            self._cache[key] = block
+            while len(self._cache) > CACHED_BLOCKS:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return block[tuple(i - o for i, o in zip(index, origin))]  # type: ignore[no-any-return]
+
+    def _read_block(self, position: int, origin: tuple[int, ...]) -> np.ndarray:
+        array = self._arrays[position]
+        shape = [int(n) for n in array.shape]
+        frame = self.settings.frame_shape
+        stops = [min(o + c, n) for o, c, n in zip(origin, self._chunks, shape)]
+        wanted = [o + c for o, c in zip(origin, self._chunks)]
+        region = tuple(slice(o, s) for o, s in zip(origin, stops))
+        if stops == wanted:
+            return np.ascontiguousarray(_read(array, region))
+        # past the array's extent (a partial chunk, an interrupted array): zeros
+        block = np.zeros(
+            (*(w - o for w, o in zip(wanted, origin)), *frame), self.settings.dtype
+        )
+        if all(o < s for o, s in zip(origin, stops)):
+            block[tuple(slice(0, s - o) for o, s in zip(origin, stops))] = _read(
+                array, region
+            )
+        return block
+
+    def close(self) -> None:
+        """Drop the arrays and the cached blocks."""
+        self._arrays = []
+        self._cache.clear()
+
+
+def _read(array: Any, region: tuple[slice, ...]) -> np.ndarray:
+    if hasattr(array, "read"):  # tensorstore
+        return np.asarray(array[region].read().result())
+    return np.asarray(array[region])
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_zarr_dataset(path: Path) -> bool:
+    """True when ``path`` is a Zarr group whose root carries our attributes."""
+    document = _read_json(path / "zarr.json")
+    attributes = (document or {}).get("attributes")
+    return isinstance(attributes, dict) and isinstance(attributes.get(NAMESPACE), dict)
+
+
+def open_zarr_dataset(path: str | os.PathLike[str]) -> ZarrDataset:
+    """Open an OME-Zarr output of this package for reading.
+
+    Raises
+    ------
+    NotADatasetError
+        ``path`` is not an OME-Zarr root written by this package.
+    BackendUnavailableError
+        Neither tensorstore nor zarr-python is installed.
+    """
+    root = Path(path)
+    document = _read_json(root / "zarr.json")
+    attributes = (document or {}).get("attributes")
+    own = attributes.get(NAMESPACE) if isinstance(attributes, dict) else None
+    if not isinstance(attributes, dict) or not isinstance(own, dict):
+        raise NotADatasetError(
+            f"{str(path)!r} is not an OME-Zarr written by ome_writers (its root "
+            f"zarr.json has no {NAMESPACE!r} attributes)"
+        )
+    try:
+        settings = AcquisitionSettings.model_validate(
+            {**own["settings"], "compression": None, "overwrite": False}
+        )
+        settings.validate_stream_ready()
+    except (KeyError, ValueError, TypeError) as exc:
+        raise NotADatasetError(
+            f"the settings recorded in {str(root / 'zarr.json')!r} are not valid "
+            f"({exc})"
+        ) from None
+    layout = build_layout(settings)
+    frame_metadata: dict[int, dict[str, Any]] = {}
+    for node in layout.images:
+        group = _read_json(root / node.path / "zarr.json") if node.path else document
+        own_group = ((group or {}).get("attributes") or {}).get(NAMESPACE) or {}
+        for record in own_group.get("frame_metadata") or []:
+            values = {k: v for k, v in record.items() if k not in _RESERVED_RECORD_KEYS}
+            frame_metadata[int(record["frame_number"])] = values
+    namespaces = own.get("global_namespaces") or []
+    dataset = ZarrDataset(
+        root=root,
+        settings=settings,
+        compression=own["settings"].get("compression"),
+        complete=bool(own.get("complete")),
+        frames_written=int(own.get("frames_written") or 0),
+        global_metadata={n: attributes[n] for n in namespaces if n in attributes},
+        frame_metadata=frame_metadata,
+        router=build_router(settings),
+    )
+    paths = [root / node.array_path for node in layout.images]
+    missing = [p for p in paths if not (p / "zarr.json").is_file()]
+    if missing:
+        raise NotADatasetError(
+            f"{str(missing[0])!r} has no zarr.json: the array of a position is "
+            "missing, so the dataset cannot be read"
+        )
+    dataset._arrays = [_open_array(p) for p in paths]
+    dataset._chunks = _block_shape(paths[0], len(settings.storage_dimension_names))
+    return dataset
+
+
+def _block_shape(array_path: Path, index_axes: int) -> tuple[int, ...]:
+    """The inner chunk shape along the non-frame axes (1 where unknown)."""
+    metadata = _read_json(array_path / "zarr.json") or {}
+    grid = metadata.get("chunk_grid", {}).get("configuration", {})
+    chunks = list(grid.get("chunk_shape") or [])
+    for codec in metadata.get("codecs") or []:
+        if codec.get("name") == "sharding_indexed":
+            chunks = list(codec.get("configuration", {}).get("chunk_shape") or chunks)
+    chunks = chunks[:index_axes]
+    chunks += [1] * (index_axes - len(chunks))
+    return tuple(max(int(c), 1) for c in chunks)
+
+
+def _open_array(path: Path) -> Any:
+    """The array at ``path``, read-only, through the first engine installed."""
+    if is_backend_available("tensorstore"):
+        import tensorstore as ts
+
+        spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}
+        try:
+            return ts.open(spec, open=True, read=True, write=False).result()
+        except ValueError as exc:
+            raise NotADatasetError(f"cannot open {str(path)!r}: {exc}") from None
+    if is_backend_available("zarr-python"):
+        import zarr
+        from zarr.storage import LocalStore
+
+        try:
+            return zarr.open_array(LocalStore(path, read_only=True), mode="r")
+        except (ValueError, KeyError, FileNotFoundError) as exc:
+            raise NotADatasetError(f"cannot open {str(path)!r}: {exc}") from None
+    raise BackendUnavailableError(
+        f"reading the OME-Zarr {str(path)!r} needs tensorstore or zarr-python, "
+        "neither is installed; install one with: pip install "
+        "'ome-writers[tensorstore]'"
+    )
+
+
+def block_bytes(dataset: ZarrDataset) -> int:
+    """Bytes of one cached block."""
+    frame = math.prod(dataset.settings.frame_shape)
+    itemsize = np.dtype(dataset.settings.dtype).itemsize
+    return math.prod(dataset._chunks) * frame * itemsize

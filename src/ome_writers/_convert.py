@@ -1,0 +1,389 @@
+"""``convert``: one output of this package into another format, streamed.
+
+Preview now, keep later: acquire into scratch, look at it, then convert what
+is worth keeping into OME-Zarr or OME-TIFF (or any of the three into any
+other, e.g. OME-Zarr into OME-Zarr with other chunks or compression).
+
+Design. The source is opened read-only as an acquisition (``_dataset``):
+its settings (as the writer recorded them), its global metadata, and per
+frame number its pixels and its metadata. The destination is a normal stream
+(``create_stream``) with the source's settings but ``root_path``, format,
+compression and, if given, chunks and shards; its frames are appended in
+acquisition order, with their metadata. So the destination is exactly what a
+stream writes, with every guarantee a stream gives, and nothing here knows
+how a format lays out its files.
+
+- **Frames never written** (skipped, or lost to an interrupted writer)
+  read as zeros in every format, and so does a frame whose pixels are all
+  zero: such a frame without metadata is skipped in the destination, not
+  written (a missing chunk, a hole in a TIFF page); it reads the same.
+- **Interrupted sources** are read as they are, never finished in place
+  (``_dataset``); the destination is complete and holds the frames that
+  exist.
+- **Memory** stays a few frames or chunks on the reading side: scratch
+  frames and OME-TIFF pages are read with ``pread`` into one reused buffer,
+  OME-Zarr in blocks one chunk deep along the non-frame axes, the last few
+  kept (``_backends/zarr/_reader``), so a chunk spanning several frames is
+  decoded once. The destination's stream holds what any stream holds (an
+  OME-Zarr chunk being filled, the writes in flight). Per-frame metadata (a
+  few hundred bytes a frame) is held whole, as a stream does.
+- **Safety**: the destination is refused if it exists, unless
+  ``overwrite=True``, which replaces only what this package wrote (the
+  stream's own rule); it may not be, contain, or lie inside the source. If
+  the conversion fails or is interrupted (``KeyboardInterrupt``), the stream
+  is abandoned, never closed (closing marks an output complete), and what it
+  wrote is removed; a killed conversion leaves an interrupted output that
+  says so (``complete`` false, a journal beside it). The source is only read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ome_writers._backends._base import MAX_ZERO_FILL_BYTES, MAX_ZERO_FILL_FRAMES
+from ome_writers._backends._journal import journal_path
+from ome_writers._backends.scratch import _files as scratch_files
+from ome_writers._dataset import Dataset, open_dataset
+from ome_writers._settings import AcquisitionSettings
+from ome_writers._stream import create_stream
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from ome_writers._formats import OmeTiffFormat, OmeZarrFormat, ScratchFormat
+    from ome_writers._stream import OMEStream
+
+    #: ``progress(frames_done, frames_total, bytes_done)``
+    ProgressCallback = Callable[[int, int, int], object]
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    """What ``convert`` did.
+
+    Attributes
+    ----------
+    source
+        The source as given.
+    destination
+        Where the data went (``settings.output_path`` of the destination).
+    source_format, format
+        ``"scratch"``, ``"ome-zarr"`` or ``"ome-tiff"``: the source's, and
+        the destination's.
+    source_complete
+        False when the source's writer was interrupted (the destination holds
+        the frames it had written, and is complete).
+    frames_written
+        Frames the destination holds, appended or skipped (as
+        ``OMEStream.frames_written`` counts them).
+    frames_skipped
+        Of those, the frames skipped: never written in the source, or all
+        zeros without metadata (they read as zeros).
+    frames_declared
+        Frames the dimensions declare; None for an unbounded first dimension.
+    bytes
+        Pixel bytes copied (frames appended x bytes per frame).
+    seconds
+        Wall time of the whole conversion.
+    """
+
+    source: str
+    destination: str
+    source_format: str
+    format: str
+    source_complete: bool
+    frames_written: int
+    frames_skipped: int
+    frames_declared: int | None
+    bytes: int
+    seconds: float
+
+
+def convert(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    *,
+    format: str | ScratchFormat | OmeZarrFormat | OmeTiffFormat | None = None,
+    compression: str | None = None,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    chunks: Mapping[str, int] | None = None,
+    shards: Mapping[str, int] | None = None,
+) -> ConversionReport:
+    """Write the acquisition in ``source`` to ``destination`` in another format.
+
+    Everything is kept: dimensions and their order, dtype, units and scales,
+    channels, positions and stage coordinates, the plate, per-frame and
+    global metadata. See the module notes for how it streams and what
+    happens on failure.
+
+    Parameters
+    ----------
+    source
+        An output of this package: a scratch root (complete, or interrupted
+        and never recovered), an OME-Zarr root, or an OME-TIFF (the file, the
+        folder of one file per position or any file in it, its companion
+        file, or the ``root_path`` it was written for). It is never modified.
+    destination
+        The destination's ``root_path``.
+    format
+        The destination format, as ``AcquisitionSettings.format`` takes it: a
+        name (``"ome-zarr"``, ``"tensorstore"``, ``"ome-tiff"``,
+        ``"scratch"``, ...) or a format model for its options (e.g.
+        ``OmeTiffFormat(prefer_single_file="always")``). None follows the
+        suffix of ``destination`` (``.ome.zarr``, ``.ome.tiff``); scratch
+        must be named. Options of the source's format are not carried over.
+    compression
+        The destination's codec. None keeps the source's if the destination
+        format can write it (else uncompressed); ``"none"`` writes
+        uncompressed.
+    overwrite
+        Replace an existing destination that this package wrote.
+    progress
+        Called after every frame as ``progress(frames_done, frames_total,
+        bytes_done)`` (``bytes_done``: pixel bytes copied so far).
+    chunks, shards
+        Dimension name -> ``Dimension.chunk_size`` / ``shard_size_chunks``
+        for the destination (OME-Zarr); the others keep the source's.
+
+    Returns
+    -------
+    ConversionReport
+
+    Raises
+    ------
+    NotADatasetError
+        ``source`` is not an output of this package (a ``ValueError``).
+    FileExistsError
+        ``destination`` exists and ``overwrite`` is False, or it is not an
+        output this package may replace.
+    ValueError
+        Settings the destination format cannot write (e.g. more than five
+        axes in OME-Zarr), an unknown format or compression, a ``chunks``
+        name that is not a dimension, or a destination overlapping the
+        source.
+    BackendUnavailableError
+        The engine of the destination, or a reader of the source, is not
+        installed (an ``ImportError``).
+    WriteError
+        The destination's disk refused (nothing of it is left).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from ome_writers import AcquisitionSettings, create_stream
+    >>> from ome_writers import dims_from_standard_axes
+    >>> tmp = tempfile.mkdtemp()
+    >>> settings = AcquisitionSettings(
+    ...     root_path=f"{tmp}/preview",
+    ...     format="scratch",
+    ...     dimensions=dims_from_standard_axes({"t": 3, "y": 8, "x": 8}),
+    ...     dtype="uint16",
+    ... )
+    >>> with create_stream(settings) as stream:
+    ...     for t in range(3):
+    ...         stream.append(np.full((8, 8), t, "uint16"))
+    >>> report = convert(f"{tmp}/preview", f"{tmp}/kept.ome.zarr")
+    >>> report.format, report.frames_written, report.frames_skipped
+    ('ome-zarr', 3, 1)
+    """
+    start = time.perf_counter()
+    src = open_dataset(Path(os.fspath(source)))
+    try:
+        settings = _destination_settings(
+            src, destination, format, compression, overwrite, chunks, shards
+        )
+        _check_apart(src, settings)
+        output = Path(os.path.abspath(settings.output_path))
+        existed = os.path.lexists(output)
+        stream = create_stream(settings)
+        try:
+            for namespace, mapping in src.global_metadata.items():
+                stream.set_global_metadata(namespace, mapping)
+            appended, skipped = _copy_frames(src, stream, progress)
+        except BaseException:
+            _abandon(stream)
+            _remove_output(stream, output, existed=existed)
+            raise
+        try:
+            stream.close()
+        except BaseException:
+            _remove_output(stream, output, existed=existed, journal=True)
+            raise
+    finally:
+        src.close()
+    frame_bytes = math.prod(settings.frame_shape) * settings.itemsize
+    return ConversionReport(
+        source=os.fspath(source),
+        destination=settings.output_path,
+        source_format=src.kind,
+        format=settings.format.name,
+        source_complete=src.complete,
+        frames_written=appended + skipped,
+        frames_skipped=skipped,
+        frames_declared=settings.num_frames,
+        bytes=appended * frame_bytes,
+        seconds=time.perf_counter() - start,
+    )
+
+
+# ------------------------------------------------------------------ destination
+
+
+def _destination_settings(
+    src: Dataset,
+    destination: str | os.PathLike[str],
+    fmt: Any,
+    compression: str | None,
+    overwrite: bool,
+    chunks: Mapping[str, int] | None,
+    shards: Mapping[str, int] | None,
+) -> AcquisitionSettings:
+    """The source's settings with the destination's path, format and codec."""
+    data = src.settings.model_dump(mode="json")
+    dims: list[dict[str, Any]] = data["dimensions"]
+    names = [d["name"] for d in dims]
+    for option, field, mapping in (
+        ("chunks", "chunk_size", chunks),
+        ("shards", "shard_size_chunks", shards),
+    ):
+        unknown = sorted(set(mapping or {}) - set(names))
+        if unknown:
+            raise ValueError(
+                f"{option}: {unknown!r} are not dimensions of the source; use "
+                f"names from {names!r}"
+            )
+        for d in dims:
+            if mapping and d["name"] in mapping:
+                d[field] = mapping[d["name"]]
+    data.update(
+        root_path=os.fspath(destination),
+        format="auto" if fmt is None else fmt,
+        compression=None,
+        overwrite=overwrite,
+    )
+    settings = AcquisitionSettings.model_validate(data)
+    wanted = compression
+    if wanted is None:
+        keep = src.compression
+        wanted = keep if keep in settings.format.supported_compressions() else None
+    if wanted is not None:
+        settings.compression = wanted  # validated on assignment
+    return settings
+
+
+def _check_apart(src: Dataset, settings: AcquisitionSettings) -> None:
+    """Refuse a destination that is, contains or lies inside the source."""
+    output = Path(os.path.realpath(settings.output_path))
+    journal = Path(os.path.realpath(journal_path(output)))
+    for part in src.paths:
+        resolved = Path(os.path.realpath(part))
+        for target in (output, journal):
+            if (
+                target == resolved
+                or resolved in target.parents
+                or target in resolved.parents
+            ):
+                raise ValueError(
+                    f"destination {settings.output_path!r} overlaps the source "
+                    f"{str(part)!r}; convert never writes into, over or around its "
+                    "source: choose another destination"
+                )
+
+
+def _is_zero(frame: np.ndarray) -> bool:
+    """All bits zero (so -0.0 is not), looking at a few pixels first."""
+    bits = frame.reshape(-1).view(f"u{frame.dtype.itemsize}")
+    if bits[0] or bits[bits.size // 2] or bits[-1]:
+        return False
+    return not bits.any()
+
+
+def _copy_frames(
+    src: Dataset, stream: OMEStream, progress: ProgressCallback | None
+) -> tuple[int, int]:
+    """Append (or skip) every frame in acquisition order; (appended, skipped)."""
+    total = src.frames_written
+    settings = src.settings
+    frame_bytes = math.prod(settings.frame_shape) * settings.itemsize
+    # what one skip may fill in formats that write zeros (OME-TIFF, acquire-zarr)
+    max_skip = max(1, min(MAX_ZERO_FILL_FRAMES, MAX_ZERO_FILL_BYTES // frame_bytes))
+    read, metadata_of = src.read, src.metadata
+    append, skip = stream.append, stream.skip
+    appended = skipped = pending = 0
+    for n in range(total):
+        metadata = metadata_of(n)
+        frame = read(n)
+        if metadata is None and (frame is None or _is_zero(frame)):
+            pending += 1
+            if pending == max_skip:
+                skip(frames=pending)
+                skipped, pending = skipped + pending, 0
+        else:
+            if pending:
+                skip(frames=pending)
+                skipped, pending = skipped + pending, 0
+            if frame is None:
+                frame = np.zeros(settings.frame_shape, settings.dtype)
+            append(frame, frame_metadata=metadata)
+            appended += 1
+        if progress is not None:
+            progress(n + 1, total, appended * frame_bytes)
+    if pending:
+        skip(frames=pending)
+        skipped += pending
+    return appended, skipped
+
+
+# ------------------------------------------------------------------ failure
+
+
+def _abandon(stream: OMEStream) -> None:
+    """Release a stream without finishing it: its output must not claim complete.
+
+    ``close()`` (and the finalizer that calls it for a forgotten stream)
+    writes the final metadata and marks the output complete, so neither may
+    run: the finalizer is detached and the backend aborted (its writer
+    threads stopped, its files closed).
+    """
+    stream._finalizer.detach()
+    with stream._lock:
+        stream._closed = True
+    try:
+        stream._events.stop()
+    finally:
+        stream._backend.abort()
+
+
+def _remove_output(
+    stream: OMEStream, output: Path, *, existed: bool, journal: bool = True
+) -> None:
+    """Delete what the destination's stream wrote (and its journal).
+
+    A destination that did not exist before is removed whole; one that did
+    (``overwrite=True``) was replaced by the stream, except for a folder that
+    may hold files of others (OME-TIFF's folder of files, a reused scratch
+    root): there only the stream's own files go.
+    """
+    backend = stream._backend
+    kept = backend.journal
+    if journal and kept is not None:
+        kept.remove()
+    name = stream.settings.format.name
+    if name == "ome-tiff" and existed and output.is_dir():
+        for path in getattr(backend, "paths", []):
+            Path(path).unlink(missing_ok=True)
+    elif name == "scratch" and existed and output.is_dir():
+        scratch_files.remove_scratch_files(output)
+    elif output.is_dir() and not output.is_symlink():
+        shutil.rmtree(output, ignore_errors=True)
+    elif os.path.lexists(output):
+        output.unlink()
