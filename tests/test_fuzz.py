@@ -1534,17 +1534,6 @@ def test_streams_read_back_what_was_accepted(engine: str, data: st.DataObject) -
 
 def exclude_known_defects(plan: Plan) -> None:
     """Cases that hit a reported defect; remove each once it is fixed."""
-    # defect: with chunks or shards spanning several frames, tensorstore and
-    # zarr-python take time linear in a skip: skip(frames=10**6) 20-60 s
-    # (tensorstore), over 5 minutes (zarr-python)
-    spanning = any(
-        (d.chunk_size or 1) > 1 or (d.shard_size_chunks or 1) > 1 for d in plan.index
-    )
-    longest_skip = max(
-        (op[1] for op in plan.ops if op[0] == "skip" and isinstance(op[1], int)),
-        default=0,
-    )
-    assume(plan.engine not in ZARR_ENGINES or not spanning or longest_skip <= 10_000)
     # defect: acquire-zarr takes frames in storage order only: where that is
     # not the acquisition order, close appends a zero frame for every slot
     # before the last frame written (~1 ms each: 2**16 slots take 50 s)

@@ -191,6 +191,80 @@ def test_a_long_skip_grows_the_array_once(tmp_path: Path, engine: str) -> None:
     np.testing.assert_array_equal(array[last // 2, last % 2], FRAME + 2)
 
 
+@pytest.mark.parametrize("engine", ["tensorstore", "zarr-python"])
+@pytest.mark.parametrize(
+    ("sizes", "chunks", "ops"),
+    [
+        pytest.param(
+            {"t": None, "c": 2, "y": 4, "x": 4},
+            {"t": 4},
+            [1, -(10**9), 1],
+            id="unbounded-t-chunk4-skip1e9",
+        ),
+        pytest.param(
+            {"t": 10**6, "z": 4, "y": 4, "x": 4},
+            {"z": 4},
+            [2, -(4 * 10**6 - 5), 3],
+            id="bounded-z-chunk4-skip-most",
+        ),
+        pytest.param(
+            {"t": 6, "p": 2, "c": 3, "y": 4, "x": 4},
+            {"t": 4, "c": 2},
+            [1, -5, 3, -2, 1, -7, 4, -3, 5, -2, 1, -1],
+            id="positions-blocks-open-across-skips",
+        ),
+    ],
+)
+def test_a_skip_over_multi_frame_chunks_costs_what_a_short_one_does(
+    tmp_path: Path, engine: str, sizes: dict[str, int | None], chunks: dict, ops: list
+) -> None:
+    """With chunks spanning several frames, skip(10**6) counted every frame
+    into its block one by one (20-60 s in tensorstore, minutes in zarr-python);
+    now only blocks open at the time are visited."""
+    root = tmp_path / "a.ome.zarr"
+    dims = dims_from_standard_axes(sizes)
+    dims = [d.model_copy(update={"chunk_size": chunks.get(d.name)}) for d in dims]
+    settings = AcquisitionSettings(
+        root_path=str(root), dimensions=dims, dtype="uint16", format=engine
+    )
+    written: dict[int, np.ndarray] = {}
+    with create_stream(settings) as stream:
+        for op in ops:
+            if op < 0:
+                stream.skip(frames=-op)
+                continue
+            for _ in range(op):
+                frame = np.full((4, 4), len(written) + 1, "uint16")
+                written[stream.frames_written] = frame
+                stream.append(frame)
+        total = stream.frames_written
+    router_dims = list(dims[:-2])
+    positions = next((d.count for d in router_dims if d.type == "position"), None)
+    stored = [d for d in router_dims if d.type != "position"]
+    counts = [d.count for d in router_dims]
+    if counts[0] is None:
+        per_step = int(np.prod(counts[1:]))
+        counts[0] = -(-total // per_step)
+    arrays = [
+        zarr.open_array(root / (f"{p}/0" if positions else "0"), mode="r")
+        for p in range(positions or 1)
+    ]
+    stored_counts = [counts[router_dims.index(d)] for d in stored]
+    for array in arrays:
+        assert array.shape == (*stored_counts, 4, 4)
+    # every written frame in place; a sample of skipped frames around them reads 0
+    for number in sorted(set(written) | {n + 1 for n in written if n + 1 < total}):
+        index = np.unravel_index(number, counts)
+        position = (
+            index[[d.type for d in router_dims].index("position")] if positions else 0
+        )
+        storage = tuple(
+            int(i) for i, d in zip(index, router_dims) if d.type != "position"
+        )
+        expected = written.get(number, np.zeros((4, 4), "uint16"))
+        np.testing.assert_array_equal(arrays[position][storage], expected)
+
+
 def test_tiff_closed_before_a_position_got_a_frame_is_schema_valid(
     tmp_path: Path,
 ) -> None:

@@ -14,14 +14,17 @@ index is their mixed-radix combination, slowest first, so frames still go to
 one C-ordered array in acquisition order.
 
 No I/O and no pydantic here: the router is built from plain names and counts,
-and everything it returns is plain ints and tuples, so backends can call it on
-the hot path and the property tests can check it exhaustively.
+and everything it returns is plain ints and tuples (``frame_numbers``, the
+inverse over a box of storage indices, a numpy array), so backends can call it
+on the hot path and the property tests can check it exhaustively.
 """
 
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -173,6 +176,36 @@ class FrameRouter:
         index = self.acq_index(frame_number)
         position = 0 if self.position_axis is None else index[self.position_axis]
         return position, sum(i * s for i, s in zip(index, self._flat_strides))
+
+    def frame_numbers(
+        self, position: int, origin: Sequence[int], extent: Sequence[int]
+    ) -> np.ndarray:
+        """Frame numbers of a box of storage indices of one position.
+
+        The inverse of ``locate`` over ``origin`` to ``origin + extent`` (one
+        entry per storage axis): an int64 array of shape ``extent``.
+
+        >>> r = FrameRouter(["t", "p", "c"], [2, 3, 2], position_name="p")
+        >>> r.frame_numbers(1, (0, 0), (2, 2)).tolist()
+        [[2, 3], [8, 9]]
+        """
+        ndim = len(self.storage_groups)
+        total = np.zeros((1,) * ndim, np.int64)
+        if self.position_axis is not None:
+            total += position * self._acq_strides[self.position_axis]
+        for axis, group in enumerate(self.storage_groups):
+            rest = np.arange(origin[axis], origin[axis] + extent[axis], dtype=np.int64)
+            numbers = np.zeros_like(rest)
+            for acq_axis in reversed(group):
+                if len(group) > 1:
+                    rest, digit = np.divmod(rest, int(self.counts[acq_axis] or 1))
+                else:
+                    digit = rest
+                numbers += digit * self._acq_strides[acq_axis]
+            shape = [1] * ndim
+            shape[axis] = len(numbers)
+            total = total + numbers.reshape(shape)
+        return np.broadcast_to(total, tuple(extent))
 
     def __iter__(self) -> Iterator[tuple[int, tuple[int, ...]]]:
         """Every (position, storage index) of a bounded acquisition, in order."""

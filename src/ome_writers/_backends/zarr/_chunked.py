@@ -69,14 +69,23 @@ class WriteHandle(Protocol):
 
 
 class _Block:
-    __slots__ = ("data", "expected", "filled", "mask", "origin")
+    __slots__ = ("data", "expected", "filled", "frames", "mask", "origin")
 
-    def __init__(self, origin: Index, data: np.ndarray, expected: int) -> None:
+    def __init__(self, origin: Index, data: np.ndarray, frames: np.ndarray) -> None:
         self.origin = origin
         self.data = data
+        #: frame number of each entry (acquisition order)
+        self.frames = frames
+        #: entries written or skipped
         self.mask = np.zeros(data.shape[:-2], bool)
         self.filled = 0
-        self.expected = expected
+        self.expected = frames.size
+
+    def mark(self, hit: np.ndarray) -> None:
+        """Count the entries ``hit`` (a boolean array) as done (zeros)."""
+        hit &= ~self.mask
+        self.mask |= hit
+        self.filled += int(np.count_nonzero(hit))
 
 
 class BlockBuffer:
@@ -94,6 +103,19 @@ class BlockBuffer:
     write_frame
         ``write_frame(position, index, frame)``: write one frame that is not
         buffered; ``frame`` is the caller's, not to be kept after returning.
+    frame_numbers
+        ``frame_numbers(position, origin, extent)``: the frame numbers of a
+        block's entries (``FrameRouter.frame_numbers``).
+
+    Notes
+    -----
+    Frames arrive in acquisition order, so when a block opens, its entries
+    with a lower frame number than the frame that opened it were skipped
+    (had one been written, the block would be open already). Those count as
+    done at once, and a skip only visits the blocks open at the time: a skip
+    of 10**9 frames costs what a short one does.
+    ``mark_passed = False`` (recovery, where frames arrive out of order
+    from the journal) turns that off.
     """
 
     def __init__(
@@ -104,6 +126,7 @@ class BlockBuffer:
         dtype: np.dtype,
         flush: Callable[[int, Index, np.ndarray], None],
         write_frame: Callable[[int, Index, np.ndarray], None],
+        frame_numbers: Callable[[int, Index, Index], np.ndarray],
         max_bytes: int = MAX_BUFFER_BYTES,
     ) -> None:
         self._block = block
@@ -112,7 +135,9 @@ class BlockBuffer:
         self._dtype = dtype
         self._flush = flush
         self._write_frame = write_frame
+        self._frame_numbers = frame_numbers
         self._max_bytes = max_bytes
+        self.mark_passed = True
         self._single = all(b == 1 for b in block)
         self._blocks: dict[tuple[int, Index], _Block] = {}
         self._spilled: set[tuple[int, Index]] = set()
@@ -124,31 +149,50 @@ class BlockBuffer:
         """Every block is one frame: nothing is ever buffered."""
         return self._single
 
-    def put(self, position: int, index: Index, frame: np.ndarray | None) -> None:
-        """Add one frame (None: a skipped frame, zeros)."""
+    def put(
+        self, position: int, index: Index, frame: np.ndarray, frame_number: int
+    ) -> None:
+        """Add frame ``frame_number``, at ``index`` of ``position``."""
         if self._single:
-            if frame is not None:
-                self._write_frame(position, index, frame)
+            self._write_frame(position, index, frame)
             return
         key = (position, tuple(i // b for i, b in zip(index, self._block)))
         if key in self._spilled:
-            if frame is not None:
-                self._write_frame(position, index, frame)
+            self._write_frame(position, index, frame)
             return
         block = self._blocks.get(key)
         if block is None:
             block = self._new_block(key)
+            if self.mark_passed:
+                block.mark(block.frames < frame_number)
         local = tuple(i - o for i, o in zip(index, block.origin))
-        if frame is not None:
-            with self.lock:
-                block.data[local] = frame
-        block.mask[local] = True
-        block.filled += 1
-        if block.filled >= block.expected:
-            with self.lock:
-                del self._blocks[key]
-                self._bytes -= block.data.nbytes
-            self._flush(position, block.origin, block.data)
+        with self.lock:
+            block.data[local] = frame
+        if not block.mask[local]:
+            block.mask[local] = True
+            block.filled += 1
+        self._flush_if_complete(key, block)
+
+    def skip(self, first_frame: int, count: int) -> None:
+        """Count frames ``first_frame`` to ``first_frame + count`` as zeros.
+
+        Only open blocks are visited; blocks opened later count their skipped
+        frames when they open (see the notes).
+        """
+        if self._single:
+            return
+        stop = first_frame + count
+        for key, block in list(self._blocks.items()):
+            block.mark((block.frames >= first_frame) & (block.frames < stop))
+            self._flush_if_complete(key, block)
+
+    def _flush_if_complete(self, key: tuple[int, Index], block: _Block) -> None:
+        if block.filled < block.expected:
+            return
+        with self.lock:
+            del self._blocks[key]
+            self._bytes -= block.data.nbytes
+        self._flush(key[0], block.origin, block.data)
 
     def _new_block(self, key: tuple[int, Index]) -> _Block:
         origin = tuple(k * b for k, b in zip(key[1], self._block))
@@ -159,8 +203,10 @@ class BlockBuffer:
         nbytes = math.prod(extent + self._frame_shape) * self._dtype.itemsize
         while self._blocks and self._bytes + nbytes > self._max_bytes:
             self._spill_oldest()
-        block = _Block(origin, np.zeros(extent + self._frame_shape, self._dtype), 0)
-        block.expected = math.prod(extent)
+        frames = self._frame_numbers(key[0], origin, extent)
+        block = _Block(
+            origin, np.zeros(extent + self._frame_shape, self._dtype), frames
+        )
         with self.lock:
             self._blocks[key] = block
             self._bytes += nbytes
@@ -289,6 +335,7 @@ class ChunkedZarrBackend(ZarrBackendBase):
             self.dtype,
             self._submit,
             self._submit_frame,
+            router.frame_numbers,
         )
         self._extent0 = 0
         self._inflight: collections.deque[tuple[WriteHandle, int, int, list[int]]] = (
@@ -348,6 +395,9 @@ class ChunkedZarrBackend(ZarrBackendBase):
             document = json.loads((self.array_paths[0] / "zarr.json").read_bytes())
             self._extent0 = int(document["shape"][0])
             self._recovered = True
+        # journaled frames come back in order, but blocks the killed writer
+        # spilled frame by frame may hold frames that are not journaled
+        self.buffer.mark_passed = False
 
     def write(
         self, frame_number: int, frame: np.ndarray, metadata: FrameMetadata | None
@@ -361,7 +411,7 @@ class ChunkedZarrBackend(ZarrBackendBase):
         self.frame_number = frame_number
         if self.journal is not None and not self._journals_itself():
             self._journal_frame(position, index, frame_number, frame)
-        self.buffer.put(position, index, frame)
+        self.buffer.put(position, index, frame, frame_number)
         self.record_frame(frame_number, metadata)
 
     def _journals_itself(self) -> bool:
@@ -394,10 +444,11 @@ class ChunkedZarrBackend(ZarrBackendBase):
     def skip(self, first_frame: int, count: int) -> None:
         """Skipped frames are zeros in their block (or never written).
 
-        The arrays grow once, to the last skipped frame. A frame that is a
-        block of its own needs nothing more (an unwritten chunk reads as the
-        fill value), so a long skip costs the same as a short one there;
-        frames of larger blocks are counted into their blocks one by one.
+        The arrays grow once, to the last skipped frame. A block no frame was
+        written to is never written (it reads as the fill value); skipped
+        frames of open blocks are counted into them, and a block opened later
+        counts its skipped frames when it opens (``BlockBuffer``), so a long
+        skip costs what a short one does.
         """
         self._raise_failure()
         if count <= 0:
@@ -406,11 +457,7 @@ class ChunkedZarrBackend(ZarrBackendBase):
             _, last = self.router.locate(first_frame + count - 1)
             if last and last[0] >= self._extent0:
                 self._grow(last[0] + 1)
-        if self.buffer.is_single_frame:
-            return
-        for n in range(first_frame, first_frame + count):
-            position, index = self.router.locate(n)
-            self.buffer.put(position, index, None)
+        self.buffer.skip(first_frame, count)
 
     def _grow(self, extent0: int) -> None:
         try:
