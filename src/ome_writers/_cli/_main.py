@@ -22,6 +22,7 @@ import pydantic
 from ome_writers._backends._journal import is_journal, journal_path
 from ome_writers._backends.scratch._reader import open_scratch
 from ome_writers._cli._camera import SimulatedCamera
+from ome_writers._cli._convert_command import add_convert_parser, run_convert
 from ome_writers._errors import NotADatasetError
 from ome_writers._formats import FORMAT_ALIASES
 from ome_writers._models import SUPPORTED_DTYPES, StandardAxis, dims_from_standard_axes
@@ -144,6 +145,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "path", help="the output (OME-Zarr, OME-TIFF, or scratch root)"
     )
 
+    add_convert_parser(sub)
+
     bench = sub.add_parser("bench", help="run the benchmark scenarios")
     bench.add_argument(
         "args", nargs=argparse.REMAINDER, help="see ome-writers bench -h"
@@ -183,6 +186,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "recover":
             return _recover(args)
+        if args.command == "convert":
+            return run_convert(args)
         return _info(args)
     except (
         UsageError,
