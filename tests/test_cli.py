@@ -58,10 +58,11 @@ def test_demo_to_disk_then_info(tmp_path):
 
     info = run("info", str(root))
     assert info.returncode == 0, info.stderr
-    assert "complete" in info.stdout
-    assert "frames written: 12 of 12" in info.stdout
-    assert "positions: 2" in info.stdout
-    assert "size on disk" in info.stdout
+    assert info.stdout.splitlines()[0] == f"{root}: scratch root, complete"
+    assert "  frames:       12 of 12 written" in info.stdout
+    assert "  dimensions:   t 3 · c 2 · y 32 · x 48" in info.stdout
+    assert "  positions:    2" in info.stdout
+    assert "  size on disk: " in info.stdout
 
 
 def test_info_describes_an_interrupted_root(tmp_path):
@@ -73,7 +74,8 @@ def test_info_describes_an_interrupted_root(tmp_path):
     manifest_path.write_text(json.dumps(manifest))
     info = run("info", str(root))
     assert info.returncode == 0, info.stderr
-    assert "recovered" in info.stdout
+    assert info.stdout.splitlines()[0].endswith(", interrupted")
+    assert f"'ome-writers recover {root}' finishes it" in info.stdout
 
 
 def test_demo_unbounded_needs_frames(tmp_path):

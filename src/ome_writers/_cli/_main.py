@@ -9,7 +9,6 @@ and reported the same way.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import time
@@ -19,10 +18,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 import pydantic
 
-from ome_writers._backends._journal import is_journal, journal_path
-from ome_writers._backends.scratch._reader import open_scratch
 from ome_writers._cli._camera import SimulatedCamera
 from ome_writers._cli._convert_command import add_convert_parser, run_convert
+from ome_writers._cli._info import run_info
 from ome_writers._errors import NotADatasetError
 from ome_writers._formats import FORMAT_ALIASES
 from ome_writers._models import SUPPORTED_DTYPES, StandardAxis, dims_from_standard_axes
@@ -35,11 +33,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 _DEFAULT_DIMS = "t:20,c:2,y:512,x:512"
-#: modules whose ``describe(path) -> list[str] | None`` recognizes other formats
-_DESCRIBERS = (
-    "ome_writers._backends.zarr._describe",
-    "ome_writers._backends.tiff._describe",
-)
 
 
 class UsageError(Exception):
@@ -133,6 +126,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "whether it is complete or was interrupted.",
     )
     info.add_argument("path", help="dataset path (scratch root, OME-Zarr or OME-TIFF)")
+    info.add_argument(
+        "--json",
+        action="store_true",
+        help="print the description as JSON (keys listed in the README)",
+    )
 
     recover_cmd = sub.add_parser(
         "recover",
@@ -335,57 +333,8 @@ def _recover(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interrupted_note(path: Path) -> str | None:
-    """A line for ``info`` when ``path`` is an interrupted acquisition."""
-    journal = journal_path(path)
-    if not is_journal(journal):
-        return None
-    return (
-        f"  interrupted: the writer died before close(); its journal "
-        f"{journal.name!r} holds the rest: 'ome-writers recover {path}' finishes it"
-    )
-
-
 def _info(args: argparse.Namespace) -> int:
-    path = Path(args.path)
-    if not path.exists():
-        raise UsageError(f"{args.path!r} does not exist")
-    note = _interrupted_note(path)
-    if not (path / "manifest.json").exists():
-        for module_name in _DESCRIBERS:
-            try:
-                module = importlib.import_module(module_name)
-            except ImportError as exc:
-                if module_name.endswith(
-                    "tiff._describe"
-                ) and path.name.lower().endswith((".tif", ".tiff", ".ome")):
-                    raise UsageError(
-                        f"reading {args.path!r} needs tifffile ({exc}); install it "
-                        "with: pip install 'ome-writers[tifffile]'"
-                    ) from None
-                continue
-            lines = module.describe(path)
-            if lines is not None:
-                print("\n".join(lines if note is None else [*lines, note]))
-                return 0
-    dataset = open_scratch(path)
-    settings = dataset.settings
-    state = "complete" if dataset.complete else "recovered (writer was interrupted)"
-    print(f"{path}: scratch dataset, {state}")
-    print(f"  dimensions: {_dims_text(settings)}")
-    print(f"  dtype: {settings.dtype}")
-    print(f"  storage order: {', '.join(dataset.storage_dimension_names)}")
-    expected = settings.num_frames
-    total = f" of {expected}" if expected is not None else ""
-    print(f"  frames written: {dataset.frames_written}{total}")
-    print(f"  positions: {len(dataset.arrays)}")
-    for pos, array in zip(settings.positions, dataset.arrays):
-        print(f"    {pos.name}: shape {tuple(array.shape)}")
-    print(f"  frame metadata records: {len(dataset.frame_metadata)}")
-    if dataset.global_metadata:
-        print(f"  global metadata namespaces: {', '.join(dataset.global_metadata)}")
-    print(f"  size on disk: {dataset.nbytes_on_disk / 1e6:,.1f} MB")
-    return 0
+    return run_info(args.path, as_json=args.json)
 
 
 class _Progress:

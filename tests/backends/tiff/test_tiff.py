@@ -779,18 +779,22 @@ def test_info_describes_ome_tiff(tmp_path: Path) -> None:
     _write_small(_small(tmp_path / "s.ome.tiff", format=SINGLE), 1)
     result = run_cli("info", tmp_path / "s.ome.tiff")
     assert result.returncode == 0, result.stderr
-    assert "complete (4 frames)" in result.stdout
-    assert "positions (images): 2" in result.stdout
-    assert "shape (2, 4, 4) axes TYX" in result.stdout
+    assert result.stdout.splitlines()[0].endswith("OME-TIFF single file, complete")
+    assert "frames:       4 of 4 written" in result.stdout
+    assert "dimensions:   t 2 · y 4 · x 4" in result.stdout
+    assert "positions:    2" in result.stdout
+    assert "    a: s.ome.tiff" in result.stdout
     _write_small(_small(tmp_path / "f.ome.tiff", format=LAYOUTS["companion-file"]), 1)
     result = run_cli("info", tmp_path / "f" / "companion.ome")
     assert result.returncode == 0, result.stderr
-    assert "files: 2" in result.stdout
+    assert result.stdout.startswith(f"{tmp_path / 'f'}: OME-TIFF file per position")
+    assert "    b: f_p001.ome.tiff" in result.stdout
     # a folder of files: any file describes the whole dataset
     _write_small(_small(tmp_path / "r.ome.tiff"), 1)
     result = run_cli("info", tmp_path / "r" / "r_p001.ome.tiff")
     assert result.returncode == 0, result.stderr
-    assert "positions (images): 2" in result.stdout
+    assert "positions:    2" in result.stdout
+    assert "    a: r_p000.ome.tiff" in result.stdout
 
 
 def _plain_tiff(path: Path) -> None:

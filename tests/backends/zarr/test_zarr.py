@@ -1282,13 +1282,16 @@ def test_info_describes_ome_zarr(tmp_path: Path, backend: str) -> None:
     result = run_cli("info", settings.output_path)
     assert result.returncode == 0, result.stderr
     text = result.stdout
-    assert "OME-Zarr 0.5 bioformats2raw collection, complete" in text
-    assert "dimensions: t, y (micrometer), x (micrometer)" in text
-    assert "dtype: uint16" in text
-    assert "positions: 2" in text
-    assert f"shape (2, {FRAME[0]}, {FRAME[1]})" in text
-    assert "frames written: 4 of 4" in text
-    assert "compression: blosc-zstd" in text
+    assert "OME-Zarr 0.5 bioformats2raw, complete" in text.splitlines()[0]
+    (writer,) = [line for line in text.splitlines() if "written by:" in line]
+    assert writer.startswith("  written by:   ome_writers ")
+    assert writer.endswith(f" ({backend})")
+    assert f"dimensions:   t 2 · y {FRAME[0]} · x {FRAME[1]}" in text
+    assert "dtype:        uint16" in text
+    assert "positions:    2" in text
+    assert "    a: a/0" in text
+    assert "frames:       4 of 4 written" in text
+    assert "compression:  blosc-zstd" in text
     assert "size on disk:" in text
     # the directory holding the store is not itself a dataset
     outside = run_cli("info", tmp_path)
