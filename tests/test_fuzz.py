@@ -1528,20 +1528,19 @@ def _leaves(value: Any) -> list[Any]:
 @given(data=st.data())
 def test_streams_read_back_what_was_accepted(engine: str, data: st.DataObject) -> None:
     plan = data.draw(stream_plans(engine), label="plan")
-    exclude_known_defects(plan)
+    exclude_documented_costs(plan)
     run_plan(plan)
 
 
-def exclude_known_defects(plan: Plan) -> None:
-    """Cases that hit a reported defect; remove each once it is fixed."""
-    # defect: acquire-zarr takes frames in storage order only: where that is
-    # not the acquisition order, close appends a zero frame for every slot
-    # before the last frame written (~1 ms each: 2**16 slots take 50 s)
-    routing = Routing(plan)
-    acquisition = [d.name for d in plan.index if d.kind != "position"]
-    reordered = [g[0] for g in routing.groups] != acquisition
-    declared = math.prod(d.count or 1 for d in plan.index)
-    assume(plan.engine != "acquire-zarr" or not reordered or declared <= 10_000)
+def exclude_documented_costs(plan: Plan) -> None:
+    """Cases slower than the release deadline by a cost the README documents."""
+    # documented cost (README, Limitations): acquire-zarr writes every chunk
+    # of the step in progress when it closes, written to or not (~0.4 ms a
+    # chunk); a step of more than 10,000 chunks takes seconds to close
+    chunks_per_step = math.prod(
+        -(-(d.count or 1) // (d.chunk_size or 1)) for d in plan.index[1:]
+    )
+    assume(plan.engine != "acquire-zarr" or chunks_per_step <= 10_000)
 
 
 # =================================================================== metadata
@@ -1790,5 +1789,5 @@ def test_output_stays_under_the_root(engine: str, data: st.DataObject) -> None:
     if plan.fmt == "auto":
         # the format follows the root path: only its OME-Zarr outcome is modelled
         assume(not plan.root.rstrip("/").lower().endswith((".tif", ".tiff", ".txt")))
-    exclude_known_defects(plan)
+    exclude_documented_costs(plan)
     run_plan(plan)

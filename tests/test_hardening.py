@@ -265,6 +265,51 @@ def test_a_skip_over_multi_frame_chunks_costs_what_a_short_one_does(
         np.testing.assert_array_equal(arrays[position][storage], expected)
 
 
+@pytest.mark.parametrize(
+    ("sizes", "storage_order", "frames"),
+    [
+        # channels slowest in acquisition, time first in storage: every
+        # time point of channel 0 is a storage row of its own, 300 frames
+        # past the last one
+        pytest.param({"c": 2, "t": 6, "z": 300}, "ome", 1501, id="gap-of-rows"),
+        pytest.param({"t": 4, "z": 2, "c": 3}, "ome", 5, id="gap-in-a-step"),
+        pytest.param({"t": None, "z": 500, "c": 2}, "ome", 3, id="unbounded"),
+    ],
+)
+def test_acquire_zarr_stopped_early_out_of_storage_order(
+    tmp_path: Path, sizes: dict[str, int | None], storage_order: Any, frames: int
+) -> None:
+    """acquire-zarr takes frames in storage order only; close appended a zero
+    frame per slot before the last frame kept (~1 ms each, 2**16 took 50 s).
+    Gaps are now appended many zero frames per call, and a frame kept past a
+    long gap is written after close by another engine."""
+    root = tmp_path / "a.ome.zarr"
+    dims = dims_from_standard_axes({**sizes, "y": 4, "x": 4})
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims,
+        dtype="uint16",
+        format="acquire-zarr",
+        storage_order=storage_order,
+    )
+    names = [d.name for d in dims[:-2]]
+    stored = [group[0] for group in settings.storage_groups]
+    per_step = int(np.prod([d.count for d in dims[1:-2]]))
+    steps = -(-frames // per_step)
+    acq_counts = [d.count or steps for d in dims[:-2]]
+    with create_stream(settings) as stream:
+        for n in range(frames):
+            stream.append(np.full((4, 4), n + 1, "uint16"))
+    array = zarr.open_array(root / "0", mode="r")
+    assert array.shape == (*[acq_counts[names.index(n)] for n in stored], 4, 4)
+    data = np.asarray(array[...])
+    expected = np.zeros_like(data)
+    for n in range(frames):
+        index = dict(zip(names, np.unravel_index(n, acq_counts)))
+        expected[tuple(int(index[name]) for name in stored)] = n + 1
+    np.testing.assert_array_equal(data, expected)
+
+
 def test_tiff_closed_before_a_position_got_a_frame_is_schema_valid(
     tmp_path: Path,
 ) -> None:

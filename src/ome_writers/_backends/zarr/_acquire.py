@@ -6,6 +6,12 @@ shared block buffer is not used. Frames arrive in acquisition order: when the
 storage order differs, a frame that comes early waits in a reorder buffer
 until every frame before it in storage order has been appended. acquire-zarr
 copies each frame on ``append``, so the caller's buffer is never kept.
+Skipped frames, and at close the gaps before frames still kept, are
+appended as zeros, many frames per call (acquire-zarr's cost is per call and
+per chunk). A frame kept past a gap of more than ``MAX_CLOSE_GAP`` frames is
+not: it is written after acquire-zarr has closed, by zarr-python or
+tensorstore, which write only its chunk (acquire-zarr would write every chunk
+of the gap).
 
 Its arrays are created as plain arrays (``is_ngff=False``) at the paths the
 shared layer chose; the shared layer writes every group, again after
@@ -80,6 +86,12 @@ if TYPE_CHECKING:
     from ome_writers._settings import AcquisitionSettings
 
 MAX_MIRROR_BYTES = 1024**3
+#: zeros appended per acquire-zarr call when filling a gap
+ZERO_BATCH_BYTES = 16 * 1024**2
+#: a longer gap before a kept frame at close is not filled with zeros: the
+#: frame is written after close by zarr-python or tensorstore (see
+#: ``_append_remaining``)
+MAX_CLOSE_GAP = 256
 #: seconds between two looks at an array whose zarr.json acquire-zarr has yet to rewrite
 SHAPE_CHECK_S = 0.05
 
@@ -371,17 +383,18 @@ class AcquireZarrBackend(ZarrBackendBase):
         self.record_frame(frame_number, metadata)
 
     def skip(self, first_frame: int, count: int) -> None:
-        """Skipped frames are appended (or kept) as zeros."""
+        """Skipped frames are appended (or kept) as zeros, in batches."""
         check_zero_fill(count, self._frame_bytes, "acquire-zarr")
+        zeros = self._zeros
+        touched = set()
         for n in range(first_frame, first_frame + count):
             position, offset = self.router.flat_offset(n)
             if offset >= self._grow_offset:
                 self._grow(offset // self._per_step + 1)
-            if offset == self._next[position]:
-                self._append(position, self._zeros)
-                self._drain(position)
-            else:
-                self._pending[position][offset] = self._zeros
+            self._pending[position][offset] = zeros
+            touched.add(position)
+        for position in sorted(touched):
+            self._drain(position)
 
     def _grow(self, extent0: int) -> None:
         """Write every array's ``zarr.json`` with ``extent0`` steps."""
@@ -410,23 +423,48 @@ class AcquireZarrBackend(ZarrBackendBase):
         row[...] = frame
         return row
 
-    def _append(self, position: int, frame: np.ndarray) -> None:
+    def _append(self, position: int, data: np.ndarray, frames: int = 1) -> None:
+        """Append ``frames`` frames (``data`` holds them back to back)."""
         try:
-            self._stream.append(np.ascontiguousarray(frame), key=self._keys[position])
+            self._stream.append(np.ascontiguousarray(data), key=self._keys[position])
         except Exception as exc:
             raise write_error(
                 self.array_paths[position], "append a frame to", exc
             ) from exc
-        self._next[position] += 1
-        shapes = self._shapes
-        if shapes is not None and self._next[position] % self._rollover_frames == 0:
-            shapes.rolled_over(position, self._next[position] // self._per_step)
+        before = self._next[position]
+        self._next[position] += frames
+        shapes, every = self._shapes, self._rollover_frames
+        if shapes is not None and self._next[position] // every > before // every:
+            boundary = self._next[position] // every * every
+            shapes.rolled_over(position, boundary // self._per_step)
+
+    def _append_zeros(self, position: int, frames: int) -> None:
+        """Append ``frames`` frames of zeros, many per call (the per-call cost
+        of acquire-zarr dominates for small frames)."""
+        per_call = max(1, min(frames, ZERO_BATCH_BYTES // max(self._frame_bytes, 1)))
+        block = np.zeros((per_call, *self.frame_shape), self.dtype)
+        while frames > 0:
+            n = min(frames, per_call)
+            self._append(position, block[:n], n)
+            frames -= n
 
     def _drain(self, position: int) -> None:
+        """Append the kept frames that are next in storage order."""
         pending = self._pending[position]
+        zeros = self._zeros_frame
         while pending and self._next[position] in pending:
-            self._append(position, pending[self._next[position]])
-            del pending[self._next[position] - 1]
+            first = self._next[position]
+            frame = pending[first]
+            if frame is zeros:
+                run = 1
+                while pending.get(first + run) is zeros:
+                    run += 1
+                self._append_zeros(position, run)
+                for offset in range(first, first + run):
+                    del pending[offset]
+            else:
+                self._append(position, frame)
+                del pending[first]
 
     # --------------------------------------------------------------- reading
 
@@ -477,11 +515,11 @@ class AcquireZarrBackend(ZarrBackendBase):
         stream = self._stream
         if stream is None:
             if self._recovering:
-                self._finish_recovered_extent(frames_written)
+                self._set_final_extent(frames_written)
             return
         try:
             try:
-                self._append_remaining(frames_written)
+                after_close = self._append_remaining()
             finally:
                 self._stream = None
                 if self._shapes is not None:
@@ -492,29 +530,60 @@ class AcquireZarrBackend(ZarrBackendBase):
                     raise write_error(
                         self.root, "finish acquire-zarr output in", exc
                     ) from exc
-            if not self.router.is_unbounded:
-                self._restore_declared_extent()
+            # every array ends with the declared extent or the steps started,
+            # as with the other engines (acquire-zarr sizes each array by its
+            # own frames)
+            self._set_final_extent(frames_written)
+            self._write_after_close(after_close, frames_written)
         finally:
             self._closed = True
             self._mirror = None
 
-    def _append_remaining(self, frames_written: int) -> None:
-        for position, pending in enumerate(self._pending):
-            if pending:
-                last = max(pending)
-                while self._next[position] <= last:
-                    frame = pending.pop(self._next[position], self._zeros)
-                    self._append(position, frame)
-        if self.router.is_unbounded:
-            # every position ends with the steps started, as with the other
-            # engines (acquire-zarr sizes each array by its own frames)
-            rows = self.router.steps_started(frames_written) * self._per_step
-            for position in range(len(self._next)):
-                while self._next[position] < rows:
-                    self._append(position, self._zeros)
+    def _append_remaining(self) -> list[tuple[int, int, np.ndarray]]:
+        """Append the kept frames, zeros between them; what waits for close.
 
-    def _finish_recovered_extent(self, frames_written: int) -> None:
-        """The first axis of a recovered array: declared, or the steps begun."""
+        A frame kept past a gap of more than ``MAX_CLOSE_GAP`` frames (an
+        acquisition stopped early, storage order not acquisition order) is
+        not appended after that many zeros (acquire-zarr would write every
+        chunk of them): it is returned, to be written into the closed array
+        by another engine, which writes only its chunk.
+        """
+        after_close: list[tuple[int, int, np.ndarray]] = []
+        can_write_later = _writer_available()
+        for position, pending in enumerate(self._pending):
+            self._drain(position)
+            for offset in sorted(pending):
+                gap = offset - self._next[position]
+                if gap > MAX_CLOSE_GAP and can_write_later:
+                    after_close += [(position, o, pending[o]) for o in sorted(pending)]
+                    pending.clear()
+                    break
+                self._append_zeros(position, gap)
+                self._drain(position)
+        return after_close
+
+    def _write_after_close(
+        self, frames: list[tuple[int, int, np.ndarray]], frames_written: int
+    ) -> None:
+        """Write frames kept past a long gap into the closed arrays."""
+        if not frames:
+            return
+        counts = list(self.geometry.shape[: len(self.geometry.shape) - 2])
+        if self.router.is_unbounded:
+            counts[0] = self.router.steps_started(frames_written)
+        arrays: dict[int, Any] = {}
+        for position, offset, frame in frames:
+            path = self.array_paths[position]
+            try:
+                if position not in arrays:
+                    arrays[position] = open_array(path, writable=True)
+                index = tuple(int(i) for i in np.unravel_index(offset, counts))
+                write_region(arrays[position], index, frame)
+            except Exception as exc:
+                raise write_error(path, "write a frame after close to", exc) from exc
+
+    def _set_final_extent(self, frames_written: int) -> None:
+        """The first axis of a closed array: declared, or the steps begun."""
         try:
             if not self.router.is_unbounded:
                 self._restore_declared_extent()
@@ -554,6 +623,14 @@ class AcquireZarrBackend(ZarrBackendBase):
                 raise write_error(meta, "restore the declared shape in", exc) from exc
 
 
+def write_region(array: Any, index: tuple[int, ...], frame: np.ndarray) -> None:
+    """Write one frame at ``index`` of an array from ``open_array``."""
+    if hasattr(array, "write"):  # tensorstore
+        array[index].write(frame).result()
+    else:
+        array[index] = frame
+
+
 def write_array_json(path: Path, document: dict[str, Any], extent0: int) -> bytes:
     """Replace an array's ``zarr.json`` with ``document`` at ``extent0``; its bytes.
 
@@ -568,18 +645,24 @@ def write_array_json(path: Path, document: dict[str, Any], extent0: int) -> byte
     return data
 
 
-def open_array(path: Any) -> Any:
-    """A read-only array for a finished Zarr v3 array, via zarr or tensorstore."""
+def _writer_available() -> bool:
+    """True when zarr-python or tensorstore can write into a closed array."""
+    return any(importlib.util.find_spec(m) is not None for m in ("zarr", "tensorstore"))
+
+
+def open_array(path: Any, *, writable: bool = False) -> Any:
+    """An array for a finished Zarr v3 array, via zarr or tensorstore."""
     if importlib.util.find_spec("zarr") is not None:
         import zarr
         from zarr.storage import LocalStore
 
-        return zarr.open_array(LocalStore(path, read_only=True), mode="r")
+        store = LocalStore(path, read_only=not writable)
+        return zarr.open_array(store, mode="r+" if writable else "r")
     if importlib.util.find_spec("tensorstore") is not None:
         import tensorstore as ts
 
         spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}
-        return ts.open(spec, open=True, read=True).result()
+        return ts.open(spec, open=True, read=True, write=writable).result()
     raise RuntimeError(
         f"cannot read {str(path)!r} back: acquire-zarr writes only; install "
         "'ome-writers[zarr]' or 'ome-writers[tensorstore]' to read it"
