@@ -22,6 +22,7 @@ up to the whole dataset.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -131,31 +132,12 @@ def _scratch_source(root: Path) -> Dataset:
         for r in dataset.frame_metadata
         if "frame_number" in r
     }
-    buffer = np.empty(settings.frame_shape, settings.dtype)
-    view = buffer.reshape(-1).view(np.uint8).data
-    frame_bytes = buffer.nbytes
-    fds: list[int] = []
     try:
-        for p in range(len(dataset.arrays)):
-            fds.append(os.open(root / scratch_files.data_file_name(p), os.O_RDONLY))
+        frames = _MappedFrames(root, len(dataset.arrays), settings, router)
     except OSError as exc:
-        for fd in fds:
-            os.close(fd)
         raise NotADatasetError(
             f"a data file of the scratch root {str(root)!r} cannot be read: {exc}"
         ) from None
-
-    def read(frame_number: int) -> np.ndarray:
-        position, row = router.flat_offset(frame_number)
-        got = os.preadv(fds[position], [view], row * frame_bytes)
-        if got < frame_bytes:  # past the end of the file: never written
-            buffer.reshape(-1).view(np.uint8)[got:] = 0
-        return buffer
-
-    def close() -> None:
-        while fds:
-            os.close(fds.pop())
-
     return Dataset(
         kind="scratch",
         paths=[root],
@@ -165,10 +147,82 @@ def _scratch_source(root: Path) -> Dataset:
         frames_written=dataset.frames_written,
         global_metadata=dataset.global_metadata,
         router=router,
-        read=read,
+        read=frames.read,
         metadata=metadata.get,
-        close=close,
+        close=frames.close,
     )
+
+
+class _MappedFrames:
+    """The frames of a scratch root, read through read-only memory maps.
+
+    A frame is a view of the page cache, not a copy (a copy per frame cost a
+    fifth of a conversion's time). When the next frame is read, the previous
+    one's pages are unmapped again (``MADV_DONTNEED``; they stay in the page
+    cache), so that at most a frame or two of the files count as this
+    process's memory, whatever the size of the dataset.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        positions: int,
+        settings: AcquisitionSettings,
+        router: FrameRouter,
+    ) -> None:
+        self._router = router
+        self._shape = settings.frame_shape
+        self._dtype = np.dtype(settings.dtype)
+        self._count = self._shape[0] * self._shape[1]
+        self._bytes = self._count * self._dtype.itemsize
+        self._zeros = np.zeros(self._shape, self._dtype)
+        self._maps: list[mmap.mmap | None] = []
+        self._last: tuple[mmap.mmap, int] | None = None
+        try:
+            for p in range(positions):
+                fd = os.open(root / scratch_files.data_file_name(p), os.O_RDONLY)
+                try:
+                    size = os.fstat(fd).st_size
+                    mapped = mmap.mmap(fd, size, prot=mmap.PROT_READ) if size else None
+                finally:
+                    os.close(fd)  # the map keeps the file open
+                self._maps.append(mapped)
+        except OSError:
+            self.close()
+            raise
+
+    def read(self, frame_number: int) -> np.ndarray:
+        """Frame ``frame_number`` (zeros past the end of its file)."""
+        self._release()
+        position, row = self._router.flat_offset(frame_number)
+        start = row * self._bytes
+        mapped = self._maps[position]
+        if mapped is None or start + self._bytes > len(mapped):
+            return self._zeros
+        self._last = (mapped, start)
+        frame = np.frombuffer(mapped, self._dtype, self._count, start)
+        return frame.reshape(self._shape)
+
+    def _release(self) -> None:
+        if self._last is None:
+            return
+        mapped, start = self._last
+        self._last = None
+        if hasattr(mapped, "madvise"):  # not on Windows
+            begin = start - start % mmap.PAGESIZE
+            mapped.madvise(mmap.MADV_DONTNEED, begin, start + self._bytes - begin)
+
+    def close(self) -> None:
+        """Unmap the files (a map a frame still points into goes with it)."""
+        self._last = None
+        for mapped in self._maps:
+            if mapped is None:
+                continue
+            try:
+                mapped.close()
+            except BufferError:  # a frame returned is still alive: the GC unmaps
+                pass
+        self._maps = []
 
 
 def _zarr_source(root: Path) -> Dataset:

@@ -20,6 +20,13 @@ Baselines (the physical limits):
 - ``raw-disk-on_close`` / ``raw-disk-every_frame``: the same with one
   ``fsync`` before ``close``, or one after every ``write``: the limits of the
   OME formats' ``fsync`` policies (the ``*-fsync-*`` scenarios).
+- ``copy-on_close`` / ``copy-never``: ``shutil.copyfile`` of the scratch
+  source's data file (the same bytes ``convert`` reads, on the same disk;
+  an in-kernel copy on Linux), with one ``fsync`` of the copy or none: the
+  limits of the ``convert-*`` scenarios, which convert that scratch root into
+  OME-Zarr or OME-TIFF with the format's ``fsync`` policy set the same way.
+  The source is written (and synced) before the rounds, so both sides read
+  it from the page cache.
 
 Warm memory: on a virtual machine whose free memory goes back to the host
 (a balloon with free page reporting, as on this project's test machine), the
@@ -138,6 +145,20 @@ for _backend, _label in (("tensorstore", "zarr-tensorstore"), ("tifffile", "tiff
             fsync=_policy,
         )  # fmt: skip
 
+for _backend, _label in (("tensorstore", "zarr"), ("tifffile", "tiff")):
+    for _policy in ("on_close", "never"):
+        _name = f"convert-{_label}" + ("" if _policy == "on_close" else "-nosync")
+        SCENARIOS[_name] = Scenario(
+            _name, 64, (2048, 2048), True, False, f"copy-{_policy}",
+            f"convert a scratch root of 64 frames of 2048x2048 uint16 (537 MB) to "
+            f"{_label} ({_backend}, uncompressed, fsync={_policy!r}), against "
+            f"copying its data file" + (" and syncing the copy" if _policy ==
+            "on_close" else ""),
+            format=_backend, fsync=_policy,
+        )  # fmt: skip
+#: ``ome-writers bench convert`` runs every ``convert-*`` scenario
+SCENARIO_GROUPS = {"convert": [n for n in SCENARIOS if n.startswith("convert-")]}
+
 #: what each scenario's ratio is compared with, and in which direction
 TARGETS: dict[str, tuple[str, float]] = {
     "overhead": ("append time / limit <=", 1.4),
@@ -150,6 +171,7 @@ TARGETS: dict[str, tuple[str, float]] = {
         for name, s in SCENARIOS.items()
         if s.baseline == "raw-disk" and s.compression is None
     },
+    **dict.fromkeys(SCENARIO_GROUPS["convert"], ("speed / plain copy >=", 0.8)),
 }
 
 
@@ -251,6 +273,18 @@ def _baseline(
         del mm
         total = time.perf_counter() - t0
         path.unlink()
+    elif scenario.baseline.startswith("copy"):
+        path = workdir / "baseline.copy"
+        shutil.copyfile(workdir / _CONVERT_SOURCE / "pos_0.dat", path)
+        if scenario.baseline == "copy-on_close":
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        total = time.perf_counter() - t0
+        ns = np.array([int(total * 1e9)])  # one call: no per-frame latency
+        path.unlink()
     else:  # raw-disk, raw-disk-on_close (fsync at the end), -every_frame
         path = workdir / "baseline.raw"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -321,6 +355,71 @@ def _stream_run(
         "total_s": t3 - t0,
         "cores_used": cpu_s / (t3 - t0),
         "output_bytes": _tree_bytes(Path(settings.output_path)) if root else 0,
+        **_latency_stats(ns),
+    }
+
+
+#: the scratch root the convert scenarios read (written before the rounds)
+_CONVERT_SOURCE = "convert-source"
+
+
+def _write_convert_source(
+    scenario: Scenario, frames: list[np.ndarray], workdir: Path
+) -> None:
+    """The scratch root to convert, on the device and in the page cache."""
+    from ome_writers import (
+        AcquisitionSettings,
+        ScratchFormat,
+        create_stream,
+        dims_from_standard_axes,
+    )
+
+    ny, nx = scenario.frame_shape
+    settings = AcquisitionSettings(
+        root_path=str(workdir / _CONVERT_SOURCE),
+        dimensions=dims_from_standard_axes({"t": scenario.frames, "y": ny, "x": nx}),
+        dtype="uint16",
+        format=ScratchFormat(fsync="on_close"),
+    )
+    with create_stream(settings) as stream:
+        for i in range(scenario.frames):
+            stream.append(frames[i % _RING])
+
+
+def _convert_run(scenario: Scenario, workdir: Path) -> dict[str, Any]:
+    """``convert`` of the scratch source; latency: time between frames."""
+    from ome_writers import OmeTiffFormat, OmeZarrFormat, convert
+
+    fmt: Any = (
+        OmeTiffFormat(fsync=scenario.fsync)
+        if scenario.format == "tifffile"
+        else OmeZarrFormat(backend=scenario.format, fsync=scenario.fsync)
+    )
+    suffix = ".ome.tiff" if scenario.format == "tifffile" else ".ome.zarr"
+    stamps: list[int] = []
+    clock = time.perf_counter_ns
+    cpu0 = os.times()
+    t0 = clock()
+    report = convert(
+        workdir / _CONVERT_SOURCE,
+        workdir / f"stream{suffix}",
+        format=fmt,
+        progress=lambda *_: stamps.append(clock()),
+    )
+    t3 = clock()
+    cpu1 = os.times()
+    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    total = (t3 - t0) / 1e9
+    ns = np.diff(np.array([t0, *stamps]))
+    return {
+        # until the first frame is written (the destination created), frames,
+        # and close after the last
+        "create_s": (stamps[0] - t0) / 1e9,
+        "append_s": (stamps[-1] - stamps[0]) / 1e9,
+        "close_s": (t3 - stamps[-1]) / 1e9,
+        "total_s": total,
+        "cores_used": cpu_s / total,
+        "output_bytes": _tree_bytes(Path(report.destination)),
         **_latency_stats(ns),
     }
 
@@ -400,6 +499,9 @@ def run_scenario(
     from ome_writers._backends._base import get_backend_class
 
     get_backend_class(_backend_name(scenario))
+    converting = scenario.baseline.startswith("copy")
+    if converting:
+        _write_convert_source(scenario, frames, workdir)
     if scenario.disk:
         # warm-up, not measured: the first writes of a process into page-cache
         # memory the machine has not used yet are several times slower
@@ -415,7 +517,11 @@ def run_scenario(
             if side == "limit":
                 baselines.append(_baseline(scenario, frames, workdir))
             else:
-                streams.append(_stream_run(scenario, frames, workdir))
+                streams.append(
+                    _convert_run(scenario, workdir)
+                    if converting
+                    else _stream_run(scenario, frames, workdir)
+                )
                 _retire_outputs(workdir)
     for settled in (workdir / "settle").glob("*.raw"):
         os.truncate(settled, 0)  # their space back; the inodes go with the run's
@@ -431,7 +537,7 @@ def run_scenario(
         "baseline": baseline,
         "stream": stream,
     }
-    loop_s = stream["append_s"]
+    loop_s = stream["total_s"] if converting else stream["append_s"]
     base_s = baseline["total_s"]
     result["frames_per_s"] = scenario.frames / loop_s
     result["gb_per_s"] = nbytes / loop_s / 1e9
@@ -441,7 +547,7 @@ def run_scenario(
         result["ratio"] = base_s / loop_s
     elif scenario.name == "disk":
         result["ratio"] = stream["total_s"] / base_s
-    elif scenario.baseline.startswith("raw-disk"):
+    elif scenario.baseline.startswith(("raw-disk", "copy")):
         result["ratio"] = base_s / stream["total_s"]
     else:
         result["ratio"] = stream["max_us"] / stream["median_us"]
@@ -518,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ome-writers bench", description=__doc__)
     parser.add_argument(
         "scenarios", nargs="*", default=list(SCENARIOS),
-        help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}",
+        help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}; "
+        "'convert' runs every convert-* scenario",
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario")
     parser.add_argument("--json", action="store_true", help="print JSON results")
@@ -534,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run_scenario(SCENARIOS[args.one], args.workdir, warm=not args.cold)
         print(json.dumps(result))
         return 0
+    args.scenarios = [
+        name for s in args.scenarios for name in SCENARIO_GROUPS.get(s, [s])
+    ]
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown:
         parser.error(
