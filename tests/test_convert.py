@@ -19,6 +19,7 @@ import json
 import math
 import os
 import pty
+import re
 import shutil
 import subprocess
 import sys
@@ -894,6 +895,25 @@ def test_not_a_source(make: str, tmp_path: Path) -> None:
     with pytest.raises(NotADatasetError, match=str(path.name)):
         convert(path, tmp_path / "out.ome.zarr")
     assert not (tmp_path / "out.ome.zarr").exists()
+
+
+def test_readme_preview_then_keep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's "Preview, then keep" code runs as printed."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    (block,) = [
+        b
+        for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+        if 'convert("preview"' in b
+    ]
+    monkeypatch.chdir(tmp_path)
+    settings = source_settings(spec_of("scratch-bounded"), Path("preview"))
+    write(settings, 16, set())
+    namespace: dict[str, Any] = {}
+    exec(block, namespace)
+    assert namespace["report"].frames_written == 16
+    assert (tmp_path / "kept.ome.zarr" / "zarr.json").is_file()
 
 
 # ------------------------------------------------------------------ command line
