@@ -29,6 +29,8 @@ def main(root: str, config: dict) -> None:
     dims = dims_from_standard_axes(sizes)
     if config.get("chunk_t"):
         dims[0].chunk_size = config["chunk_t"]
+    if config.get("shard_t"):
+        dims[0].shard_size_chunks = config["shard_t"]
     settings = AcquisitionSettings(
         root_path=root,
         dimensions=dims,

@@ -76,12 +76,14 @@ from ome_writers._backends.zarr._common import (
     ZarrBackendBase,
     write_error,
 )
+from ome_writers._backends.zarr._shard_rows import ShardRows, ShardWatcher
 from ome_writers._util import replace_file
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from ome_writers._backends._base import FrameMetadata
+    from ome_writers._backends._journal import SlotFile
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
 
@@ -230,6 +232,15 @@ class AcquireZarrBackend(ZarrBackendBase):
         self._grow_offset = sys.maxsize  # a frame from here on starts a step
         self._rollover_frames = 0  # acquire-zarr rewrites zarr.json every so many
         self._recovering = False
+        #: frames given back by ``recover``, written after close (position,
+        #: storage offset, frame)
+        self._recovered: list[tuple[int, int, np.ndarray]] = []
+        # the journal: frames keep a slot until their shard row is whole
+        self._slots: SlotFile | None = None
+        self._watcher: ShardWatcher | None = None
+        self._row_frames = self._shard_shape()[0] * self._per_step
+        self._row_slots: list[dict[int, list[int]]] = [{} for _ in range(npos)]
+        self._slots_lock = threading.Lock()
 
     @property
     def _zeros(self) -> np.ndarray:
@@ -265,6 +276,17 @@ class AcquireZarrBackend(ZarrBackendBase):
         self._init_mirror()
         if self.router.is_unbounded:
             self._start_shapes()
+        else:
+            # acquire-zarr writes a bounded array's zarr.json only once a shard
+            # row is done: the array exists from the start, as in other engines
+            for path in self.array_paths:
+                meta = path / "zarr.json"
+                try:
+                    write_array_json(
+                        meta, self._array_document(), self.geometry.shape[0]
+                    )
+                except OSError as exc:
+                    raise write_error(meta, "write", exc) from exc
 
     def _shard_shape(self) -> tuple[int, ...]:
         """The shard shape acquire-zarr writes: a whole number of chunks."""
@@ -359,6 +381,8 @@ class AcquireZarrBackend(ZarrBackendBase):
     def _abort_engine(self) -> None:
         if self._shapes is not None:
             self._shapes.stop()
+        if self._watcher is not None:
+            self._watcher.stop()
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()
@@ -370,6 +394,12 @@ class AcquireZarrBackend(ZarrBackendBase):
     ) -> None:
         """Append the frame, or keep it until it is next in storage order."""
         position, offset = self.router.flat_offset(frame_number)
+        if self._recovering:
+            self._recovered.append((position, offset, np.array(frame, copy=True)))
+            self.record_frame(frame_number, metadata)
+            return
+        if self.journal is not None:
+            self._journal_frame(position, offset, frame_number, frame)
         if offset >= self._grow_offset:
             self._grow(offset // self._per_step + 1)
         kept = self._keep(position, offset, frame)
@@ -423,6 +453,42 @@ class AcquireZarrBackend(ZarrBackendBase):
         row[...] = frame
         return row
 
+    def _journal_frame(
+        self, position: int, offset: int, frame_number: int, frame: np.ndarray
+    ) -> None:
+        """Copy the frame into a journal slot until its shard row is whole."""
+        assert self.journal is not None
+        slots = self._slots
+        if slots is None:
+            slots = self._slots = self.journal.slot_file(
+                "frames", self._frame_bytes, {"order": "frames"}
+            )
+            rows = [
+                ShardRows(
+                    path, self.geometry.shape, self._shard_shape(), self.geometry.chunks
+                )
+                for path in self.array_paths
+            ]
+            self._watcher = ShardWatcher(rows, self._release_row)
+        data = np.ascontiguousarray(frame, dtype=self.dtype.newbyteorder("<"))
+        slot = slots.take()
+        try:
+            slots.put(slot, frame_number, data)
+        except OSError as exc:
+            slots.forget(slot)
+            raise write_error(self.journal.path, "journal a frame in", exc) from exc
+        with self._slots_lock:
+            row = offset // self._row_frames
+            self._row_slots[position].setdefault(row, []).append(slot)
+
+    def _release_row(self, position: int, row: int) -> None:
+        """Every shard file of ``row`` is whole: its frames leave the journal."""
+        with self._slots_lock:
+            slots = self._row_slots[position].pop(row, [])
+        if self._slots is not None:
+            for slot in slots:
+                self._slots.release(slot)
+
     def _append(self, position: int, data: np.ndarray, frames: int = 1) -> None:
         """Append ``frames`` frames (``data`` holds them back to back)."""
         try:
@@ -433,6 +499,8 @@ class AcquireZarrBackend(ZarrBackendBase):
             ) from exc
         before = self._next[position]
         self._next[position] += frames
+        if self._watcher is not None:
+            self._watcher.given(position, self._next[position] // self._row_frames)
         shapes, every = self._shapes, self._rollover_frames
         if shapes is not None and self._next[position] // every > before // every:
             boundary = self._next[position] // every * every
@@ -496,14 +564,21 @@ class AcquireZarrBackend(ZarrBackendBase):
     # --------------------------------------------------------------- closing
 
     def _reopen_engine(self) -> None:
-        """Nothing to open: acquire-zarr cannot append to arrays on disk.
+        """Remove the shard files a killed acquire-zarr left torn.
 
-        Recovery finishes the metadata and the arrays' extents; the frames
-        acquire-zarr had not written when its process died are lost (they
-        are not journaled: acquire-zarr buffers whole chunks in its own
-        memory).
+        acquire-zarr cannot append to arrays on disk, so the journaled frames
+        are written after the arrays get their final extent, by zarr-python
+        or tensorstore (``_close_engine``). A shard file whose index is not
+        whole belongs to a shard row the journal still holds every frame of
+        (``_shard_rows``), so it is removed and written again from there.
         """
         self._recovering = True
+        for path in self.array_paths:
+            rows = ShardRows(
+                path, self.geometry.shape, self._shard_shape(), self.geometry.chunks
+            )
+            for torn in rows.torn_shards():
+                torn.unlink()
 
     def _close_engine(self, frames_written: int) -> None:
         """Append what is pending, let acquire-zarr finish, then read from disk.
@@ -513,9 +588,13 @@ class AcquireZarrBackend(ZarrBackendBase):
         restored): a reader opened earlier would keep an interim shape.
         """
         stream = self._stream
+        if self._watcher is not None:
+            self._watcher.stop()  # the journal goes once close succeeds
         if stream is None:
             if self._recovering:
                 self._set_final_extent(frames_written)
+                self._write_after_close(self._recovered, frames_written)
+                self._recovered = []
             return
         try:
             try:
