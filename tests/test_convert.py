@@ -374,7 +374,7 @@ def to_acquisition_order(
 def read_scratch(root: Path, exp: Expected) -> ReadBack:
     """numpy and the manifest, as the README's recipe reads a scratch root."""
     manifest = json.loads((root / "manifest.json").read_text())
-    axes = [*manifest["storage_dimension_names"], "y", "x"]
+    axes = manifest["storage_dimension_names"]  # frame axes included
     arrays = [
         to_acquisition_order(
             np.fromfile(root / f"pos_{p}.dat", manifest["dtype"]).reshape(shape),
@@ -895,6 +895,37 @@ def test_not_a_source(make: str, tmp_path: Path) -> None:
     with pytest.raises(NotADatasetError, match=str(path.name)):
         convert(path, tmp_path / "out.ome.zarr")
     assert not (tmp_path / "out.ome.zarr").exists()
+
+
+def test_multi_camera_through_every_format(tmp_path: Path) -> None:
+    """A camera axis folded into OME channels (OME-Zarr, OME-TIFF) unfolds again."""
+    dims = [
+        Dimension("t", 2),
+        Dimension("c", coords=CHANNELS),
+        Dimension("cam", 2, type="other"),
+        *frame_dims(),
+    ]
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "cams.ome.zarr"), dimensions=dims, dtype="uint16"
+    )
+    write(settings, 8, {1})
+    chain = [
+        ("cams.ome.zarr", "cams.ome.tiff", None),
+        ("cams.ome.tiff", "again.ome.zarr", "zarr-python"),
+        ("again.ome.zarr", "scratch", "scratch"),
+    ]
+    for source, destination, fmt in chain:
+        report = convert(tmp_path / source, tmp_path / destination, format=fmt)
+        assert (report.frames_written, report.frames_skipped) == (8, 1)
+    manifest = json.loads((tmp_path / "scratch" / "manifest.json").read_text())
+    assert manifest["storage_dimension_names"] == ["t", "c", "cam", "y", "x"]
+    data = np.fromfile(tmp_path / "scratch" / "pos_0.dat", "uint16")
+    data = data.reshape(2, 2, 2, *FRAME)
+    for n in range(8):
+        want = np.zeros(FRAME, "uint16") if n == 1 else frame_for(n, FRAME)
+        np.testing.assert_array_equal(data[np.unravel_index(n, (2, 2, 2))], want)
+    records = (tmp_path / "scratch" / "frame_metadata.jsonl").read_text().splitlines()
+    assert [json.loads(r)["frame_number"] for r in records] == [0, 2, 4, 6]
 
 
 def test_readme_preview_then_keep(
