@@ -194,6 +194,8 @@ def convert(
     >>> report = convert(f"{tmp}/preview", f"{tmp}/kept.ome.zarr")
     >>> report.format, report.frames_written, report.frames_skipped
     ('ome-zarr', 3, 1)
+    >>> import shutil
+    >>> shutil.rmtree(tmp)
     """
     start = time.perf_counter()
     src = open_dataset(Path(os.fspath(source)))
@@ -216,7 +218,7 @@ def convert(
         try:
             stream.close()
         except BaseException:
-            _remove_output(stream, output, existed=existed, journal=True)
+            _remove_output(stream, output, existed=existed)
             raise
     finally:
         src.close()
@@ -363,9 +365,7 @@ def _abandon(stream: OMEStream) -> None:
         stream._backend.abort()
 
 
-def _remove_output(
-    stream: OMEStream, output: Path, *, existed: bool, journal: bool = True
-) -> None:
+def _remove_output(stream: OMEStream, output: Path, *, existed: bool) -> None:
     """Delete what the destination's stream wrote (and its journal).
 
     A destination that did not exist before is removed whole; one that did
@@ -374,9 +374,8 @@ def _remove_output(
     root): there only the stream's own files go.
     """
     backend = stream._backend
-    kept = backend.journal
-    if journal and kept is not None:
-        kept.remove()
+    if backend.journal is not None:
+        backend.journal.remove()
     name = stream.settings.format.name
     if name == "ome-tiff" and existed and output.is_dir():
         for path in getattr(backend, "paths", []):
