@@ -13,14 +13,29 @@ resolved by ``resolve_format_name``.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from ome_writers._backends._registry import is_backend_available
+from ome_writers._urls import (
+    check_storage_options,
+    is_s3_url,
+    is_url,
+    public_storage_options,
+    split_s3_url,
+)
 from ome_writers._util import user_stacklevel
 
 if TYPE_CHECKING:
@@ -66,6 +81,23 @@ class _Format(BaseModel):
         """Refuse a storage order the format cannot write (default: any is fine).
 
         ``stored`` is every stored axis in storage order, frame axes last.
+        """
+
+    def check_root_path(self, root_path: str) -> None:
+        """Refuse a ``root_path`` the format cannot write to (default: URLs)."""
+        if is_url(root_path):
+            raise ValueError(
+                f"root_path {root_path!r} is a URL, but format {self.name!r} writes "
+                "local files only; use format='ome-zarr' (OME-Zarr writes to "
+                "s3:// URLs), or a local path"
+            )
+
+    def check_target(
+        self, dims: Sequence[Dimension], itemsize: int, root_path: str
+    ) -> None:
+        """Refuse a layout the format cannot write to ``root_path`` (default: none).
+
+        ``dims`` is every stored axis in storage order, frame axes last.
         """
 
     def check_counts(self, stored: Sequence[Dimension], root_path: str) -> None:
@@ -150,6 +182,8 @@ class ScratchFormat(_Format):
 
 
 _ZARR_AXIS_RANK = {"time": 0, "channel": 1, "other": 2, "space": 3}
+#: acquire-zarr on S3: the largest shard of several chunks (see ``check_target``)
+ACQUIRE_S3_MAX_SHARD_BYTES = 5 * 1024**2
 
 ZarrBackendName = Literal["tensorstore", "acquire-zarr", "zarr-python"]
 ZARR_BACKENDS: tuple[ZarrBackendName, ...] = (
@@ -186,12 +220,32 @@ class OmeZarrFormat(_Format):
         and metadata are on the device, which limits the frame rate to the
         device's sync rate; acquire-zarr's own buffers are made durable only
         at ``close()``. ``"never"``: no sync at all.
+    storage_options
+        For an ``s3://bucket/prefix/name.ome.zarr`` ``root_path`` (the
+        ``[s3]`` extra): ``endpoint_url``, ``region``, ``key``, ``secret``,
+        ``token``, ``anon`` (no credentials), ``profile`` (of the ``~/.aws``
+        files). What is not given comes from the standard AWS environment
+        variables and files (``AWS_ENDPOINT_URL``, ``AWS_REGION``,
+        ``AWS_ACCESS_KEY_ID``...). Credentials (``key``, ``secret``,
+        ``token``) are never serialized: not into the output's metadata, not
+        into the journal.
     """
 
     folds_camera_axis: ClassVar[bool] = True
 
     name: Literal["ome-zarr"] = "ome-zarr"
     fsync: Literal["never", "on_close", "every_frame"] = "on_close"
+    storage_options: dict[str, Any] | None = None
+
+    @field_validator("storage_options")
+    @classmethod
+    def _known_options(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_storage_options(value)
+
+    @field_serializer("storage_options")
+    def _without_secrets(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return public_storage_options(value)
+
     backend: ZarrBackendName = Field(default_factory=_default_zarr_backend)
 
     @field_validator("backend", mode="before")
@@ -209,10 +263,15 @@ class OmeZarrFormat(_Format):
     def get_output_path(self, root_path: str, *, num_positions: int = 1) -> str:
         """``root_path``, with ``suffix`` added unless it ends in ``.zarr``.
 
-        Normalized (``a/../x.zarr`` is ``x.zarr``), as every engine resolves it.
+        Normalized (``a/../x.zarr`` is ``x.zarr``), as every engine resolves it;
+        an ``s3://`` URL keeps its form (``..`` is refused there).
         """
         if not root_path:
             return root_path
+        if is_s3_url(root_path):
+            bucket, key = split_s3_url(root_path)
+            url = f"s3://{bucket}/{key}"
+            return url if url.endswith(".zarr") else url + self.suffix
         path = os.path.normpath(root_path)
         return path if path.endswith(".zarr") else path + self.suffix
 
@@ -226,6 +285,75 @@ class OmeZarrFormat(_Format):
     def supported_compressions(self) -> tuple[str | None, ...]:
         """Codecs the selected backend can write."""
         return self.backend_compressions.get(self.backend, (None,))
+
+    def check_root_path(self, root_path: str) -> None:
+        """A local path, or an ``s3://`` URL whose key stays inside its prefix."""
+        if is_s3_url(root_path):
+            split_s3_url(root_path)
+        elif is_url(root_path):
+            raise ValueError(
+                f"root_path {root_path!r}: OME-Zarr writes to local paths and "
+                "s3:// URLs (S3 and S3-compatible stores) only; use one of those"
+            )
+        elif self.storage_options:
+            raise ValueError(
+                f"storage_options {sorted(self.storage_options)!r} are for an "
+                f"s3:// root_path, but root_path is {root_path!r}; drop them, or "
+                "write to s3://bucket/prefix/name.ome.zarr"
+            )
+
+    def check_target(
+        self, dims: Sequence[Dimension], itemsize: int, root_path: str
+    ) -> None:
+        """acquire-zarr on S3: refuse what it cannot upload intact.
+
+        acquire-zarr 0.10 uploads a shard of several inner chunks in parts,
+        and shards of more than about 5 MiB then come out with wrong sizes or
+        not at all (``tests/test_s3.py`` keeps the failure as a regression
+        test). Some larger shards upload intact, but which ones depends on the
+        chunk sizes in a way that could not be bounded, so every shard of
+        several chunks above ``ACQUIRE_S3_MAX_SHARD_BYTES`` (uncompressed) is
+        refused. acquire-zarr's unbounded arrays need their ``zarr.json``
+        rewritten as they grow, which this package does on a disk only.
+        """
+        if self.backend != "acquire-zarr" or not is_s3_url(root_path):
+            return
+        options = self.storage_options or {}
+        given = [
+            k for k in ("key", "secret", "token", "profile", "anon") if k in options
+        ]
+        if given:
+            raise ValueError(
+                f"storage_options {given!r}: acquire-zarr reads credentials only "
+                "from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN; "
+                "set those, or use backend='tensorstore'"
+            )
+        if dims and dims[0].count is None:
+            raise ValueError(
+                f"dimensions: {dims[0].name!r} is unbounded, which acquire-zarr "
+                "cannot write to S3 here (its arrays' zarr.json must be rewritten "
+                "as they grow); give it a count, or use backend='tensorstore'"
+            )
+        chunks, counts = [], []
+        for i, d in enumerate(dims):
+            count = d.count or 1
+            chunk = min(d.chunk_size or (count if i >= len(dims) - 2 else 1), count)
+            chunks.append(max(chunk, 1))
+            counts.append(d.shard_size_chunks or 1)
+        if not any(d.shard_size_chunks for d in dims):  # one frame plane per shard
+            for axis in (-2, -1):
+                counts[axis] = -(-(dims[axis].count or 1) // chunks[axis])
+        inner = math.prod(counts)
+        shard_bytes = math.prod(c * n for c, n in zip(chunks, counts)) * itemsize
+        if inner > 1 and shard_bytes > ACQUIRE_S3_MAX_SHARD_BYTES:
+            raise ValueError(
+                f"acquire-zarr cannot upload shards of {inner} chunks and "
+                f"{shard_bytes:,} bytes to S3 intact (acquire-zarr 0.10 corrupts "
+                f"shards of several chunks above {ACQUIRE_S3_MAX_SHARD_BYTES:,} "
+                "bytes); use backend='tensorstore' (or 'zarr-python'), or make "
+                "each shard one chunk (shard_size_chunks=1, or chunks as large as "
+                "the shard), or smaller shards"
+            )
 
     def check_counts(self, stored: Sequence[Dimension], root_path: str) -> None:
         """Channels OME metadata can list; counts and paths the engine takes."""

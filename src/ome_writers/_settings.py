@@ -165,6 +165,8 @@ class AcquisitionSettings(_Model):
                 f"{self.format.name!r} (backend {self.format.backend!r}); "
                 f"use one of {list(supported)!r}"
             )
+        if self.root_path:
+            self.format.check_root_path(self.root_path)
         if self.dimensions:
             self._check_dimensions()
         return self
@@ -228,6 +230,9 @@ class AcquisitionSettings(_Model):
         self._check_storage_order()
         self.format.check_storage_order([*self.stored_dimensions, *dims[-2:]])
         self.format.check_counts(self.stored_dimensions, self.root_path)
+        if self.dtype:
+            stored = [*self.stored_dimensions, *dims[-2:]]
+            self.format.check_target(stored, self.itemsize, self.root_path)
         self._check_plate()
 
     def _check_folded_camera(self) -> None:

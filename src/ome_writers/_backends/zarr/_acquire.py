@@ -267,12 +267,18 @@ class AcquireZarrBackend(ZarrBackendBase):
             )
             for key in self._keys
         ]
+        store_path, s3 = self.store.acquire_target()
+        target = (
+            {"store_path": store_path}
+            if s3 is None
+            else {"store_path": store_path, "s3": s3}
+        )
         try:
-            self._stream = aqz.ZarrStream(
-                aqz.StreamSettings(store_path=str(self.root), arrays=arrays)
-            )
+            self._stream = aqz.ZarrStream(aqz.StreamSettings(arrays=arrays, **target))
         except Exception as exc:
-            raise write_error(self.root, "create acquire-zarr arrays in", exc) from exc
+            raise write_error(
+                self.store.describe(), "create acquire-zarr arrays in", exc
+            ) from exc
         self._init_mirror()
         if self.router.is_unbounded:
             self._start_shapes()
@@ -282,7 +288,7 @@ class AcquireZarrBackend(ZarrBackendBase):
             for path in self.array_paths:
                 meta = path / "zarr.json"
                 try:
-                    write_array_json(
+                    self._put_array_json(
                         meta, self._array_document(), self.geometry.shape[0]
                     )
                 except OSError as exc:
@@ -398,7 +404,9 @@ class AcquireZarrBackend(ZarrBackendBase):
             self._recovered.append((position, offset, np.array(frame, copy=True)))
             self.record_frame(frame_number, metadata)
             return
-        if self.journal is not None:
+        # on S3 only the metadata is journaled: shard objects are watched on a
+        # disk only (acquire-zarr's buffered frames are lost in a crash there)
+        if self.journal is not None and not self.store.is_remote:
             self._journal_frame(position, offset, frame_number, frame)
         if offset >= self._grow_offset:
             self._grow(offset // self._per_step + 1)
@@ -495,7 +503,7 @@ class AcquireZarrBackend(ZarrBackendBase):
             self._stream.append(np.ascontiguousarray(data), key=self._keys[position])
         except Exception as exc:
             raise write_error(
-                self.array_paths[position], "append a frame to", exc
+                self.where(self.array_paths[position]), "append a frame to", exc
             ) from exc
         before = self._next[position]
         self._next[position] += frames
@@ -558,7 +566,7 @@ class AcquireZarrBackend(ZarrBackendBase):
 
     def _reader(self, position: int) -> Any:
         if self._readers is None:
-            self._readers = [open_array(path) for path in self.array_paths]
+            self._readers = [self._open_array(path) for path in self.array_paths]
         return self._readers[position]
 
     # --------------------------------------------------------------- closing
@@ -573,7 +581,7 @@ class AcquireZarrBackend(ZarrBackendBase):
         (``_shard_rows``), so it is removed and written again from there.
         """
         self._recovering = True
-        for path in self.array_paths:
+        for path in [] if self.store.is_remote else self.array_paths:
             rows = ShardRows(
                 path, self.geometry.shape, self._shard_shape(), self.geometry.chunks
             )
@@ -607,7 +615,7 @@ class AcquireZarrBackend(ZarrBackendBase):
                     stream.close()
                 except Exception as exc:
                     raise write_error(
-                        self.root, "finish acquire-zarr output in", exc
+                        self.store.describe(), "finish acquire-zarr output in", exc
                     ) from exc
             # every array ends with the declared extent or the steps started,
             # as with the other engines (acquire-zarr sizes each array by its
@@ -655,11 +663,13 @@ class AcquireZarrBackend(ZarrBackendBase):
             path = self.array_paths[position]
             try:
                 if position not in arrays:
-                    arrays[position] = open_array(path, writable=True)
+                    arrays[position] = self._open_array(path, writable=True)
                 index = tuple(int(i) for i in np.unravel_index(offset, counts))
                 write_region(arrays[position], index, frame)
             except Exception as exc:
-                raise write_error(path, "write a frame after close to", exc) from exc
+                raise write_error(
+                    self.where(path), "write a frame after close to", exc
+                ) from exc
 
     def _set_final_extent(self, frames_written: int) -> None:
         """The first axis of a closed array: declared, or the steps begun."""
@@ -671,12 +681,38 @@ class AcquireZarrBackend(ZarrBackendBase):
             for path in self.array_paths:
                 meta = path / "zarr.json"
                 try:
-                    document = json.loads(meta.read_bytes())
+                    document = self._read_array_json(meta)
                 except FileNotFoundError:
                     document = self._array_document()
-                write_array_json(meta, document, steps)
+                self._put_array_json(meta, document, steps)
         finally:
             self._closed = True
+
+    def _read_array_json(self, meta: Path) -> Any:
+        """An array's ``zarr.json`` (file or object); ``FileNotFoundError``."""
+        if self.store.is_remote:
+            return json.loads(self.store.read_bytes(self.key_of(meta)))
+        return json.loads(meta.read_bytes())
+
+    def _put_array_json(
+        self, meta: Path, document: dict[str, Any], extent0: int
+    ) -> None:
+        """``write_array_json``, or one PUT of the same bytes on S3."""
+        if not self.store.is_remote:
+            write_array_json(meta, document, extent0)
+            return
+        document = {**document, "shape": [extent0, *document["shape"][1:]]}
+        data = (json.dumps(document, sort_keys=True) + "\n").encode()
+        self.store.write_bytes(self.key_of(meta), data)
+
+    def _open_array(self, path: Path, *, writable: bool = False) -> Any:
+        """``open_array`` of a closed array, through zarr-python on S3."""
+        if not self.store.is_remote:
+            return open_array(path, writable=writable)
+        import zarr
+
+        store = self.store.zarr_store(self.key_of(path), read_only=not writable)
+        return zarr.open_array(store, mode="r+" if writable else "r")
 
     def _restore_declared_extent(self) -> None:
         """Give a bounded array closed early its declared first axis again.
@@ -692,12 +728,12 @@ class AcquireZarrBackend(ZarrBackendBase):
             meta = path / "zarr.json"
             try:
                 try:
-                    document = json.loads(meta.read_bytes())
+                    document = self._read_array_json(meta)
                     written = int(document["shape"][0])
                 except FileNotFoundError:  # no frame reached this array
                     document, written = self._array_document(), -1
                 if written < declared:
-                    write_array_json(meta, document, declared)
+                    self._put_array_json(meta, document, declared)
             except (OSError, ValueError, LookupError, TypeError) as exc:
                 raise write_error(meta, "restore the declared shape in", exc) from exc
 

@@ -392,7 +392,8 @@ class ChunkedZarrBackend(ZarrBackendBase):
     def _reopen_engine(self) -> None:
         self._create_arrays(existing=True)
         if self.router.is_unbounded:
-            document = json.loads((self.array_paths[0] / "zarr.json").read_bytes())
+            key = f"{self.key_of(self.array_paths[0])}/zarr.json"
+            document = json.loads(self.store.read_bytes(key))
             self._extent0 = int(document["shape"][0])
             self._recovered = True
         # journaled frames come back in order, but blocks the killed writer
@@ -466,7 +467,7 @@ class ChunkedZarrBackend(ZarrBackendBase):
             raise
         except Exception as exc:
             raise write_error(
-                self.array_paths[0].parent, "resize arrays in", exc
+                self.where(self.array_paths[0].parent), "resize arrays in", exc
             ) from exc
         self._extent0 = extent0
 
@@ -540,7 +541,9 @@ class ChunkedZarrBackend(ZarrBackendBase):
 
     def _fail(self, position: int, exc: BaseException) -> None:
         if self._failure is None:
-            failure = write_error(self.array_paths[position], "write to", exc)
+            failure = write_error(
+                self.where(self.array_paths[position]), "write to", exc
+            )
             failure.__cause__ = exc
             self._failure = failure
 

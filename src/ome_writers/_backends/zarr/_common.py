@@ -31,12 +31,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,12 +49,13 @@ from ome_writers._backends.zarr._metadata import (
     storage_dimensions,
 )
 from ome_writers._backends.zarr._ome_xml import MetadataXml, write_bytes_atomic
+from ome_writers._backends.zarr._store import zarr_root
 from ome_writers._errors import NotADatasetError, WriteError
-from ome_writers._util import sync_filesystem
 from ome_writers._version import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
@@ -174,8 +173,8 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
 _TS_ERRNO = re.compile(r"os_error_code='?(\d+)")
 
 
-def write_error(path: Path, action: str, exc: BaseException) -> WriteError:
-    """A ``WriteError`` naming the path and the engine's error.
+def write_error(path: Path | str, action: str, exc: BaseException) -> WriteError:
+    """A ``WriteError`` naming the path (or URL) and the engine's error.
 
     Its ``errno`` is the operating system's (e.g. ENOSPC), also when the
     engine reports it only in its message (tensorstore's ``ValueError``).
@@ -228,7 +227,12 @@ class ZarrBackendBase(Backend):
         super().__init__(settings, router)
         # one path rule for every engine: ".." resolved here (tensorstore's
         # file driver refuses it, the others accept it)
-        self.root = Path(os.path.abspath(settings.output_path))
+        self.store = zarr_root(
+            settings.output_path, getattr(settings.format, "storage_options", None)
+        )
+        #: the local directory; for a remote root, the local path named after
+        #: it that its journal is kept beside (``_store.remote_journal_output``)
+        self.root = self.store.journal_output
         self.dtype = np.dtype(settings.dtype)
         self.frame_shape = settings.frame_shape
         self.geometry = chunk_geometry(settings)
@@ -254,6 +258,14 @@ class ZarrBackendBase(Backend):
         """The root: a journal beside it keeps what a killed writer had not done."""
         return self.root
 
+    def key_of(self, path: Path) -> str:
+        """The key of ``path`` (under ``root``) relative to the Zarr root."""
+        return path.relative_to(self.root).as_posix()
+
+    def where(self, path: Path) -> str:
+        """``path`` (under ``root``) as messages name it: a path or a URL."""
+        return self.store.describe(self.key_of(path))
+
     # ------------------------------------------------------------- engine hooks
 
     def _open_engine(self) -> None:
@@ -270,40 +282,47 @@ class ZarrBackendBase(Backend):
     def open(self) -> None:
         """Check names and the output path, then create arrays and groups."""
         layout = build_layout(self.settings)
-        prepare_output(self.root, overwrite=self.settings.overwrite)
-        try:
-            self.root.mkdir(parents=True)
-        except OSError as exc:
-            raise write_error(self.root, "create", exc) from exc
+        self.store.prepare(overwrite=self.settings.overwrite)
+        if not self.store.is_remote:
+            try:
+                self.root.mkdir(parents=True)
+            except OSError as exc:
+                raise write_error(self.root, "create", exc) from exc
         self._created_root = True
         self.layout = layout
         self.array_paths = [self.root / node.array_path for node in layout.images]
         self._metadata_xml = MetadataXml.for_layout(
-            self.settings, self.router, self.root, layout
+            self.settings, self.router, self.root, layout, store=self.store
         )
         self._open_engine()
         self.write_groups()
 
     def reopen(self) -> None:
         """Open the output of an interrupted acquisition, to finish it."""
-        if not (self.root / "zarr.json").is_file():
+        if not self.store.exists("zarr.json"):
             raise NotADatasetError(
-                f"{str(self.root)!r} has no zarr.json: the interrupted acquisition's "
+                f"{self.store.describe()!r} has no zarr.json: the interrupted "
+                "acquisition's "
                 "output is missing, so there is nothing to recover"
             )
         layout = build_layout(self.settings)
         self.layout = layout
         self.array_paths = [self.root / node.array_path for node in layout.images]
-        missing = [p for p in self.array_paths if not (p / "zarr.json").is_file()]
+        missing = [
+            node.array_path
+            for node in layout.images
+            if not self.store.exists(f"{node.array_path}/zarr.json")
+        ]
         if missing:
             raise NotADatasetError(
-                f"{str(missing[0])!r} has no zarr.json: this is not the output the "
-                "interrupted acquisition began"
+                f"{self.store.describe(missing[0])!r} has no zarr.json: this is not "
+                "the output the interrupted acquisition began"
             )
         self._metadata_xml = MetadataXml.for_layout(
-            self.settings, self.router, self.root, layout
+            self.settings, self.router, self.root, layout, store=self.store
         )
-        _remove_partial_files(self.root)
+        if not self.store.is_remote:  # objects are never partial
+            _remove_partial_files(self.root)
         self._reopen_engine()
 
     def _reopen_engine(self) -> None:
@@ -322,7 +341,7 @@ class ZarrBackendBase(Backend):
             self._abort_engine()
         finally:
             if self._created_root:
-                shutil.rmtree(self.root, ignore_errors=True)
+                self.store.remove_written()
 
     # ----------------------------------------------------------------- metadata
 
@@ -489,7 +508,7 @@ class ZarrBackendBase(Backend):
                 **self._global_metadata,
                 NAMESPACE: self._root_namespace(),
             }
-        write_json(self.root / "zarr.json", group_document(attributes))
+        self.store.write_json("zarr.json", group_document(attributes))
 
     def _write_image_group(self, position: int) -> None:
         """Rewrite one image group's ``zarr.json`` (the root's, for an image)."""
@@ -498,8 +517,8 @@ class ZarrBackendBase(Backend):
         if not path:
             self.write_root_group()
             return
-        write_json(
-            self.root / path / "zarr.json",
+        self.store.write_json(
+            f"{path}/zarr.json",
             group_document(self._image_attributes(position)),
         )
 
@@ -509,7 +528,7 @@ class ZarrBackendBase(Backend):
         for path, ome in self.layout.groups.items():
             if path:
                 attributes = {} if ome is None else {"ome": ome}
-                write_json(self.root / path / "zarr.json", group_document(attributes))
+                self.store.write_json(f"{path}/zarr.json", group_document(attributes))
         for position, node in enumerate(self.layout.images):
             if node.path:
                 self._write_image_group(position)
@@ -550,7 +569,7 @@ class ZarrBackendBase(Backend):
         self.write_groups()
         if getattr(self.settings.format, "fsync", "never") != "never":
             try:
-                sync_filesystem(self.root)
+                self.store.sync()
             except OSError as exc:
                 raise write_error(self.root, "flush to the device", exc) from exc
 

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 
     from ome_writers._backends._ome_xml import OmeXmlBuilder
     from ome_writers._backends.zarr._metadata import ZarrLayout
+    from ome_writers._backends.zarr._store import ZarrRoot
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
 
@@ -85,12 +86,20 @@ class MetadataXml:
     """
 
     def __init__(
-        self, path: Path, builder: OmeXmlBuilder, array_documents: Sequence[Path]
+        self,
+        path: Path,
+        builder: OmeXmlBuilder,
+        array_documents: Sequence[Path],
+        store: ZarrRoot | None = None,
+        array_keys: Sequence[str] = (),
     ) -> None:
         self.path = path
         self._builder = builder
         #: each position's array ``zarr.json``, in series order
         self._array_documents = list(array_documents)
+        #: a remote root: the file and the array documents are its keys
+        self._store = store if store is not None and store.is_remote else None
+        self._array_keys = list(array_keys)
 
     @classmethod
     def for_layout(
@@ -99,6 +108,7 @@ class MetadataXml:
         router: FrameRouter,
         root: Path,
         layout: ZarrLayout,
+        store: ZarrRoot | None = None,
     ) -> MetadataXml | None:
         """The writer for ``layout``, or None (logged when it is a skip)."""
         if layout.kind != "bioformats2raw":
@@ -126,7 +136,8 @@ class MetadataXml:
             )
             return None
         documents = [root / node.array_path / "zarr.json" for node in layout.images]
-        return cls(path, builder, documents)
+        keys = [f"{node.array_path}/zarr.json" for node in layout.images]
+        return cls(path, builder, documents, store, keys)
 
     def write(
         self,
@@ -167,6 +178,9 @@ class MetadataXml:
         ome = self._builder.build(
             state, range(router.num_positions), root_uuid=None, with_plate=False
         )
+        if self._store is not None:
+            self._store.write_bytes(METADATA_XML_PATH, to_xml(ome).encode("utf-8"))
+            return
         write_bytes_atomic(self.path, to_xml(ome).encode("utf-8"))
 
     def _array_steps(self) -> dict[int, int]:
@@ -174,7 +188,11 @@ class MetadataXml:
         steps = {}
         for position, document in enumerate(self._array_documents):
             try:
-                shape = json.loads(document.read_text(encoding="utf-8"))["shape"]
+                if self._store is not None:
+                    text = self._store.read_bytes(self._array_keys[position])
+                else:
+                    text = document.read_bytes()
+                shape = json.loads(text)["shape"]
                 steps[position] = int(shape[0])
             except (OSError, ValueError, LookupError, TypeError):
                 continue  # not written yet (acquire-zarr: until close)

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
-from zarr.storage import LocalStore
 
 from ome_writers._backends._workers import WorkerThreads
 from ome_writers._backends.zarr._chunked import ChunkedZarrBackend
@@ -63,7 +62,9 @@ class ZarrPythonBackend(ChunkedZarrBackend):
         self._last_write: dict[tuple[int, Index], concurrent.futures.Future[Any]] = {}
         if existing:
             self._arrays = [
-                zarr.open_array(LocalStore(path), mode="r+", zarr_format=3)
+                zarr.open_array(
+                    self.store.zarr_store(self.key_of(path)), mode="r+", zarr_format=3
+                )
                 for path in self.array_paths
             ]
             return
@@ -87,7 +88,7 @@ class ZarrPythonBackend(ChunkedZarrBackend):
             zarr.create_array(
                 # a store, not a string: "::" or "s3://" in a local name must
                 # not be read as an fsspec URL
-                store=LocalStore(path),
+                store=self.store.zarr_store(self.key_of(path)),
                 shape=geometry.shape,
                 dtype=self.dtype,
                 chunks=geometry.chunks,

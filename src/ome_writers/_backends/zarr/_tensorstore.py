@@ -44,6 +44,7 @@ class TensorstoreBackend(ChunkedZarrBackend):
                 "file_io_sync": False,
                 "data_copy_concurrency": {"limit": cores},
                 "file_io_concurrency": {"limit": max(cores * 2, 8)},
+                **self.store.tensorstore_context(),
             }
         )
         metadata = self.array_metadata(self.geometry.shards)
@@ -51,7 +52,7 @@ class TensorstoreBackend(ChunkedZarrBackend):
         for path in self.array_paths:
             spec: dict[str, Any] = {
                 "driver": "zarr3",
-                "kvstore": {"driver": "file", "path": str(path)},
+                "kvstore": self.store.kvstore(self.key_of(path)),
             }
             if existing:
                 spec["open"] = True
@@ -65,7 +66,7 @@ class TensorstoreBackend(ChunkedZarrBackend):
         layout = FrameFileLayout.for_geometry(
             self.geometry, self.dtype, self.settings.compression
         )
-        if layout is None:
+        if layout is None or self.store.is_remote:  # it writes local files
             return None
 
         def engine_bytes(probe: np.ndarray) -> bytes:

@@ -1,0 +1,188 @@
+"""OME-Zarr straight to S3 (issue #20), against a real local S3 server.
+
+moto's server (``moto[server]``) runs in this process on 127.0.0.1 and a free
+port; each test gets a bucket of its own, dummy credentials in the
+environment and a local state directory (the journals of remote outputs).
+Every output is read back by a reader other than the engine that wrote it:
+zarr-python over s3fs, or tensorstore's s3 driver for zarr-python's files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+import numpy as np
+import pytest
+
+pytest.importorskip("s3fs")
+pytest.importorskip("obstore")
+moto_server = pytest.importorskip("moto.server")
+
+from ome_writers import (  # noqa: E402
+    AcquisitionSettings,
+    Dimension,
+    Plate,
+    Position,
+    create_stream,
+    dims_from_standard_axes,
+)
+
+ENGINES = ["tensorstore", "zarr-python", "acquire-zarr"]
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield server, f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch, tmp_path):
+    """A fresh bucket; AWS settings in the environment; a local state dir."""
+    import s3fs
+
+    _, endpoint = s3_server
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+        "OME_WRITERS_STATE_DIR": str(tmp_path / "state"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
+    fs.mkdir(bucket)
+    return fs, bucket, endpoint
+
+
+def _zarr_read(url: str, endpoint: str):
+    """zarr-python over obstore: no code of the writers' S3 client."""
+    import zarr
+    from obstore.store import S3Store
+    from zarr.storage import ObjectStore
+
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    store = S3Store(
+        bucket,
+        prefix=key,
+        endpoint=endpoint,
+        region="us-east-1",
+        access_key_id="testing",
+        secret_access_key="testing",
+        client_options={"allow_http": True},
+    )
+    return zarr.open_group(ObjectStore(store, read_only=True), mode="r")
+
+
+def _ts_read(url: str, endpoint: str) -> np.ndarray:
+    import tensorstore as ts
+
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    spec = {
+        "driver": "zarr3",
+        "kvstore": {
+            "driver": "s3",
+            "bucket": bucket,
+            "path": key + "/",
+            "endpoint": endpoint,
+            "aws_region": "us-east-1",
+        },
+    }
+    return ts.open(spec, open=True, read=True).result().read().result()
+
+
+def _frames(n: int, shape=(64, 64)) -> list[np.ndarray]:
+    rng = np.random.default_rng(n)
+    return [rng.integers(1, 60000, shape, dtype=np.uint16) for _ in range(n)]
+
+
+LAYOUTS = [
+    pytest.param({"t": 2, "c": 2, "y": 64, "x": 64}, None, id="image"),
+    pytest.param(
+        {"t": 2, "p": ["A 1", "../x"], "y": 64, "x": 64}, None, id="positions"
+    ),
+    pytest.param(
+        {"p": 2, "t": 2, "y": 64, "x": 64},
+        Plate(row_names=["A", "B"], column_names=["1", "2"], name="s3 plate"),
+        id="plate",
+    ),
+]
+
+
+def _dims(spec, plate):
+    dims = dims_from_standard_axes(spec)
+    if plate is not None:
+        wells = [("A", "1"), ("B", "2")]
+        dims[0] = Dimension(
+            name="p",
+            type="position",
+            coords=[
+                Position(name=f"fov{i}", plate_row=r, plate_column=c)
+                for i, (r, c) in enumerate(wells)
+            ],
+        )
+    return dims
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(("spec", "plate"), LAYOUTS)
+def test_round_trip(s3, engine, spec, plate):
+    fs, bucket, endpoint = s3
+    pytest.importorskip({"zarr-python": "zarr"}.get(engine, engine).replace("-", "_"))
+    url = f"s3://{bucket}/lab/run"
+    settings = AcquisitionSettings(
+        root_path=url,
+        format=engine,
+        dimensions=_dims(spec, plate),
+        dtype="uint16",
+        plate=plate,
+    )
+    frames = _frames(settings.num_frames)
+    with create_stream(settings) as stream:
+        for i, frame in enumerate(frames):
+            stream.append(frame, frame_metadata={"delta_t": float(i)})
+        live = np.asarray(stream.view())
+    view = np.asarray(stream.view())
+    expected = np.stack(frames).reshape(view.shape)
+    np.testing.assert_array_equal(live, expected)
+    np.testing.assert_array_equal(view, expected)
+    # independent readers, object by object
+    out = settings.output_path
+    assert out == f"s3://{bucket}/lab/run.ome.zarr"
+    root = json.loads(fs.cat_file(f"{bucket}/lab/run.ome.zarr/zarr.json"))
+    own = root["attributes"]["ome_writers"]
+    assert own["complete"] is True
+    assert own["frames_written"] == len(frames)
+    keys = fs.find(f"{bucket}/lab/run.ome.zarr")
+    assert all(k.startswith(f"{bucket}/lab/run.ome.zarr/") for k in keys)
+    arrays = [stream.arrays[p] for p in range(len(stream.arrays))]
+    group = _zarr_read(out, endpoint)
+    for p, node in enumerate(_array_paths(root, out, endpoint)):
+        if engine == "zarr-python":
+            data = _ts_read(f"{out}/{node}", endpoint)
+        else:
+            data = group[node][:]
+        np.testing.assert_array_equal(data, np.asarray(arrays[p]))
+
+
+def _array_paths(root: dict, url: str, endpoint: str) -> list[str]:
+    ome = root["attributes"]["ome"]
+    if "multiscales" in ome:
+        return ["0"]
+    group = _zarr_read(url, endpoint)
+    if "plate" in ome:
+        paths = []
+        for well in ome["plate"]["wells"]:
+            images = group[well["path"]].attrs["ome"]["well"]["images"]
+            paths += [f"{well['path']}/{i['path']}/0" for i in images]
+        return paths
+    return [f"{name}/0" for name in group["OME"].attrs["ome"]["series"]]
