@@ -11,6 +11,7 @@ place, with the global metadata, the final shape and ``complete``; a second
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import warnings
@@ -29,9 +30,46 @@ from ome_writers import NotADatasetError, recover
 CHILD = Path(__file__).with_name("_ome_crash_child.py")
 FRAME = {"y": 32, "x": 32}
 
+ENGINES = ("tensorstore", "zarr-python", "acquire-zarr", "tifffile")
+_SHORT = {
+    "tensorstore": "ts",
+    "zarr-python": "zp",
+    "acquire-zarr": "aqz",
+    "tifffile": "tiff",
+}
+#: where each case's child is killed: after this many reported appends (it
+#: goes on appending until the signal lands, so the point within an append,
+#: a block or a shard row differs from case to case)
+_KILL_AFTER = random.Random(16).choices(range(5, 61), k=64)
+
+
+def _matrix() -> list[Any]:
+    """Every engine x {bounded, unbounded} x {1, 3 positions}, then the odd ones."""
+    cases = []
+    for engine in ENGINES:
+        for t, bound in ((20, "bounded"), (None, "unbounded")):
+            for npos in (1, 3):
+                sizes: dict[str, Any] = {"t": t, "c": 2}
+                if npos > 1:
+                    sizes = {"t": t, "p": npos, "c": 2}
+                kill_after = min(_KILL_AFTER[len(cases)], 20 * npos * 2 - 1)
+                cases.append(
+                    pytest.param(
+                        engine, sizes, {}, kill_after,
+                        id=f"{_SHORT[engine]}-{bound}-{npos}pos",
+                    )
+                )  # fmt: skip
+        cases.append(
+            pytest.param(
+                engine, {"t": None, "p": 3, "c": 2}, {"threads": 3}, 60,
+                id=f"{_SHORT[engine]}-threads",
+            )
+        )  # fmt: skip
+    return cases
+
+
 CASES = [
-    pytest.param("tensorstore", {"t": None, "c": 2}, {}, 41, id="ts-unbounded"),
-    pytest.param("tensorstore", {"t": 20, "p": 3, "c": 2}, {}, 41, id="ts-3pos"),
+    *_matrix(),
     pytest.param(
         "tensorstore",
         {"t": None, "p": 3, "c": 2},
@@ -39,26 +77,15 @@ CASES = [
         41,
         id="ts-compressed-3pos-unbounded",
     ),
-    pytest.param("zarr-python", {"t": None, "c": 2}, {}, 41, id="zp-unbounded"),
     pytest.param(
         "zarr-python", {"t": 20, "p": 3, "c": 2}, {"chunk_t": 4}, 41, id="zp-blocks"
     ),
-    pytest.param("tifffile", {"t": None, "p": 3, "c": 2}, {}, 41, id="tiff-3pos"),
-    pytest.param("tifffile", {"t": 30, "c": 2}, {}, 41, id="tiff-bounded"),
-    pytest.param("acquire-zarr", {"t": None, "c": 2}, {}, 41, id="aqz-unbounded"),
-    pytest.param("acquire-zarr", {"t": 20, "p": 3, "c": 2}, {}, 41, id="aqz-3pos"),
     pytest.param(
         "acquire-zarr",
         {"t": None, "p": 2, "c": 2},
         {"chunk_t": 4, "shard_t": 2, "compression": "blosc-lz4", "tear": True},
         41,
         id="aqz-shards-compressed-torn",
-    ),
-    pytest.param(
-        "tensorstore", {"t": None, "p": 3, "c": 2}, {"threads": 3}, 60, id="ts-threads"
-    ),
-    pytest.param(
-        "tifffile", {"t": None, "p": 2, "c": 2}, {"threads": 3}, 60, id="tiff-threads"
     ),
 ]
 
