@@ -23,8 +23,10 @@ moto_server = pytest.importorskip("moto.server")
 from ome_writers import (  # noqa: E402
     AcquisitionSettings,
     Dimension,
+    OmeZarrFormat,
     Plate,
     Position,
+    WriteError,
     create_stream,
     dims_from_standard_axes,
 )
@@ -186,3 +188,95 @@ def _array_paths(root: dict, url: str, endpoint: str) -> list[str]:
             paths += [f"{well['path']}/{i['path']}/0" for i in images]
         return paths
     return [f"{name}/0" for name in group["OME"].attrs["ome"]["series"]]
+
+
+_CHILD = """
+import os, signal, sys
+import numpy as np
+from ome_writers import AcquisitionSettings, Dimension, create_stream
+
+settings = AcquisitionSettings(
+    root_path=sys.argv[1],
+    format=sys.argv[2],
+    dimensions=[
+        Dimension(name="t", count=8, type="time", chunk_size=4),
+        Dimension(name="y", count=64, type="space"),
+        Dimension(name="x", count=64, type="space"),
+    ],
+    dtype="uint16",
+)
+stream = create_stream(settings)
+for i in range(6):  # t 4-5 stay in the chunk buffer: only the journal has them
+    stream.append(np.full((64, 64), i + 1, "uint16"), frame_metadata={"delta_t": i})
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("engine", ["tensorstore", "zarr-python"])
+def test_killed_writer_recovers_from_the_local_journal(s3, tmp_path, engine):
+    import subprocess
+    import sys
+
+    from ome_writers import recover
+
+    fs, bucket, endpoint = s3
+    url = f"s3://{bucket}/killed.ome.zarr"
+    child = subprocess.run([sys.executable, "-c", _CHILD, url, engine], check=False)
+    assert child.returncode == -9
+    journals = list((tmp_path / "state" / "journals").glob("*/*.ome-writers-journal"))
+    assert len(journals) == 1  # on local disk, under OME_WRITERS_STATE_DIR
+    report = recover(url)
+    assert (report.frames_written, report.was_complete) == (6, False)
+    assert report.frames_restored >= 2
+    assert not journals[0].exists()
+    data = _zarr_read(url, endpoint)["0"][:]
+    expected = np.zeros((8, 64, 64), "uint16")
+    for i in range(6):
+        expected[i] = i + 1
+    np.testing.assert_array_equal(data, expected)
+    root = json.loads(fs.cat_file(f"{bucket}/killed.ome.zarr/zarr.json"))
+    assert root["attributes"]["ome_writers"]["complete"] is True
+    assert recover(url).was_complete
+
+
+@pytest.mark.parametrize("engine", ["tensorstore"])  # zarr-python: 18 s of retries
+def test_server_stopped_mid_stream(s3, engine):
+    """A WriteError names the key; the frames uploaded before stay readable."""
+    _, bucket, _ = s3
+    own = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    own.start()
+    host, port = own.get_host_and_port()
+    own_endpoint = (
+        f"http://{host}:{port}"  # the same buckets: moto keeps them in-process
+    )
+    url = f"s3://{bucket}/down.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=url,
+        format=OmeZarrFormat(
+            backend=engine, storage_options={"endpoint_url": own_endpoint}
+        ),
+        dimensions=dims_from_standard_axes({"t": 6, "y": 32, "x": 32}),
+        dtype="uint16",
+    )
+    stream = create_stream(settings)
+    for i in range(3):
+        stream.append(np.full((32, 32), i + 1, "uint16"))
+    assert np.asarray(stream.view())[:3, 0, 0].tolist() == [1, 2, 3]  # uploaded
+    own.stop()
+
+    def finish() -> None:
+        for i in range(3, 6):
+            stream.append(np.full((32, 32), i + 1, "uint16"))
+        stream.close()
+
+    with pytest.raises(WriteError) as caught:
+        finish()
+    assert f"s3://{bucket}/down.ome.zarr" in str(caught.value)
+    stream.close()
+    restarted = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    restarted.start()
+    try:  # moto keeps its buckets in this process: the same data is served
+        data = _zarr_read(url, own_endpoint)["0"][:3]
+        assert data[:, 0, 0].tolist() == [1, 2, 3]
+    finally:
+        restarted.stop()

@@ -22,6 +22,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ome_writers._backends._base import (
     FrameMetadata,
@@ -37,8 +38,10 @@ from ome_writers._backends._journal import (
 )
 from ome_writers._backends.scratch import _files as scratch_files
 from ome_writers._errors import NotADatasetError
+from ome_writers._formats import OmeZarrFormat
 from ome_writers._router import build_router
 from ome_writers._settings import AcquisitionSettings
+from ome_writers._urls import is_s3_url
 from ome_writers._util import replace_file
 
 
@@ -68,7 +71,9 @@ class RecoveryReport:
     was_complete: bool
 
 
-def recover(path: str | os.PathLike[str]) -> RecoveryReport:
+def recover(
+    path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+) -> RecoveryReport:
     """Finish an acquisition whose writer was killed.
 
     Every frame for which ``append`` returned is put in place, the final
@@ -81,13 +86,22 @@ def recover(path: str | os.PathLike[str]) -> RecoveryReport:
     ----------
     path
         The output: an OME-Zarr directory, an OME-TIFF file (or the folder of
-        a one-file-per-position dataset), or a scratch root.
+        a one-file-per-position dataset), or a scratch root; or the
+        ``s3://`` URL of an OME-Zarr, whose journal is on this machine's disk
+        (``OME_WRITERS_STATE_DIR``, see the README): the frames it holds are
+        uploaded.
+    storage_options
+        For an ``s3://`` URL: the ``OmeZarrFormat.storage_options`` to use
+        (credentials are not kept in the journal; without them the AWS
+        environment's are used, and the endpoint and region the stream had).
 
     Raises
     ------
     NotADatasetError
         ``path`` is not an output of this package (a ``ValueError``).
     """
+    if is_s3_url(str(path)):
+        return _recover_remote(str(path), storage_options)
     output = Path(os.path.abspath(path))
     journal = _find_journal(output)
     if journal is not None:
@@ -125,12 +139,48 @@ def _find_journal(output: Path) -> Path | None:
     return None
 
 
-def _recover_from_journal(output: Path, journal: Path) -> RecoveryReport:
+def _recover_remote(url: str, storage_options: dict[str, Any] | None) -> RecoveryReport:
+    """Recover an OME-Zarr on S3 from its local journal (see ``_store``)."""
+    from ome_writers._backends.zarr._store import remote_journal_output, zarr_root
+
+    root = OmeZarrFormat().get_output_path(url)
+    journal = journal_path(remote_journal_output(root))
+    if is_journal(journal):
+        return _recover_from_journal(Path(root), journal, storage_options, url=root)
+    store = zarr_root(root, storage_options)
+    try:
+        document = json.loads(store.read_bytes("zarr.json"))
+        own = document["attributes"]["ome_writers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        own = None
+    if isinstance(own, dict) and own.get("complete"):
+        frames = int(own.get("frames_written", 0))
+        return RecoveryReport(root, "ome-zarr", frames, 0, True)
+    raise NotADatasetError(
+        f"{url!r} has no journal on this machine ({str(journal)!r}) and is not a "
+        "complete output of ome_writers; recover it on the machine that wrote it "
+        "(or with the same OME_WRITERS_STATE_DIR)"
+    )
+
+
+def _recover_from_journal(
+    output: Path,
+    journal: Path,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    url: str | None = None,
+) -> RecoveryReport:
     try:
         contents = read_journal(journal)
-        settings = AcquisitionSettings.model_validate(
-            {**contents.settings, "overwrite": False}
-        )
+        data = {**contents.settings, "overwrite": False}
+        if storage_options:
+            fmt = dict(data["format"])
+            fmt["storage_options"] = {
+                **(fmt.get("storage_options") or {}),
+                **storage_options,
+            }
+            data["format"] = fmt
+        settings = AcquisitionSettings.model_validate(data)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise NotADatasetError(
             f"the journal {str(journal)!r} cannot be read ({exc}); recover "
@@ -163,7 +213,7 @@ def _recover_from_journal(output: Path, journal: Path) -> RecoveryReport:
     backend.close(frames_written)
     shutil.rmtree(journal)
     return RecoveryReport(
-        str(output), settings.format.name, frames_written, restored, False
+        url or str(output), settings.format.name, frames_written, restored, False
     )
 
 

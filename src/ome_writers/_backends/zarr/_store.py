@@ -31,9 +31,9 @@ What S3 gives and what it cannot, and how this copes:
   local journal (``journal_output``: under the local state directory, see
   ``state_directory``, in a folder named after a hash of the URL), and
   ``ome_writers.recover("s3://...")`` uploads them.
-- Network errors: each client retries (s3fs/botocore: 5 attempts, tensorstore:
-  5 retries, at most 2 s apart); what still fails is a ``WriteError`` naming
-  the key.
+- Network errors: each client retries (botocore under s3fs: 4 attempts, twice;
+  tensorstore: 4 retries, at most 2 s apart); what still fails is a
+  ``WriteError`` naming the key.
 
 Credentials: never written to any output or journal (``SECRET_OPTIONS``).
 Without explicit ones each client takes the standard AWS chain (environment
@@ -60,13 +60,16 @@ from ome_writers._urls import is_s3_url, split_s3_url
 from ome_writers._util import sync_filesystem
 
 #: requests tensorstore retries (it would retry 32 times, minutes on end)
-_TS_RETRIES = {"max_retries": 5, "initial_delay": "100ms", "max_delay": "2s"}
-#: botocore's retries and timeouts for s3fs
+_TS_RETRIES = {"max_retries": 4, "initial_delay": "100ms", "max_delay": "2s"}
+#: botocore's retries and timeouts for s3fs, and s3fs's own attempts around
+#: them (they multiply: its default, 5 x 5, took a minute to give up on a
+#: stopped server)
 _BOTO_CONFIG = {
-    "retries": {"max_attempts": 5, "mode": "standard"},
+    "retries": {"max_attempts": 4, "mode": "standard"},
     "connect_timeout": 5,
     "read_timeout": 60,
 }
+_S3FS_ATTEMPTS = 2
 _METADATA_XML = "OME/METADATA.ome.xml"
 
 
@@ -288,6 +291,7 @@ class S3Root(ZarrRoot):
         """A synchronous s3fs file system (made on first use)."""
         if self._fs is None:
             self._fs = _s3fs().S3FileSystem(**self.s3fs_options())
+            self._fs.retries = _S3FS_ATTEMPTS
         return self._fs
 
     def _path(self, key: str) -> str:
@@ -472,6 +476,7 @@ class S3Root(ZarrRoot):
 
         s3fs = _s3fs()
         fs = s3fs.S3FileSystem(asynchronous=True, **self.s3fs_options())
+        fs.retries = _S3FS_ATTEMPTS
         # s3fs closes the connections of synchronous instances only: without
         # this, each store leaves an unclosed aiohttp session to the collector
         weakref.finalize(fs, _close_async_session, fs.__dict__)
