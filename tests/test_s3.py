@@ -280,3 +280,65 @@ def test_server_stopped_mid_stream(s3, engine):
         assert data[:, 0, 0].tolist() == [1, 2, 3]
     finally:
         restarted.stop()
+
+
+def test_open_dask_on_a_process_cluster(s3):
+    """Per-frame statistics of an S3 OME-Zarr on a LocalCluster equal numpy's."""
+    da = pytest.importorskip("dask.array")
+    distributed = pytest.importorskip("dask.distributed")
+    from ome_writers import open_dask
+
+    _, bucket, endpoint = s3
+    url = f"s3://{bucket}/cluster.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=url,
+        format="tensorstore",
+        dimensions=[
+            Dimension(name="t", count=6, type="time", chunk_size=1),
+            Dimension(name="c", count=2, type="channel"),
+            Dimension(name="y", count=128, type="space", chunk_size=32),
+            Dimension(name="x", count=128, type="space", chunk_size=32),
+        ],
+        dtype="uint16",
+    )
+    frames = _frames(12, (128, 128))
+    with create_stream(settings) as stream:
+        for frame in frames:
+            stream.append(frame)
+    expected = np.stack(frames).reshape(6, 2, 128, 128)
+    options = {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}
+    array = open_dask(url, storage_options=options)
+    # one task per shard (a whole frame), not one per 32 x 32 chunk
+    assert array.chunks == ((1,) * 6, (1, 1), (128,), (128,))
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        means, maxima = da.compute(array.mean(axis=(-2, -1)), array.max(axis=(-2, -1)))
+    np.testing.assert_allclose(means, expected.mean(axis=(-2, -1)))
+    np.testing.assert_array_equal(maxima, expected.max(axis=(-2, -1)))
+
+
+def test_open_dask_positions_and_levels(s3, tmp_path):
+    from ome_writers import open_dask
+
+    for root in (tmp_path / "local.ome.zarr", f"s3://{s3[1]}/p.ome.zarr"):
+        settings = AcquisitionSettings(
+            root_path=str(root),
+            dimensions=dims_from_standard_axes(
+                {"p": ["a", "b"], "t": 2, "y": 16, "x": 16}
+            ),
+            dtype="uint8",
+        )
+        with create_stream(settings) as stream:
+            for i in range(4):
+                stream.append(np.full((16, 16), i, "uint8"))
+        for position, values in ((0, [0, 1]), ("b", [2, 3])):
+            got = open_dask(root, position=position).compute()
+            assert got[:, 0, 0].tolist() == values
+        with pytest.raises(KeyError, match="2 images"):
+            open_dask(root)
+        with pytest.raises(KeyError, match="level 1"):
+            open_dask(root, position=0, level=1)

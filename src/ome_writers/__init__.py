@@ -2,6 +2,7 @@
 
 from ome_writers._backends.scratch._reader import ScratchDataset, open_scratch
 from ome_writers._convert import ConversionReport, convert
+from ome_writers._dask import open_dask
 from ome_writers._errors import (
     BackendUnavailableError,
     NotADatasetError,
@@ -56,6 +57,7 @@ __all__ = [
     "create_stream",
     "dims_from_standard_axes",
     "dims_from_useq",
+    "open_dask",
     "open_scratch",
     "recover",
     "useq_to_acquisition_settings",
