@@ -133,7 +133,7 @@ def open_dask(
     token = hashlib.sha256(
         json.dumps([store.describe(key), shape, chunks], default=str).encode()
     ).hexdigest()[:16]
-    return da.from_array(
+    array: dask.array.Array = da.from_array(  # type: ignore[no-untyped-call]
         blocks,
         chunks=chunks,
         asarray=True,
@@ -142,6 +142,7 @@ def open_dask(
         name=f"ome-writers-{token}",
         meta=np.empty((0,) * len(shape), blocks.dtype),
     )
+    return array
 
 
 def _document(store: Any, key: str, location: str) -> dict[str, Any]:

@@ -87,7 +87,8 @@ class _Format(BaseModel):
         """Refuse a ``root_path`` the format cannot write to (default: URLs)."""
         if is_url(root_path):
             raise ValueError(
-                f"root_path {root_path!r} is a URL, but format {self.name!r} writes "
+                f"root_path {root_path!r} is a URL, but format "
+                f"{getattr(self, 'name', '?')!r} writes "
                 "local files only; use format='ome-zarr' (OME-Zarr writes to "
                 "s3:// URLs), or a local path"
             )

@@ -228,7 +228,7 @@ class LocalRoot(ZarrRoot):
 
 def _s3fs() -> Any:
     try:
-        import s3fs
+        import s3fs  # type: ignore[import-untyped]
     except ImportError:
         raise BackendUnavailableError(
             "writing OME-Zarr to s3:// needs s3fs, which is not installed; "
