@@ -342,3 +342,114 @@ def test_open_dask_positions_and_levels(s3, tmp_path):
             open_dask(root)
         with pytest.raises(KeyError, match="level 1"):
             open_dask(root, position=0, level=1)
+
+
+def test_acquire_zarr_refuses_the_shards_it_corrupts(s3):
+    """Refused before anything is written, naming the limit and tensorstore."""
+    _, bucket, _ = s3
+    dims = [
+        Dimension(name="t", count=2, type="time"),
+        Dimension(name="y", count=2048, type="space", chunk_size=512),
+        Dimension(name="x", count=2048, type="space"),
+    ]
+    with pytest.raises(ValueError, match=r"5,242,880 bytes.*backend='tensorstore'"):
+        AcquisitionSettings(
+            root_path=f"s3://{bucket}/big.ome.zarr",
+            format="acquire-zarr",
+            dimensions=dims,
+            dtype="uint16",
+        )
+    # the same layout on a local disk, or one chunk per shard on S3, is fine
+    AcquisitionSettings(
+        root_path="big.ome.zarr", format="acquire-zarr", dimensions=dims, dtype="uint16"
+    )
+    dims[1] = Dimension(name="y", count=2048, type="space", shard_size_chunks=1)
+    AcquisitionSettings(
+        root_path=f"s3://{bucket}/big.ome.zarr",
+        format="acquire-zarr",
+        dimensions=dims,
+        dtype="uint16",
+    )
+
+
+def test_acquire_zarr_upstream_shard_upload_failure(s3):
+    """acquire-zarr 0.10 on S3: an 8 MiB shard of four 2 MiB chunks comes out wrong.
+
+    The regression test behind the refusal above: when this starts failing,
+    acquire-zarr uploads such shards intact, and the refusal
+    (``ACQUIRE_S3_MAX_SHARD_BYTES`` in ``_formats``) can be lifted.
+    """
+    aqz = pytest.importorskip("acquire_zarr")
+    _, bucket, endpoint = s3
+    dims = [
+        aqz.Dimension(
+            name=name,
+            kind=kind,
+            array_size_px=size,
+            chunk_size_px=chunk,
+            shard_size_chunks=shard,
+        )
+        for name, kind, size, chunk, shard in (
+            ("t", aqz.DimensionType.TIME, 2, 1, 1),
+            ("y", aqz.DimensionType.SPACE, 2048, 512, 4),
+            ("x", aqz.DimensionType.SPACE, 2048, 2048, 1),
+        )
+    ]
+    settings = aqz.StreamSettings(
+        store_path="upstream",
+        s3=aqz.S3Settings(endpoint=endpoint, bucket_name=bucket, region="us-east-1"),
+        arrays=[
+            aqz.ArraySettings(output_key="0", dimensions=dims, data_type=np.uint16)
+        ],
+    )
+    data = np.stack(_frames(2, (2048, 2048)))
+    stream = aqz.ZarrStream(settings)
+    for frame in data:
+        stream.append(frame, key="0")
+    try:
+        stream.close()
+        intact = np.array_equal(
+            _zarr_read(f"s3://{bucket}/upstream", endpoint)["0"][:], data
+        )
+    except Exception:  # close or the read fails (both seen with 0.10)
+        intact = False
+    assert not intact, "acquire-zarr now uploads large shards intact: lift the refusal"
+
+
+def test_existing_output_and_overwrite(s3):
+    """Refused without overwrite; overwrite deletes only the keys we write."""
+    fs, bucket, _ = s3
+    url = f"s3://{bucket}/again.ome.zarr"
+
+    def settings(**kwargs):
+        return AcquisitionSettings(
+            root_path=url,
+            dimensions=dims_from_standard_axes({"t": 2, "y": 16, "x": 16}),
+            dtype="uint8",
+            **kwargs,
+        )
+
+    with create_stream(settings()) as stream:
+        stream.append(np.full((16, 16), 7, "uint8"))
+        stream.append(np.full((16, 16), 8, "uint8"))
+    fs.pipe_file(f"{bucket}/again.ome.zarr/notes.txt", b"mine")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        create_stream(settings())
+    with create_stream(settings(overwrite=True)) as stream:
+        stream.append(np.full((16, 16), 1, "uint8"))
+    keys = sorted(
+        k.split("again.ome.zarr/")[1] for k in fs.find(f"{bucket}/again.ome.zarr")
+    )
+    assert keys == ["0/c/0/0/0", "0/zarr.json", "notes.txt", "zarr.json"]
+    # a prefix this package did not write is never deleted
+    fs.pipe_file(f"{bucket}/foreign.ome.zarr/zarr.json", b"{}")
+    with pytest.raises(FileExistsError, match="not written by ome_writers"):
+        create_stream(
+            AcquisitionSettings(
+                root_path=f"s3://{bucket}/foreign.ome.zarr",
+                dimensions=dims_from_standard_axes({"y": 16, "x": 16}),
+                dtype="uint8",
+                overwrite=True,
+            )
+        )
+    assert fs.cat_file(f"{bucket}/foreign.ome.zarr/zarr.json") == b"{}"
