@@ -21,6 +21,7 @@ from ome_writers._models import (
     StandardAxis,
     dims_from_standard_axes,
 )
+from ome_writers._pyramid import Pyramid
 from ome_writers._recover import RecoveryReport, recover
 from ome_writers._settings import AcquisitionSettings
 from ome_writers._stream import OMEStream, create_stream
@@ -45,6 +46,7 @@ __all__ = [
     "Position",
     "PositionArray",
     "PositionDimension",
+    "Pyramid",
     "RecoveryReport",
     "ScratchDataset",
     "ScratchFormat",

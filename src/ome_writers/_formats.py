@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from ome_writers._backends._registry import is_backend_available
+from ome_writers._pyramid import Pyramid, check_pyramid
 from ome_writers._urls import (
     check_storage_options,
     is_s3_url,
@@ -221,6 +222,10 @@ class OmeZarrFormat(_Format):
         and metadata are on the device, which limits the frame rate to the
         device's sync rate; acquire-zarr's own buffers are made durable only
         at ``close()``. ``"never"``: no sync at all.
+    pyramid
+        Lower resolutions written as frames arrive (``Pyramid``): arrays
+        ``1``, ``2``, ... beside ``0`` in every image, listed in its
+        ``multiscales``. None (default): full resolution only.
     storage_options
         For an ``s3://bucket/prefix/name.ome.zarr`` ``root_path`` (the
         ``[s3]`` extra): ``endpoint_url``, ``region``, ``key``, ``secret``,
@@ -236,6 +241,7 @@ class OmeZarrFormat(_Format):
 
     name: Literal["ome-zarr"] = "ome-zarr"
     fsync: Literal["never", "on_close", "every_frame"] = "on_close"
+    pyramid: Pyramid | None = None
     storage_options: dict[str, Any] | None = None
 
     @field_validator("storage_options")
@@ -364,6 +370,8 @@ class OmeZarrFormat(_Format):
             _check_ome_counts(stored, "OME-Zarr", 2**32, why)
         else:
             _check_ome_counts(stored, "OME-Zarr", 2**63, "")
+        if self.pyramid is not None:
+            check_pyramid(self.pyramid, stored, self.name)
         if self.backend == "tensorstore" and "\\" in root_path:
             raise ValueError(
                 f"root_path {root_path!r} contains a backslash, which tensorstore "
@@ -460,6 +468,10 @@ class OmeTiffFormat(_Format):
         ``"every_frame"``: each ``append`` returns once its page and its
         metadata are on the device (one sync per frame limits the frame
         rate). ``"never"``: no sync at all.
+    pyramid
+        Lower resolutions (``Pyramid``) written with each page, as its
+        SubIFDs (the OME-TIFF pyramid Bio-Formats and tifffile read). Y/X
+        only: ``downsample_z`` is refused. None (default): none.
     """
 
     compressions: ClassVar[tuple[str | None, ...]] = (None, "lzw", "zlib", "zstd")
@@ -487,6 +499,7 @@ class OmeTiffFormat(_Format):
     companion_file: str = Field(default="companion.ome", min_length=1)
     bigtiff: bool | None = None
     fsync: Literal["never", "on_close", "every_frame"] = "on_close"
+    pyramid: Pyramid | None = None
 
     @field_validator("prefer_single_file", mode="before")
     @classmethod
@@ -581,6 +594,8 @@ class OmeTiffFormat(_Format):
         super().check_counts(stored, root_path)
         why = "the OME-XML schema stores SizeT, SizeC and SizeZ as 32-bit ints"
         _check_ome_counts(stored, "OME-TIFF", 2**31, why)
+        if self.pyramid is not None:
+            check_pyramid(self.pyramid, stored, self.name)
 
     def get_output_path(self, root_path: str, *, num_positions: int = 1) -> str:
         """The TIFF file (one file), or the folder of files."""

@@ -31,6 +31,7 @@ from ome_writers._models import (
     Position,
     _Model,
 )
+from ome_writers._pyramid import frame_tile
 
 #: the largest declared size: what a signed 64-bit offset addresses
 _MAX_BYTES = 2**63 - 1
@@ -230,6 +231,9 @@ class AcquisitionSettings(_Model):
         self._check_storage_order()
         self.format.check_storage_order([*self.stored_dimensions, *dims[-2:]])
         self.format.check_counts(self.stored_dimensions, self.root_path)
+        pyramid = getattr(self.format, "pyramid", None)
+        if pyramid is not None:  # refuses more levels than the frame halves into
+            pyramid.level_count(self.frame_shape, frame_tile(dims[-2:]))
         if self.dtype:
             stored = [*self.stored_dimensions, *dims[-2:]]
             self.format.check_target(stored, self.itemsize, self.root_path)

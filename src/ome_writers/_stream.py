@@ -13,6 +13,7 @@ call takes exactly one slot, in the order the calls take the lock. Readers
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -31,6 +32,8 @@ from ome_writers._backends._base import (
 from ome_writers._backends._journal import Journal, check_no_journal
 from ome_writers._errors import StreamClosedError
 from ome_writers._events import EventDispatcher, coord_label
+from ome_writers._level_view import LevelArray
+from ome_writers._pyramid import levels_of, pyramid_z_dimension
 from ome_writers._router import build_router
 from ome_writers._util import xml_unsafe_text
 from ome_writers._view import PositionArray, StreamView
@@ -135,6 +138,7 @@ class OMEStream:
         #: the backend has finished its output (its close() has returned)
         self._finished = False
         self._labels = _coordinate_labels(settings)
+        self._levels = levels_of(settings)
         self._events = EventDispatcher(
             self._router,
             self._labels,
@@ -361,7 +365,68 @@ class OMEStream:
     def _position_data(self, position_index: int) -> Any:
         return self._backend.position_data(position_index, self._frames_written)
 
-    def view(self, *, dynamic_shape: bool = True, strict: bool = False) -> StreamView:
+    @property
+    def levels(self) -> int:
+        """Resolution levels written, the full resolution included.
+
+        1 without a pyramid (``OmeZarrFormat(pyramid=...)``,
+        ``OmeTiffFormat(pyramid=...)``).
+        """
+        return self._levels
+
+    def level_arrays(self, level: int) -> list[PositionArray]:
+        """``arrays`` at pyramid level ``level`` (0 is the full resolution).
+
+        Live: while the stream is open, a lower level is computed from the
+        full-resolution frames written so far on each read (exactly what the
+        level holds once written); after ``close()`` the stored level is read.
+        """
+        self._check_level(level)
+        dims = (
+            *self._router.storage_names,
+            *(d.name for d in self.settings.frame_dimensions),
+        )
+        source: Callable[[int], Any] = functools.partial(self._level_data, level)
+        return [
+            PositionArray(source, p, dims, self._dtype)
+            for p in range(self._router.num_positions)
+        ]
+
+    def _check_level(self, level: int) -> None:
+        if isinstance(level, bool) or not isinstance(level, (int, np.integer)):
+            raise TypeError(f"level must be an int, got {level!r}")
+        if not 0 <= level < self._levels:
+            raise ValueError(
+                f"level {level!r} does not exist: this stream writes "
+                f"{self._levels} level(s), 0 to {self._levels - 1}; give "
+                "the format a pyramid (e.g. OmeZarrFormat(pyramid=Pyramid())) "
+                "for lower resolutions"
+            )
+
+    def _level_data(self, level: int, position_index: int) -> Any:
+        frames = self._frames_written
+        if level == 0:
+            return self._backend.position_data(position_index, frames)
+        if self._finished:
+            stored = self._backend.level_data(level, position_index, frames)
+            if stored is not None:
+                return stored
+        pyramid = getattr(self.settings.format, "pyramid", None)
+        assert pyramid is not None
+        full = self._backend.position_data(position_index, frames)
+        z_axis = self._z_storage_axis
+        return LevelArray(full, level, pyramid.method, z_axis, self._dtype)
+
+    @property
+    def _z_storage_axis(self) -> int | None:
+        name = pyramid_z_dimension(self.settings)
+        if name is None:
+            return None
+        return list(self._router.storage_names).index(name)
+
+    def view(
+        self, *, dynamic_shape: bool = True, strict: bool = False, level: int = 0
+    ) -> StreamView:
         """A read-only array-like over all positions, in acquisition order.
 
         Parameters
@@ -372,17 +437,31 @@ class OMEStream:
         strict
             Reading frames not yet written raises ``IndexError`` instead of
             returning zeros.
+        level
+            Pyramid level (0: full resolution); see ``level_arrays`` for how
+            a lower level is read live and after ``close()``.
         """
+        self._check_level(level)
+        frame_shape = self._frame_shape
+        shrink: dict[int, int] = {}
+        if level:
+            factor = 2**level
+            frame_shape = (-(-frame_shape[0] // factor), -(-frame_shape[1] // factor))
+            z_name = pyramid_z_dimension(self.settings)
+            if z_name is not None:
+                names = [d.name for d in self.settings.dimensions]
+                shrink[names.index(z_name)] = factor
         return StreamView(
-            self._position_data,
+            self._position_data if level == 0 else lambda p: self._level_data(level, p),
             self._router,
             lambda: self._frames_written,
             tuple(d.name for d in self.settings.dimensions),
             self._labels,
-            self._frame_shape,
+            frame_shape,
             self._dtype,
             dynamic_shape=dynamic_shape,
             strict=strict,
+            shrink=shrink,
         )
 
     # ---------------------------------------------------------------- events

@@ -96,6 +96,10 @@ class StreamView:
     strict
         True: reading a frame that has not been written yet raises
         ``IndexError`` instead of returning zeros.
+    shrink
+        Pyramid levels: acquisition axis -> factor its extent is divided by
+        (rounded up), for an axis the level halves (z, with
+        ``downsample_z``); ``frame_shape`` is then the level's.
     """
 
     def __init__(
@@ -110,8 +114,10 @@ class StreamView:
         *,
         dynamic_shape: bool = True,
         strict: bool = False,
+        shrink: Mapping[int, int] | None = None,
     ) -> None:
         self._source = source
+        self._shrink = dict(shrink or {})
         self._router = router
         self._frames_written = frames_written
         self.dims = dims
@@ -148,9 +154,15 @@ class StreamView:
     def _index_shape(self, frames_written: int) -> tuple[int, ...]:
         router = self._router
         if self._dynamic:
-            return router.acq_extent(frames_written)
-        steps = router.steps_started(frames_written)
-        return tuple(int(steps if c is None else c) for c in router.counts)
+            shape = router.acq_extent(frames_written)
+        else:
+            steps = router.steps_started(frames_written)
+            shape = tuple(int(steps if c is None else c) for c in router.counts)
+        if self._shrink:
+            shape = tuple(
+                -(-n // self._shrink.get(axis, 1)) for axis, n in enumerate(shape)
+            )
+        return shape
 
     @property
     def ndim(self) -> int:
@@ -222,7 +234,8 @@ class StreamView:
         ranges = [_as_range(s) for s in selections]
         if not all(ranges):  # an empty selection reads nothing
             return
-        last = [max(r) for r in ranges]
+        # a level's index: its first full-resolution frame
+        last = [max(r) * self._shrink.get(axis, 1) for axis, r in enumerate(ranges)]
         frame_number = 0
         for index, count in zip(last, self._router.counts):
             frame_number = frame_number * (count or 1) + index

@@ -159,6 +159,16 @@ class Backend(abc.ABC):
     def position_data(self, position_index: int, frames_written: int) -> Any:
         """Read-only array-like of one position, storage order, logical shape."""
 
+    def level_data(self, level: int, position_index: int, frames_written: int) -> Any:
+        """Pyramid level ``level`` of one position as stored, storage order.
+
+        Level 0 is ``position_data``. None where the format cannot read a
+        lower level back itself (the stream then computes it from level 0).
+        """
+        if level == 0:
+            return self.position_data(position_index, frames_written)
+        return None
+
     @abc.abstractmethod
     def set_global_metadata(self, metadata: dict[str, Any], *, closed: bool) -> None:
         """Persist the acquisition-level metadata (all namespaces).

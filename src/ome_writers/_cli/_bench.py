@@ -83,6 +83,8 @@ class Scenario:
     chunk_yx: int | None = None
     #: the OME formats' fsync policy ("never" matches the raw-disk limit)
     fsync: str = "never"
+    #: write a pyramid (``Pyramid()``, levels=None) beside the full resolution
+    pyramid: bool = False
 
     @property
     def frame_bytes(self) -> int:
@@ -156,6 +158,13 @@ for _backend, _label in (("tensorstore", "zarr"), ("tifffile", "tiff")):
             "on_close" else ""),
             format=_backend, fsync=_policy,
         )  # fmt: skip
+SCENARIOS["zarr-tensorstore-pyramid"] = Scenario(
+    "zarr-tensorstore-pyramid", 200, (2048, 2048), True, False, "stream-no-pyramid",
+    "OME-Zarr via tensorstore with Pyramid() (levels=None: 2048, 1024, 512): 200 "
+    "frames of 2048x2048 uint16, chunks (1, 512, 512), uncompressed, against the "
+    "same stream without a pyramid",
+    format="tensorstore", chunk_yx=512, pyramid=True,
+)  # fmt: skip
 #: ``ome-writers bench convert`` runs every ``convert-*`` scenario
 SCENARIO_GROUPS = {"convert": [n for n in SCENARIOS if n.startswith("convert-")]}
 
@@ -172,6 +181,7 @@ TARGETS: dict[str, tuple[str, float]] = {
         if s.baseline == "raw-disk" and s.compression is None
     },
     **dict.fromkeys(SCENARIO_GROUPS["convert"], ("speed / plain copy >=", 0.8)),
+    "zarr-tensorstore-pyramid": ("speed / same stream without pyramid >=", 1 / 1.35),
 }
 
 
@@ -239,6 +249,11 @@ def _time_loop(store: Any, frames: list[np.ndarray], n: int) -> np.ndarray:
 def _baseline(
     scenario: Scenario, frames: list[np.ndarray], workdir: Path
 ) -> dict[str, Any]:
+    if scenario.baseline == "stream-no-pyramid":
+        plain = dataclasses.replace(scenario, pyramid=False)
+        result = _stream_run(plain, frames, workdir)
+        _retire_outputs(workdir)
+        return result
     n = scenario.frames
     shape = (n, *scenario.frame_shape)
     t0 = time.perf_counter()
@@ -314,6 +329,7 @@ def _stream_run(
         AcquisitionSettings,
         OmeTiffFormat,
         OmeZarrFormat,
+        Pyramid,
         create_stream,
         dims_from_standard_axes,
     )
@@ -328,7 +344,11 @@ def _stream_run(
     if fmt == "tifffile":
         fmt = OmeTiffFormat(fsync=scenario.fsync)
     elif fmt != "scratch":
-        fmt = OmeZarrFormat(backend=fmt, fsync=scenario.fsync)
+        fmt = OmeZarrFormat(
+            backend=fmt,
+            fsync=scenario.fsync,
+            pyramid=Pyramid() if scenario.pyramid else None,
+        )
     settings = AcquisitionSettings(
         root_path=root,
         dimensions=dims_from_standard_axes(
@@ -547,7 +567,7 @@ def run_scenario(
         result["ratio"] = base_s / loop_s
     elif scenario.name == "disk":
         result["ratio"] = stream["total_s"] / base_s
-    elif scenario.baseline.startswith(("raw-disk", "copy")):
+    elif scenario.baseline.startswith(("raw-disk", "copy", "stream-no-pyramid")):
         result["ratio"] = base_s / stream["total_s"]
     else:
         result["ratio"] = stream["max_us"] / stream["median_us"]

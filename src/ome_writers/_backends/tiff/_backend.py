@@ -37,6 +37,7 @@ import numpy as np
 import tifffile
 
 from ome_writers._backends._base import Backend, FrameMetadata, check_zero_fill
+from ome_writers._backends._downsample import reduce_plane
 from ome_writers._backends._ome_xml import PlaneRecord, global_annotation
 from ome_writers._backends._plane_reader import PlaneReader
 from ome_writers._backends.tiff._io import (
@@ -46,6 +47,7 @@ from ome_writers._backends.tiff._io import (
     TiffLayout,
     count_pages,
     read_layout,
+    sub_ifd_offsets,
 )
 from ome_writers._backends.tiff._metadata import (
     NO_PAGE_LIMIT,
@@ -54,6 +56,7 @@ from ome_writers._backends.tiff._metadata import (
 )
 from ome_writers._errors import NotADatasetError, WriteError
 from ome_writers._formats import OmeTiffFormat
+from ome_writers._pyramid import frame_tile
 from ome_writers._util import fsync_directory, replace_file
 from ome_writers._version import __version__
 
@@ -80,6 +83,8 @@ class _TiffFile:
         self.path = path
         self.layout = layout
         self.index = index
+        #: where each page's lower resolutions are (its SubIFDs), per level
+        self.level_indexes: list[PageIndex] = []
         self.handle: OrderedFile | None = None
         self.writer: tifffile.TiffWriter | None = None
         self.description: DescriptionSlot | None = None
@@ -146,6 +151,18 @@ class TiffBackend(Backend):
         ]
         self._num_files = len(self._files)
         self._npos = npos
+        # pyramid: each page's lower resolutions, as its SubIFDs
+        self._pyramid = fmt.pyramid
+        self._level_shapes: list[tuple[int, int]] = []
+        if self._pyramid is not None:
+            tile = frame_tile(settings.frame_dimensions)
+            shapes = self._pyramid.level_frame_shapes(self._frame_shape, tile)
+            self._level_shapes = shapes[1:]
+        for f in self._files:
+            f.level_indexes = [
+                PageIndex(shape, self._dtype, self._layout)
+                for shape in self._level_shapes
+            ]
         # frame number -> (file, IFD): acquisition strides with and without
         # the position axis
         counts = [int(c or 1) for c in router.counts]
@@ -345,7 +362,10 @@ class TiffBackend(Backend):
         start = handle.size
         # an uncompressed zero page is a hole in the file: no bytes written
         sparse = is_zero and self._compression is None
+        levels = self._level_shapes
         try:
+            # a page and its SubIFDs join the chain together, at the commit
+            handle.deferred = bool(levels)
             writer.write(
                 None if sparse else frame,
                 shape=self._frame_shape if sparse else None,
@@ -356,11 +376,33 @@ class TiffBackend(Backend):
                 description=self._file_xml(f) if first else None,
                 metadata=None,
                 software=f"ome_writers {__version__}",
+                subifds=len(levels) or None,
             )
+            plane = frame
+            for shape in levels:
+                if not is_zero:
+                    assert self._pyramid is not None
+                    plane = reduce_plane(
+                        np.ascontiguousarray(plane), self._pyramid.method
+                    )
+                if is_zero:
+                    plane = np.zeros(shape, self._dtype)
+                writer.write(
+                    None if sparse else plane,
+                    shape=shape if sparse else None,
+                    dtype=self._dtype if sparse else None,
+                    photometric="minisblack",
+                    compression=self._compression,
+                    maxworkers=self._maxworkers,
+                    metadata=None,
+                    subfiletype=1,  # a reduced-resolution image of the page
+                )
+            handle.deferred = False
             handle.commit()
             if self._format.fsync == "every_frame" and not is_zero:
                 handle.sync()  # the page, before append returns
         except OSError as exc:
+            handle.deferred = False
             handle.rollback()
             code = exc.errno
             if code is None and _disk_is_full(handle.fileno()):
@@ -372,9 +414,15 @@ class TiffBackend(Backend):
                 str(f.path),
             ) from exc
         except BaseException:
+            handle.deferred = False
             handle.rollback()
             raise
-        f.index.record(handle.fileno(), start + start % 2, is_zero=is_zero)
+        ifd = start + start % 2
+        f.index.record(handle.fileno(), ifd, is_zero=is_zero)
+        if levels:
+            offsets = sub_ifd_offsets(handle.fileno(), self._layout, ifd)
+            for index, offset in zip(f.level_indexes, offsets):
+                index.record(handle.fileno(), offset, is_zero=is_zero)
         f.pages += 1
         if first:
             f.description = DescriptionSlot(handle, self._layout)
@@ -535,25 +583,43 @@ class TiffBackend(Backend):
             lambda flat: self.read_planes(position_index, index_shape, flat),
         )
 
+    def level_data(self, level: int, position_index: int, frames_written: int) -> Any:
+        """Pyramid level ``level`` of one position: its pages' SubIFDs."""
+        if level == 0:
+            return self.position_data(position_index, frames_written)
+        index_shape = self.router.storage_shape(frames_written)
+        return PlaneReader(
+            index_shape,
+            self._level_shapes[level - 1],
+            self._dtype,
+            lambda flat: self.read_planes(position_index, index_shape, flat, level),
+        )
+
     def read_planes(
-        self, position_index: int, index_shape: tuple[int, ...], flat: np.ndarray
+        self,
+        position_index: int,
+        index_shape: tuple[int, ...],
+        flat: np.ndarray,
+        level: int = 0,
     ) -> list[np.ndarray]:
         """Pixels of planes ``flat`` (storage C order) of one position."""
         file_index = position_index if self._per_position_file else 0
         f = self._files[file_index]
+        pages = f.index if level == 0 else f.level_indexes[level - 1]
+        shape = self._frame_shape if level == 0 else self._level_shapes[level - 1]
         extent = index_shape[0] if index_shape else 1
-        available = len(f.index)
+        available = len(pages)
         wanted = self._document.ifds(position_index, extent, flat).tolist()
         out: list[np.ndarray] = []
         if not any(ifd < available for ifd in wanted):
-            return [np.zeros(self._frame_shape, self._dtype) for _ in wanted]
+            return [np.zeros(shape, self._dtype) for _ in wanted]
         fd = os.open(f.path, os.O_RDONLY)
         try:
             for ifd in wanted:
                 if ifd < available:
-                    out.append(f.index.read(fd, ifd))
+                    out.append(pages.read(fd, ifd))
                 else:
-                    out.append(np.zeros(self._frame_shape, self._dtype))
+                    out.append(np.zeros(shape, self._dtype))
         finally:
             os.close(fd)
         return out

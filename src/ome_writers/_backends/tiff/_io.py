@@ -39,6 +39,7 @@ _STRIP_OFFSETS = 273
 _STRIP_BYTE_COUNTS = 279
 _COMPRESSION = 259
 _PREDICTOR = 317
+_SUB_IFDS = 330
 
 
 class OrderedFile(io.RawIOBase):
@@ -64,6 +65,9 @@ class OrderedFile(io.RawIOBase):
         self._committed_end = size  # bytes that committed pointers may reference
         self._held: list[tuple[int, bytes]] = []
         self._wrote_after_hold = False
+        #: hold every patch until ``commit()``, also across tifffile's flushes
+        #: (a page and its SubIFDs are linked into the chain together)
+        self.deferred = False
 
     # -------------------------------------------------------------- io API
 
@@ -118,7 +122,10 @@ class OrderedFile(io.RawIOBase):
         numpy calls ``flush`` before it writes pixel data through ``fileno``;
         at that point nothing new follows the held pointer, so it stays held.
         tifffile calls it again after writing the IFD, which releases it.
+        While ``deferred``, nothing is released (``commit`` does it).
         """
+        if self.deferred:
+            return
         if self._held and self._wrote_after_hold:
             self.commit()
         elif not self._held:
@@ -217,7 +224,7 @@ def read_entries(
     return entries
 
 
-_TYPE_FORMATS = {3: "H", 4: "I", 16: "Q"}
+_TYPE_FORMATS = {3: "H", 4: "I", 13: "I", 16: "Q", 18: "Q"}
 
 
 def read_values(
@@ -283,6 +290,14 @@ class PageIndex:
             parts = [decode(p) for p in parts]
         data = b"".join(parts)
         return np.frombuffer(data, self._dtype).reshape(self._frame_shape)
+
+
+def sub_ifd_offsets(fd: int, layout: TiffLayout, ifd: int) -> tuple[int, ...]:
+    """Offsets of the SubIFDs (lower resolutions) of the IFD at ``ifd``."""
+    entries = read_entries(fd, layout, ifd)
+    if _SUB_IFDS not in entries:
+        return ()
+    return read_values(fd, layout, entries[_SUB_IFDS])
 
 
 def decoder(code: int) -> Callable[[bytes], bytes] | None:

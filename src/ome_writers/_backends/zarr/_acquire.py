@@ -411,6 +411,10 @@ class AcquireZarrBackend(ZarrBackendBase):
         if offset >= self._grow_offset:
             self._grow(offset // self._per_step + 1)
         kept = self._keep(position, offset, frame)
+        if self.levels is not None:  # levels: written by another engine
+            level0 = kept if kept is not None else np.array(frame, copy=True)
+            index = self.router.locate(frame_number)[1]
+            self.levels.submit_frame(position, index, level0)
         if offset == self._next[position]:
             self._append(position, frame)
             self._drain(position)

@@ -474,8 +474,33 @@ class ChunkedZarrBackend(ZarrBackendBase):
     def _submit(self, position: int, origin: Index, data: np.ndarray) -> None:
         slots = self._slots_within(position, origin, data.shape[: len(origin)])
         self._track(position, data.nbytes, self._start_write, origin, data, slots)
+        if self.levels is not None:  # the block is given up: read-only from now
+            self.levels.submit_block(position, origin, data)
+
+    def _levels_from_writer(self) -> bool:
+        """True when the engine's writer threads feed the pyramid themselves."""
+        return False
+
+    def write_at(self, position: int, index: Index, frame: np.ndarray) -> None:
+        """Store one frame at a storage index: a pyramid level's planes.
+
+        No journal and no metadata; planes may come out of acquisition order
+        (``BlockBuffer.mark_passed`` must be False).
+        """
+        self._raise_failure()
+        self._reap(wait=False)
+        if index and index[0] >= self._extent0 and self.router.is_unbounded:
+            self._grow(index[0] + 1)
+        ones = (1,) * len(index)
+        number = int(self.router.frame_numbers(position, index, ones).flat[0])
+        self.frame_number = number
+        self.buffer.put(position, index, frame, number)
 
     def _submit_frame(self, position: int, index: Index, frame: np.ndarray) -> None:
+        if self.levels is not None and not self._levels_from_writer():
+            # one copy, which the engine writes and the pyramid reads
+            frame = np.array(frame, dtype=self.dtype, order="C", copy=True)
+            self.levels.submit_frame(position, index, frame)
         nbytes = math.prod(self.frame_shape) * self.dtype.itemsize
         slot = self._frame_slots.pop((position, index), None)
         slots = [] if slot is None else [slot]

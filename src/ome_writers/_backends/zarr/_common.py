@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
+    from ome_writers._backends.zarr._levels import ZarrLevels
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
 
@@ -252,6 +253,8 @@ class ZarrBackendBase(Backend):
         self._user_attributes: dict[int, dict[str, Any]] = {}
         #: float data: each position's channel (min, max), measured at close
         self._windows: dict[int, list[tuple[float, float]]] = {}
+        #: levels 1, 2, ... of a pyramid (``_levels``); None without one
+        self.levels: ZarrLevels | None = None
 
     @property
     def journal_output(self) -> Path:
@@ -295,6 +298,7 @@ class ZarrBackendBase(Backend):
             self.settings, self.router, self.root, layout, store=self.store
         )
         self._open_engine()
+        self._open_levels(existing=False)
         self.write_groups()
 
     def reopen(self) -> None:
@@ -324,6 +328,9 @@ class ZarrBackendBase(Backend):
         if not self.store.is_remote:  # objects are never partial
             _remove_partial_files(self.root)
         self._reopen_engine()
+        self._open_levels(existing=True)
+        if self.levels is not None:
+            self.levels.recovering = True  # rebuilt from level 0 at close
 
     def _reopen_engine(self) -> None:
         """Open the engine on the existing arrays."""
@@ -338,7 +345,11 @@ class ZarrBackendBase(Backend):
     def abort(self) -> None:
         """Release the engine and remove what ``open`` created."""
         try:
-            self._abort_engine()
+            try:
+                if self.levels is not None:
+                    self.levels.abort()
+            finally:
+                self._abort_engine()
         finally:
             if self._created_root:
                 self.store.remove_written()
@@ -556,7 +567,11 @@ class ZarrBackendBase(Backend):
         """Finish the engine, then write the final metadata of every group."""
         self._frames_written = frames_written
         try:
-            self._close_engine(frames_written)
+            try:
+                self._close_engine(frames_written)
+            finally:
+                if self.levels is not None:
+                    self.levels.close(frames_written)
         except BaseException:
             try:
                 self.write_groups()  # keep what was written describable
@@ -572,6 +587,22 @@ class ZarrBackendBase(Backend):
                 self.store.sync()
             except OSError as exc:
                 raise write_error(self.root, "flush to the device", exc) from exc
+
+    def _open_levels(self, *, existing: bool) -> None:
+        """Create (or open) the lower pyramid levels, if the format asks for any."""
+        from ome_writers._backends.zarr._levels import ZarrLevels, pyramid_of
+
+        pyramid = pyramid_of(self.settings)
+        if pyramid is not None:
+            self.levels = ZarrLevels(self, pyramid)
+            self.levels.open(existing=existing)
+
+    def level_data(self, level: int, position_index: int, frames_written: int) -> Any:
+        """Level ``level`` of one position as stored (level 0: ``position_data``)."""
+        if level == 0:
+            return self.position_data(position_index, frames_written)
+        assert self.levels is not None
+        return self.levels.position_data(level, position_index, frames_written)
 
     def _measure_windows(
         self, frames_written: int

@@ -206,6 +206,10 @@ class DirectFrameWriter:
     workers
         Writer threads: a writer blocked in the file system (creating a file,
         allocating pages) leaves the others writing.
+    on_written
+        ``on_written(position, index, buffer)``, called on the writer thread
+        once a frame's file is written, before its chunk-order buffer is
+        reused (the pyramid's level 1 is made from it there).
     """
 
     def __init__(
@@ -216,8 +220,10 @@ class DirectFrameWriter:
         *,
         journal: Callable[[], Journal | None] | None = None,
         frame_number: Callable[[], int] | None = None,
+        on_written: Callable[[int, tuple[int, ...], np.ndarray], None] | None = None,
     ) -> None:
         self._layout = layout
+        self._on_written = on_written
         self._array_paths = array_paths
         self._workers = WorkerThreads(workers, "ome-writers-zarr-files")
         self._journal = journal
@@ -252,7 +258,7 @@ class DirectFrameWriter:
         path = self._array_paths[position] / "c" / key
         try:
             future: concurrent.futures.Future[None] = self._workers.submit(
-                self._write_file, path, buffer, slot
+                self._write_file, path, buffer, slot, position, index
             )
         except BaseException:
             self._release(buffer, slot)
@@ -318,7 +324,14 @@ class DirectFrameWriter:
             self._spare.append((buffer, slot))
             self._spare_ready.notify()
 
-    def _write_file(self, path: Path, buffer: np.ndarray, slot: int | None) -> None:
+    def _write_file(
+        self,
+        path: Path,
+        buffer: np.ndarray,
+        slot: int | None,
+        position: int = 0,
+        index: tuple[int, ...] = (),
+    ) -> None:
         try:
             directory = path.parent
             if directory not in self._directories:
@@ -337,4 +350,8 @@ class DirectFrameWriter:
         if slot is not None:  # the frame is in its file: the journal lets go
             assert self._slots is not None
             self._slots.unmark(slot)
-        self._release(buffer, slot)
+        try:
+            if self._on_written is not None:
+                self._on_written(position, index, buffer)
+        finally:
+            self._release(buffer, slot)

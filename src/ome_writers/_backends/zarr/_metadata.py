@@ -35,11 +35,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ome_writers._models import Channel, Position
+from ome_writers._pyramid import frame_tile, z_axis
+from ome_writers._version import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ome_writers._models import Dimension
+    from ome_writers._pyramid import Pyramid
     from ome_writers._settings import AcquisitionSettings
 
 NGFF_VERSION = "0.5"
@@ -310,6 +313,15 @@ def _stage_offsets(dims: list[Dimension], position: Position) -> list[float]:
     return offsets
 
 
+_PYRAMID_DESCRIPTIONS = {
+    "mean": "each level halves Y and X: the mean of 2x2 pixels, integers "
+    "rounded half up; an odd last row or column is paired with itself",
+    "decimate": "each level halves Y and X: the top-left pixel of 2x2",
+    "min": "each level halves Y and X: the minimum of 2x2 pixels",
+    "max": "each level halves Y and X: the maximum of 2x2 pixels",
+}
+
+
 def image_metadata(
     settings: AcquisitionSettings,
     node: ImageNode,
@@ -321,28 +333,66 @@ def image_metadata(
     position's stage coordinates (``x_coord``/``y_coord`` on the frame axes,
     ``z_coord`` on a lone non-frame space axis), so viewers place positions
     and plate fields where they were imaged. ``windows``: each channel's
-    (min, max) of the data, for the float rendering window.
+    (min, max) of the data, for the float rendering window. With a pyramid,
+    ``datasets`` lists ``"0"``, ``"1"``, ... largest first, each level's
+    ``scale`` doubled along the halved axes and its ``translation`` moved to
+    the center of the block a pixel stands for (not for ``decimate``).
     """
     dims = storage_dimensions(settings)
-    transforms: list[dict[str, Any]] = [
-        {"type": "scale", "scale": [float(d.scale or 1.0) for d in dims]}
-    ]
+    scale = [float(d.scale or 1.0) for d in dims]
     stage = _stage_offsets(dims, node.position)
     translation = [float(d.translation or 0.0) + o for d, o in zip(dims, stage)]
-    if any(translation):
-        transforms.append({"type": "translation", "translation": translation})
+    pyramid: Pyramid | None = getattr(settings.format, "pyramid", None)
+    levels = 1
+    reduced = [len(dims) - 2, len(dims) - 1]
+    if pyramid is not None:
+        levels = pyramid.level_count(
+            settings.frame_shape, frame_tile(settings.frame_dimensions)
+        )
+        zi = z_axis(settings.stored_dimensions) if pyramid.downsample_z else None
+        if zi is not None:
+            reduced.insert(0, zi)
+    datasets = []
+    for level in range(levels):
+        factor = 2**level
+        # a level pixel stands for a block of 2**level pixels along each halved
+        # axis: its center is (2**level - 1) / 2 pixels in from the block's
+        # first one (decimate keeps that first pixel: no shift)
+        shift = (factor - 1) / 2 if pyramid is not None and pyramid.shifts_center else 0
+        level_scale = [
+            s * factor if axis in reduced else s for axis, s in enumerate(scale)
+        ]
+        level_translation = [
+            t + s * shift if axis in reduced else t
+            for axis, (t, s) in enumerate(zip(translation, scale))
+        ]
+        transforms: list[dict[str, Any]] = [{"type": "scale", "scale": level_scale}]
+        if any(level_translation):
+            transforms.append({"type": "translation", "translation": level_translation})
+        datasets.append({"path": str(level), "coordinateTransformations": transforms})
+    if levels > 1:
+        assert pyramid is not None
+        # OME-Zarr 0.5 SHOULD: the downscaling method and its parameters
+        kind: str = pyramid.method
+        about: dict[str, Any] = {
+            "description": _PYRAMID_DESCRIPTIONS[pyramid.method]
+            + (", z halved too" if pyramid.downsample_z else ""),
+            "method": "ome_writers.Pyramid",
+            "version": __version__,
+            "kwargs": pyramid.model_dump(mode="json"),
+        }
+    else:
+        kind = "none"
+        about = {"description": "full resolution only, no lower levels"}
     meta: dict[str, Any] = {
         "version": NGFF_VERSION,
         "multiscales": [
             {
                 "name": node.name,
                 "axes": axes_metadata(dims),
-                "datasets": [
-                    {"path": ARRAY_NAME, "coordinateTransformations": transforms}
-                ],
-                # OME-Zarr 0.5 SHOULD: how lower levels were made (none here)
-                "type": "none",
-                "metadata": {"description": "full resolution only, no lower levels"},
+                "datasets": datasets,
+                "type": kind,
+                "metadata": about,
             }
         ],
     }

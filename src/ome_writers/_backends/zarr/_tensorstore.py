@@ -103,7 +103,18 @@ class TensorstoreBackend(ChunkedZarrBackend):
             workers,
             journal=lambda: self.journal,
             frame_number=lambda: self.frame_number,
+            on_written=self._frame_file_written,
         )
+
+    def _frame_file_written(
+        self, position: int, index: Index, buffer: np.ndarray
+    ) -> None:
+        """A frame's file is written: its pyramid levels start from the buffer."""
+        if self.levels is not None:
+            self.levels.submit_chunk_order(position, index, buffer)
+
+    def _levels_from_writer(self) -> bool:
+        return self._direct is not None
 
     def _journals_itself(self) -> bool:
         return self._direct is not None

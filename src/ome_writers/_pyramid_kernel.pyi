@@ -1,0 +1,10 @@
+from _typeshed import ReadableBuffer, WriteableBuffer
+
+def reduce(
+    src0: ReadableBuffer,
+    src1: ReadableBuffer | None,
+    out: WriteableBuffer,
+    dtype_char: str,
+    method: int,
+    /,
+) -> None: ...
