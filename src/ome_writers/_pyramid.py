@@ -21,9 +21,9 @@ The rules, as a microscopist would expect them:
 - ``"min"`` / ``"max"``: the block's minimum / maximum (masks, labels,
   detections that must not vanish).
 - ``levels=None``: halve until the smallest level fits one Y/X chunk (the
-  ``chunk_size`` of the frame dimensions), or, where the frame is not
-  chunked (the default, and for OME-TIFF), a 512 x 512 tile, which is what
-  viewers fetch.
+  ``chunk_size`` of the frame dimensions, for OME-TIFF too), or, where the
+  frame is one chunk (the default), a 512 x 512 tile, which is what viewers
+  fetch.
 - Every level is computed from the full-resolution data (level ``k`` is
   level ``k - 1`` reduced once more: for ``"mean"`` of integers the rounding
   applies at each level).
@@ -58,9 +58,9 @@ class Pyramid(BaseModel):
     ----------
     levels
         Resolution levels, the full resolution included (1: none below it).
-        None (default): halve until the smallest level fits one Y/X chunk, or
-        a 512 x 512 tile where the frame is a single chunk (the default) or
-        not chunked (OME-TIFF).
+        None (default): halve until the smallest level fits one Y/X chunk
+        (the frame dimensions' ``chunk_size``), or a 512 x 512 tile where the
+        frame is a single chunk (the default).
     method
         How 2 x 2 (with ``downsample_z``, 2 x 2 x 2) pixels become one:
         ``"mean"`` (integers rounded half up), ``"decimate"`` (the top-left

@@ -74,12 +74,32 @@ def level_settings(settings: AcquisitionSettings, level: int) -> AcquisitionSett
     zi = z_axis(stored) if pyramid.downsample_z else None
     z_name = None if zi is None else stored[zi].name
     frame_names = {d.name for d in settings.frame_dimensions}
+    # A level's files hold as many bytes as level 0's: a level-k shard spans
+    # 4**k planes along the innermost stored axis (one file per frame per
+    # level would multiply the files, which cost more than their bytes here).
+    # Only where level 0 is sharded by default (one shard per frame plane).
+    innermost = None
+    if stored and not any(d.shard_size_chunks for d in settings.dimensions):
+        innermost = stored[-1].name
     dims = []
     for d in settings.dimensions:
+        update: dict[str, Any] = {}
         if d.name in frame_names or d.name == z_name:
             count = -(-int(d.count or 0) // factor)
             chunk = None if d.chunk_size is None else min(d.chunk_size, count)
-            d = d.model_copy(update={"count": count, "chunk_size": chunk})
+            update = {"count": count, "chunk_size": chunk}
+        if innermost is not None and d.name in (*frame_names, innermost):
+            count = int(update.get("count", d.count) or 0)
+            chunk = int(update.get("chunk_size", d.chunk_size) or 0) or (
+                count if d.name in frame_names else 1
+            )
+            whole = -(-count // chunk) if count else 4**level
+            planes = 1 if d.name in frame_names else 4**level
+            update["shard_size_chunks"] = max(
+                1, whole if d.name in frame_names else min(planes, whole)
+            )
+        if update:
+            d = d.model_copy(update=update)
         dims.append(d)
     return settings.model_copy(update={"dimensions": dims})
 
@@ -216,7 +236,9 @@ class ZarrLevels:
             plane = reduce_chunk_order(buffer, frame_shape, self.pyramid.method)
             self.builder.submit(1, position, index, plane)
             return
-        frame = np.ascontiguousarray(buffer.transpose(0, 2, 1, 3)).reshape(frame_shape)
+        # a copy: the buffer goes back to its writer once this returns
+        frame = np.array(buffer.transpose(0, 2, 1, 3), order="C", copy=True)
+        frame = frame.reshape(frame_shape)
         self.builder.submit(0, position, index, frame)
 
     # ------------------------------------------------------------- recovery
