@@ -208,7 +208,7 @@ def reduce_blocks(
     number of other axes, exact for every dtype.
 
     >>> reduce_blocks(np.array([[1, 2, 4], [4, 6, 9]], "uint8"), (0, 1), "mean")
-    array([[ 3, 7]], dtype=uint8)
+    array([[3, 7]], dtype=uint8)
     """
     padded = _pad_even(np.asarray(array), axes)
     # every member of each block, in row-major order of the block
