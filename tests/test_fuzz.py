@@ -1537,8 +1537,9 @@ def exclude_documented_costs(plan: Plan) -> None:
     # documented cost (README, Limitations): acquire-zarr writes every chunk
     # of the step in progress when it closes, written to or not (~0.4 ms a
     # chunk); a step of more than 10,000 chunks takes seconds to close
+    tiles = [-(-n // (c or n)) for n, c in zip(plan.frame_shape, plan.frame_chunks)]
     chunks_per_step = math.prod(
-        -(-(d.count or 1) // (d.chunk_size or 1)) for d in plan.index[1:]
+        [-(-(d.count or 1) // (d.chunk_size or 1)) for d in plan.index[1:]] + tiles
     )
     assume(plan.engine != "acquire-zarr" or chunks_per_step <= 10_000)
 
