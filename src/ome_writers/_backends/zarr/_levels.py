@@ -28,7 +28,6 @@ the frames written: every level is then what level 0 says.
 from __future__ import annotations
 
 import importlib.util
-import shutil
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -247,8 +246,8 @@ class ZarrLevels:
         """Every level again, from level 0 (closed) for the frames written."""
         for child in self.children:
             child._abort_engine()
-            for path in child.array_paths:
-                shutil.rmtree(path, ignore_errors=True)
+            for path in child.array_paths:  # a directory, or keys in a bucket
+                self.parent.store.remove_array(self.parent.key_of(path))
             child._create_arrays()
         parent = self.parent
         for frame_number in range(frames_written):

@@ -135,6 +135,10 @@ class ZarrRoot:
         data = json.dumps(document, indent=2, allow_nan=False).encode()
         self.write_bytes(key, data)
 
+    def remove_array(self, key: str) -> None:
+        """Delete the array at ``key``: its ``zarr.json`` and its chunk keys."""
+        raise NotImplementedError
+
     def sync(self) -> None:
         """Make everything written durable (a disk: one ``syncfs``)."""
 
@@ -206,6 +210,10 @@ class LocalRoot(ZarrRoot):
     def write_bytes(self, key: str, data: bytes) -> None:
         """Replace the file atomically (temporary file and rename)."""
         write_bytes_atomic(self.path / key, data)
+
+    def remove_array(self, key: str) -> None:
+        """Delete the array's directory (and everything in it)."""
+        shutil.rmtree(self.path / key, ignore_errors=True)
 
     def sync(self) -> None:
         """One ``syncfs`` of the file system holding the directory."""
@@ -358,6 +366,23 @@ class S3Root(ZarrRoot):
             pass
         except Exception as exc:
             raise self._error(keys[0], "delete", exc) from exc
+
+    def remove_array(self, key: str) -> None:
+        """Delete the array's ``zarr.json`` and chunk keys (``<key>/c/...``).
+
+        Key by key, as ``overwrite`` does: only what an array is made of, so
+        nothing else under ``<key>/`` is touched.
+        """
+        base = self._path(key) + "/"
+        try:
+            found = self.fs.find(base, withdirs=False)
+        except FileNotFoundError:
+            found = []
+        except Exception as exc:
+            raise self._error(key, "list", exc) from exc
+        names = [p[len(base) :] for p in found if p.startswith(base)]
+        ours = [n for n in names if n == "zarr.json" or n.startswith("c/")]
+        self.delete([f"{key}/{n}" for n in ours])
 
     # ------------------------------------------------------------ lifecycle
 
