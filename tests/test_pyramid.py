@@ -274,6 +274,79 @@ def test_special_cases(
         assert view.shape[-2:] == want.shape[-2:]
 
 
+WHOLE_SHARDS = [
+    # (sizes, pyramid, chunks, skipped frames, shard budget in bytes or None)
+    pytest.param({"t": 11}, Pyramid(levels=4), {"y": 16, "x": 16}, (), None,
+                 id="t-partial-last-shards"),
+    pytest.param({"t": None, "c": 2}, Pyramid(method="max"), {"y": 16, "x": 16},
+                 (5,), None, id="unbounded-skip-max"),
+    pytest.param({"t": 5, "p": ["a", "b", "c"]}, Pyramid(levels=3, method="min"),
+                 None, (), None, id="positions-frame-is-chunk"),
+    # level-1 shards (4 x 32 x 32) never fit, level 2's (6 x 16 x 16) once:
+    # position a's level 2 is filled from the builder's planes
+    pytest.param({"t": 6, "p": ["a", "b"]}, Pyramid(levels=3), {"y": 16, "x": 16},
+                 (), 4096, id="small-budget-builder-path"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sizes", "pyramid", "chunks", "skip", "budget"), WHOLE_SHARDS)
+def test_level_shards_written_by_the_writer_threads(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sizes: dict[str, Any],
+    pyramid: Pyramid,
+    chunks: dict[str, int] | None,
+    skip: tuple[int, ...],
+    budget: int | None,
+) -> None:
+    """Even frames written whole by tensorstore's fast path: the levels are
+    shard files filled by its writer threads (``_level_files``); shards that
+    do not fill, and those past the memory budget, take the engine's path."""
+    from ome_writers._backends.zarr import _level_files
+
+    if budget is not None:  # a machine short of memory, made real cheaply
+        monkeypatch.setattr(_level_files, "MAX_SHARD_BUFFER_BYTES", budget)
+    nframes = 4 * 2 if sizes.get("t", 0) is None else int(
+        np.prod([len(v) if isinstance(v, list) else v for v in sizes.values()])
+    )  # fmt: skip
+    rng = np.random.default_rng(7)
+    frames = rng.integers(0, 2**16, (nframes, 64, 64), "uint16", endpoint=False)
+    dims = []
+    for name, value in sizes.items():
+        if name == "p":
+            dims.append(Dimension("p", coords=value, type="position"))
+        else:
+            dims += dims_from_standard_axes({name: value})
+    dims += dims_from_standard_axes({"y": 64, "x": 64}, chunk_shapes=chunks or {})
+    root = tmp_path / "out.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims,
+        dtype="uint16",
+        format=OmeZarrFormat(backend="tensorstore", pyramid=pyramid, fsync="never"),
+    )
+    with create_stream(settings) as stream:
+        # the fast path is what this test is about: make sure it is taken
+        assert stream._backend.levels.files is not None  # type: ignore[attr-defined]
+        for n, frame in enumerate(frames):
+            if n in skip:
+                stream.skip()
+            else:
+                stream.append(frame)
+        written = np.array([np.zeros_like(f) if n in skip else f
+                            for n, f in enumerate(frames)])  # fmt: skip
+        full = _position_arrays(stream, written)
+    images = _zarr_images(root)
+    assert len(images) == len(full)
+    for image, position in zip(images, full):
+        for k in range(stream.levels):
+            want = reference_level(position, k, pyramid.method)
+            got = zarr.open_array(image / str(k), mode="r")[:]
+            assert np.array_equal(got, want), (image, k)
+    if budget is None:  # no file was left under its temporary name
+        assert not list(root.rglob("*.ome-writers-partial"))
+
+
 def test_multiscales_metadata_and_strict_validation(tmp_path: Path) -> None:
     root = tmp_path / "out.ome.zarr"
     dims = _dims({"t": 2, "z": 3})

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from ome_writers._backends._base import FrameMetadata
     from ome_writers._backends._journal import SlotFile
+    from ome_writers._backends.zarr._direct import FrameFileLayout
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
 
@@ -480,6 +481,16 @@ class ChunkedZarrBackend(ZarrBackendBase):
     def _levels_from_writer(self) -> bool:
         """True when the engine's writer threads feed the pyramid themselves."""
         return False
+
+    def direct_frame_layout(self) -> FrameFileLayout | None:
+        """Level 0's frame file layout when writer threads of ours write whole
+        frame files (``_direct``), else None (the engine writes them)."""
+        return None
+
+    def encode_file(self, block: np.ndarray) -> bytes:
+        """The file the engine writes for ``block`` (non-frame axes, then Y, X)
+        at the origin of an array of this one's metadata, given that shape."""
+        raise NotImplementedError(f"{type(self).__name__} cannot encode a probe")
 
     def write_at(self, position: int, index: Index, frame: np.ndarray) -> None:
         """Store one frame at a storage index: a pyramid level's planes.

@@ -209,7 +209,9 @@ class DirectFrameWriter:
     on_written
         ``on_written(position, index, buffer)``, called on the writer thread
         once a frame's file is written, before its chunk-order buffer is
-        reused (the pyramid's level 1 is made from it there).
+        reused (the pyramid's levels are made from it there); what it
+        returns, if not None, is called on the same thread once the buffer
+        is free again (the pyramid's level files are written then).
     """
 
     def __init__(
@@ -220,7 +222,10 @@ class DirectFrameWriter:
         *,
         journal: Callable[[], Journal | None] | None = None,
         frame_number: Callable[[], int] | None = None,
-        on_written: Callable[[int, tuple[int, ...], np.ndarray], None] | None = None,
+        on_written: Callable[
+            [int, tuple[int, ...], np.ndarray], Callable[[], None] | None
+        ]
+        | None = None,
     ) -> None:
         self._layout = layout
         self._on_written = on_written
@@ -235,6 +240,11 @@ class DirectFrameWriter:
         self._max_buffers = max(_MIN_BUFFERS, _BUFFER_BUDGET_BYTES // layout.data_bytes)
         self._spare_ready = threading.Condition()
         self._directories: set[Path] = set()
+
+    @property
+    def layout(self) -> FrameFileLayout:
+        """The layout of every frame's file."""
+        return self._layout
 
     def start(
         self, position: int, index: tuple[int, ...], frame: np.ndarray
@@ -350,8 +360,11 @@ class DirectFrameWriter:
         if slot is not None:  # the frame is in its file: the journal lets go
             assert self._slots is not None
             self._slots.unmark(slot)
+        follow_up = None
         try:
             if self._on_written is not None:
-                self._on_written(position, index, buffer)
+                follow_up = self._on_written(position, index, buffer)
         finally:
             self._release(buffer, slot)
+        if follow_up is not None:
+            follow_up()

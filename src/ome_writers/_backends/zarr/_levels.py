@@ -13,7 +13,10 @@ Where the planes come from (never the appending thread's time, see
 ``_backends/_downsample``):
 
 - tensorstore's fast path: the file writer thread halves the frame's
-  chunk-order buffer into level 1 once its file is written (``on_written``);
+  chunk-order buffer into the shard buffers of every level and writes the
+  shard files it fills (``_level_files``: no builder thread, no engine);
+  where that does not apply (``downsample_z``, odd or unaligned chunks), it
+  halves the buffer into level 1 for the builder (``on_written``);
 - blocks (chunks spanning several planes), and frames written through the
   engine: the block, or a copy of the frame, goes to the builder's thread;
 - acquire-zarr: its live-read copy of each frame (acquire-zarr writes level
@@ -28,6 +31,7 @@ the frames written: every level is then what level 0 says.
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,11 +42,19 @@ from ome_writers._backends._downsample import (
     reduce_chunk_order,
 )
 from ome_writers._backends.zarr._chunked import ChunkedZarrBackend, LiveArray
+from ome_writers._backends.zarr._level_files import (
+    LevelFiles,
+    ShardFileLayout,
+    layout_of,
+    probe_index,
+    tiles_fit,
+)
 from ome_writers._errors import BackendUnavailableError
 from ome_writers._pyramid import Pyramid, levels_of, z_axis
 from ome_writers._router import build_router
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from ome_writers._backends.zarr._common import ZarrBackendBase
@@ -147,6 +159,8 @@ class ZarrLevels:
             self.children.append(child)
         #: planes of level-0 frames are ignored (recovery rebuilds the levels)
         self.recovering = False
+        #: the writer threads' level files (``_level_files``), where they apply
+        self.files: LevelFiles | None = None
         self.builder = PyramidBuilder(
             levels=self.count,
             method=pyramid.method,
@@ -168,6 +182,35 @@ class ZarrLevels:
             # partner can complete after later ones: no entry counts as passed
             child.buffer.mark_passed = False
             child._create_arrays(existing=existing)
+        if not existing:
+            self.files = self._level_files()
+
+    def _level_files(self) -> LevelFiles | None:
+        """Shard files written by level 0's writer threads, if they can be."""
+        parent = self.parent
+        if self.z_axis is not None or not isinstance(parent, ChunkedZarrBackend):
+            return None
+        source = parent.direct_frame_layout()
+        if source is None:
+            return None
+        grid, chunk = source.grid, source.chunk
+        layouts: list[ShardFileLayout] = []
+        for child in self.children:
+            layout = layout_of(child, source.dtype)
+            if layout is None or not tiles_fit(grid, chunk, layout):
+                return None
+            metadata = child.array_metadata(child.geometry.shards)
+            index = probe_index(layout, metadata, child.encode_file)
+            if index is None:
+                return None
+            layout = replace(layout, index=index)
+            layouts.append(layout)
+            grid, chunk = layout.grid, layout.chunk
+        return LevelFiles(
+            layouts,
+            [child.array_paths for child in self.children],
+            self.pyramid.method,
+        )
 
     def close(self, frames_written: int) -> None:
         """Finish every plane, give every level the final extent, close them."""
@@ -176,6 +219,8 @@ class ZarrLevels:
             return
         try:
             self.builder.close()
+            if self.files is not None:  # the shards that did not fill
+                self.files.flush(self._write_to_engine)
         finally:
             self._close_children(frames_written)
 
@@ -205,6 +250,16 @@ class ZarrLevels:
     # -------------------------------------------------------------- planes
 
     def _emit(self, level: int, position: int, index: Index, plane: np.ndarray) -> None:
+        if self.files is not None:
+            full = self.files.put_plane(level, position, index, plane)
+            if full is not None:
+                self.files.write_full(full)
+                return
+        self._write_to_engine(level, position, index, plane)
+
+    def _write_to_engine(
+        self, level: int, position: int, index: Index, plane: np.ndarray
+    ) -> None:
         self.children[level - 1].write_at(position, index, plane)
 
     def submit_frame(self, position: int, index: Index, frame: np.ndarray) -> None:
@@ -222,23 +277,37 @@ class ZarrLevels:
 
     def submit_chunk_order(
         self, position: int, index: Index, buffer: np.ndarray
-    ) -> None:
+    ) -> Callable[[], None] | None:
         """A frame in chunk order, still in use by its writer thread.
 
-        Without ``downsample_z``, level 1 is made here (on that thread) and
-        the builder makes the rest; with it, a copy of the frame goes on.
+        With level files (``_level_files``), every level is made here, into
+        its shard buffer; what is returned writes the shards that filled
+        (called once the buffer is free). Otherwise, without
+        ``downsample_z``, level 1 is made here and the builder makes the
+        rest; with it, a copy of the frame goes on.
         """
         if self.recovering:
-            return
+            return None
+        files = self.files
+        if files is not None:
+            full, stopped, level = files.put_frame(position, index, buffer)
+            if stopped is not None:  # the next level's shard is the builder's
+                shape = self.level_frame_shape(level)
+                plane = reduce_chunk_order(stopped, shape, self.pyramid.method)
+                self.builder.submit(level + 1, position, index, plane)
+            if not full:
+                return None
+            return lambda: files.write_full(full)
         frame_shape = self.parent.frame_shape
         if self.z_axis is None:
             plane = reduce_chunk_order(buffer, frame_shape, self.pyramid.method)
             self.builder.submit(1, position, index, plane)
-            return
+            return None
         # a copy: the buffer goes back to its writer once this returns
         frame = np.array(buffer.transpose(0, 2, 1, 3), order="C", copy=True)
         frame = frame.reshape(frame_shape)
         self.builder.submit(0, position, index, frame)
+        return None
 
     # ------------------------------------------------------------- recovery
 

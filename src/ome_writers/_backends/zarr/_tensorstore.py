@@ -28,6 +28,8 @@ from ome_writers._backends.zarr._chunked import ChunkedZarrBackend
 from ome_writers._backends.zarr._direct import DirectFrameWriter, FrameFileLayout
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ome_writers._backends.zarr._chunked import Index, WriteHandle
 
 
@@ -108,10 +110,49 @@ class TensorstoreBackend(ChunkedZarrBackend):
 
     def _frame_file_written(
         self, position: int, index: Index, buffer: np.ndarray
-    ) -> None:
-        """A frame's file is written: its pyramid levels start from the buffer."""
+    ) -> Callable[[], None] | None:
+        """A frame's file is written: its pyramid levels start from the buffer.
+
+        Returns what writes the level files it completed (after the buffer's
+        release), or None.
+        """
         if self.levels is not None:
-            self.levels.submit_chunk_order(position, index, buffer)
+            return self.levels.submit_chunk_order(position, index, buffer)
+        return None
+
+    def direct_frame_layout(self) -> FrameFileLayout | None:
+        """Level 0's frame file layout when ``DirectFrameWriter`` writes them."""
+        return None if self._direct is None else self._direct.layout
+
+    def encode_file(self, block: np.ndarray) -> bytes:
+        """The file tensorstore writes for ``block`` at the array's origin.
+
+        ``block`` spans the non-frame axes (leading ones may be omitted: size
+        1) and Y, X; it is encoded into an in-memory store with this array's
+        metadata and that shape. Empty when tensorstore writes another key
+        than the first file's.
+        """
+        ndim = len(self.geometry.shape)
+        shape = [1] * (ndim - block.ndim) + list(block.shape)
+        metadata = self.array_metadata(self.geometry.shards)
+        spec = {
+            "driver": "zarr3",
+            "kvstore": {"driver": "memory"},
+            "metadata": {**metadata, "shape": shape},
+            "create": True,
+        }
+        # a context of its own, so the in-memory store goes with the probe
+        array = ts.open(spec, context=ts.Context()).result()
+        array.write(block.reshape(shape)).result()
+        kvstore = array.kvstore
+        expected_key = "/".join(["c"] + ["0"] * ndim).encode()
+        if kvstore is None:
+            return b""
+        keys = [k for k in kvstore.list().result() if k != b"zarr.json"]
+        if keys != [expected_key]:
+            return b""
+        value: bytes = kvstore.read(expected_key).result().value
+        return value
 
     def _levels_from_writer(self) -> bool:
         return self._direct is not None
