@@ -23,7 +23,7 @@ from ome_writers import (
     create_stream,
     dims_from_standard_axes,
 )
-from ome_writers._backends.zarr import _common as zarr_common
+from ome_writers._backends.zarr import _store as zarr_store
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -36,7 +36,7 @@ class _Syncs:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        real_fsync, real_syncfs = os.fsync, zarr_common.sync_filesystem
+        real_fsync, real_syncfs = os.fsync, zarr_store.sync_filesystem
 
         def fsync(fd: int) -> None:
             self.count += 1
@@ -47,7 +47,7 @@ class _Syncs:
             real_syncfs(path)
 
         monkeypatch.setattr(os, "fsync", fsync)
-        monkeypatch.setattr(zarr_common, "sync_filesystem", syncfs)
+        monkeypatch.setattr(zarr_store, "sync_filesystem", syncfs)
 
 
 def _settings(tmp_path: Path, engine: str, fsync: str) -> AcquisitionSettings:

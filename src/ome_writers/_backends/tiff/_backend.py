@@ -402,11 +402,12 @@ class TiffBackend(Backend):
             if self._format.fsync == "every_frame" and not is_zero:
                 handle.sync()  # the page, before append returns
         except OSError as exc:
-            handle.deferred = False
-            handle.rollback()
             code = exc.errno
+            # before the rollback, which may give back the space the page took
             if code is None and _disk_is_full(handle.fileno()):
                 code = errno.ENOSPC  # numpy's short write says only how short
+            handle.deferred = False
+            handle.rollback()
             raise WriteError(
                 code,
                 f"cannot write page {f.pages} to {str(f.path)!r}: "

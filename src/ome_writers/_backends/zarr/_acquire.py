@@ -83,7 +83,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ome_writers._backends._base import FrameMetadata
-    from ome_writers._backends._journal import SlotFile
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
 
@@ -236,7 +235,6 @@ class AcquireZarrBackend(ZarrBackendBase):
         #: storage offset, frame)
         self._recovered: list[tuple[int, int, np.ndarray]] = []
         # the journal: frames keep a slot until their shard row is whole
-        self._slots: SlotFile | None = None
         self._watcher: ShardWatcher | None = None
         self._row_frames = self._shard_shape()[0] * self._per_step
         self._row_slots: list[dict[int, list[int]]] = [{} for _ in range(npos)]
@@ -469,12 +467,7 @@ class AcquireZarrBackend(ZarrBackendBase):
         self, position: int, offset: int, frame_number: int, frame: np.ndarray
     ) -> None:
         """Copy the frame into a journal slot until its shard row is whole."""
-        assert self.journal is not None
-        slots = self._slots
-        if slots is None:
-            slots = self._slots = self.journal.slot_file(
-                "frames", self._frame_bytes, {"order": "frames"}
-            )
+        if self._watcher is None:
             rows = [
                 ShardRows(
                     path, self.geometry.shape, self._shard_shape(), self.geometry.chunks
@@ -482,13 +475,7 @@ class AcquireZarrBackend(ZarrBackendBase):
                 for path in self.array_paths
             ]
             self._watcher = ShardWatcher(rows, self._release_row)
-        data = np.ascontiguousarray(frame, dtype=self.dtype.newbyteorder("<"))
-        slot = slots.take()
-        try:
-            slots.put(slot, frame_number, data)
-        except OSError as exc:
-            slots.forget(slot)
-            raise write_error(self.journal.path, "journal a frame in", exc) from exc
+        slot = self.copy_to_journal(frame_number, frame)
         with self._slots_lock:
             row = offset // self._row_frames
             self._row_slots[position].setdefault(row, []).append(slot)
@@ -497,9 +484,9 @@ class AcquireZarrBackend(ZarrBackendBase):
         """Every shard file of ``row`` is whole: its frames leave the journal."""
         with self._slots_lock:
             slots = self._row_slots[position].pop(row, [])
-        if self._slots is not None:
+        if self.journal_frames is not None:
             for slot in slots:
-                self._slots.release(slot)
+                self.journal_frames.release(slot)
 
     def _append(self, position: int, data: np.ndarray, frames: int = 1) -> None:
         """Append ``frames`` frames (``data`` holds them back to back)."""

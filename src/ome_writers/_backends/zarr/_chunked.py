@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ome_writers._backends._base import FrameMetadata
-    from ome_writers._backends._journal import SlotFile
     from ome_writers._backends.zarr._direct import FrameFileLayout
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
@@ -344,7 +343,6 @@ class ChunkedZarrBackend(ZarrBackendBase):
         )
         #: journal slots of frames not yet written, by (position, storage index)
         self._frame_slots: dict[tuple[int, Index], int] = {}
-        self._slots: SlotFile | None = None
         self._recovered = False
         #: the frame being written (``write`` runs one frame at a time)
         self.frame_number = 0
@@ -424,23 +422,11 @@ class ChunkedZarrBackend(ZarrBackendBase):
         self, position: int, index: Index, frame_number: int, frame: np.ndarray
     ) -> None:
         """Copy the frame into a journal slot until its block is written."""
-        assert self.journal is not None
-        slots = self._slots
-        if slots is None:
-            nbytes = math.prod(self.frame_shape) * self.dtype.itemsize
-            slots = self._slots = self.journal.slot_file(
-                "frames", nbytes, {"order": "frames"}
-            )
-        data = np.ascontiguousarray(frame, dtype=self.dtype.newbyteorder("<"))
-        slot = slots.take()
-        try:
-            slots.put(slot, frame_number, data)
-        except OSError as exc:
-            slots.forget(slot)
-            raise write_error(self.journal.path, "journal a frame in", exc) from exc
+        slot = self.copy_to_journal(frame_number, frame)
         old = self._frame_slots.pop((position, index), None)
         if old is not None:  # an earlier attempt at this frame
-            slots.release(old)
+            assert self.journal_frames is not None
+            self.journal_frames.release(old)
         self._frame_slots[(position, index)] = slot
 
     def skip(self, first_frame: int, count: int) -> None:
@@ -567,8 +553,8 @@ class ChunkedZarrBackend(ZarrBackendBase):
                 self._fail(position, exc)  # the journal keeps the frames
             else:
                 for slot in slots:  # written: the journal can let them go
-                    assert self._slots is not None
-                    self._slots.release(slot)
+                    assert self.journal_frames is not None
+                    self.journal_frames.release(slot)
             with self._inflight_lock:
                 self._inflight.popleft()
                 self._inflight_bytes -= nbytes

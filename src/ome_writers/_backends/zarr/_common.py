@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
+    from ome_writers._backends._journal import SlotFile
     from ome_writers._backends.zarr._levels import ZarrLevels
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
@@ -236,6 +237,8 @@ class ZarrBackendBase(Backend):
         self.root = self.store.journal_output
         self.dtype = np.dtype(settings.dtype)
         self.frame_shape = settings.frame_shape
+        #: the journal's copies of frames not yet in the output (``copy_to_journal``)
+        self.journal_frames: SlotFile | None = None
         self.geometry = chunk_geometry(settings)
         self.dimension_names = [d.name for d in storage_dimensions(settings)]
         self.layout: ZarrLayout | None = None
@@ -355,6 +358,27 @@ class ZarrBackendBase(Backend):
                 self.store.remove_written()
 
     # ----------------------------------------------------------------- metadata
+
+    def copy_to_journal(self, frame_number: int, frame: np.ndarray) -> int:
+        """Copy a frame into a slot of the journal's ``frames`` file; the slot.
+
+        The file is made on first use. The caller frees the slot once the
+        frame is in the output (``SlotFile.release``).
+        """
+        assert self.journal is not None
+        slots = self.journal_frames
+        if slots is None:
+            nbytes = math.prod(self.frame_shape) * self.dtype.itemsize
+            slots = self.journal.slot_file("frames", nbytes, {"order": "frames"})
+            self.journal_frames = slots
+        data = np.ascontiguousarray(frame, dtype=self.dtype.newbyteorder("<"))
+        slot: int = slots.take()
+        try:
+            slots.put(slot, frame_number, data)
+        except OSError as exc:
+            slots.forget(slot)
+            raise write_error(self.journal.path, "journal a frame in", exc) from exc
+        return slot
 
     def record_frame(self, frame_number: int, metadata: FrameMetadata | None) -> None:
         """Keep a frame's metadata for its image group (written at close)."""
