@@ -56,6 +56,9 @@ class ZarrPythonBackend(ChunkedZarrBackend):
 
     _arrays: list[Any]
     _pool: WorkerThreads | None = None
+    #: a write failed: later ones are not tried (each would retry a dead
+    #: server for seconds; ``ChunkedZarrBackend`` raises the first error)
+    _write_failed = False
 
     def _create_arrays(self, *, existing: bool = False) -> None:
         self._pool = WorkerThreads(os.cpu_count() or 1, "ome-writers-zarr-python")
@@ -115,7 +118,13 @@ class ZarrPythonBackend(ChunkedZarrBackend):
         def run() -> None:
             if before is not None:
                 concurrent.futures.wait([before])
-            array[region] = data
+            if self._write_failed:  # the first error is the one raised
+                raise RuntimeError("not written: an earlier write failed")
+            try:
+                array[region] = data
+            except BaseException:
+                self._write_failed = True
+                raise
 
         future = self._pool.submit(run)
         self._last_write[key] = future

@@ -31,9 +31,11 @@ What S3 gives and what it cannot, and how this copes:
   local journal (``journal_output``: under the local state directory, see
   ``state_directory``, in a folder named after a hash of the URL), and
   ``ome_writers.recover("s3://...")`` uploads them.
-- Network errors: each client retries (botocore under s3fs: 4 attempts, twice;
+- Network errors: each client retries (botocore under s3fs: 3 attempts, its
+  standard mode's default, and s3fs once more for an interrupted transfer;
   tensorstore: 4 retries, at most 2 s apart); what still fails is a
-  ``WriteError`` naming the key.
+  ``WriteError`` naming the key. A request that keeps failing costs a few
+  seconds (botocore's jittered backoff: at most 2 + 4 s).
 
 Credentials: never written to any output or journal (``SECRET_OPTIONS``).
 Without explicit ones each client takes the standard AWS chain (environment
@@ -62,10 +64,11 @@ from ome_writers._util import sync_filesystem
 #: requests tensorstore retries (it would retry 32 times, minutes on end)
 _TS_RETRIES = {"max_retries": 4, "initial_delay": "100ms", "max_delay": "2s"}
 #: botocore's retries and timeouts for s3fs, and s3fs's own attempts around
-#: them (they multiply: its default, 5 x 5, took a minute to give up on a
-#: stopped server)
+#: them (its default, 5 x 5, took a minute to give up on a stopped server;
+#: s3fs repeats only interrupted transfers, so a refused connection or a 500
+#: costs botocore's 3 attempts)
 _BOTO_CONFIG = {
-    "retries": {"max_attempts": 4, "mode": "standard"},
+    "retries": {"max_attempts": 3, "mode": "standard"},
     "connect_timeout": 5,
     "read_timeout": 60,
 }
