@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -347,6 +348,50 @@ def test_level_shards_written_by_the_writer_threads(
         assert not list(root.rglob("*.ome-writers-partial"))
 
 
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_ome_zarr_py_reads_a_multiscale_image(tmp_path: Path, layout: str) -> None:
+    """ome-zarr-py (napari-ome-zarr's reader) sees every level of every image.
+
+    It has no bioformats2raw support: positions are read one series at a
+    time; a plate is read whole (its first field per well) and per field.
+    """
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Multiscales, Reader
+
+    sizes, plate = LAYOUTS[layout]
+    root = tmp_path / "out.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=_dims(sizes, {"y": 8, "x": 8}),
+        dtype="uint16",
+        format=_format("tensorstore", Pyramid()),
+        plate=plate,
+    )
+    frames = _frames(settings.num_frames or 0)
+    with create_stream(settings) as stream:
+        for frame in frames:
+            stream.append(frame)
+        full = _position_arrays(stream, frames)
+    levels = stream.levels
+    images = _zarr_images(root)
+    assert len(images) == len(full)
+    for image, position in zip(images, full):
+        location = parse_url(str(image))
+        assert location is not None, image
+        node = next(iter(Reader(location)()))
+        assert any(isinstance(spec, Multiscales) for spec in node.specs), image
+        assert len(node.data) == levels
+        for k, data in enumerate(node.data):
+            want = reference_level(position, k, "mean")
+            assert np.array_equal(np.asarray(data), want), (image, k)
+    if plate is not None:
+        location = parse_url(str(root))
+        assert location is not None
+        node = next(iter(Reader(location)()))
+        assert len(node.data) == levels  # the plate's own pyramid of wells
+        assert node.data[0].shape[-2:] == (2 * 37, 2 * 29)
+
+
 def test_multiscales_metadata_and_strict_validation(tmp_path: Path) -> None:
     root = tmp_path / "out.ome.zarr"
     dims = _dims({"t": 2, "z": 3})
@@ -455,6 +500,63 @@ def test_info_lists_the_levels_and_convert_adds_a_pyramid(tmp_path: Path) -> Non
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         assert json.loads(result.stdout)["levels"] == levels
+
+
+CLI_PYRAMIDS = [
+    # (options, destination, levels, method); 37 x 29 frames in 16 x 16 chunks:
+    # --pyramid alone halves until a level fits one chunk (37, 19, 10)
+    pytest.param(["--pyramid", "3", "--pyramid-method", "max"], "out.ome.zarr", 3,
+                 "max", id="zarr-3-max"),
+    pytest.param(["--pyramid"], "out.ome.tiff", 3, "mean", id="tiff-auto"),
+    pytest.param(["--pyramid-method", "min"], "out.ome.zarr", 3, "min",
+                 id="zarr-method-implies-pyramid"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("options", "name", "levels", "method"), CLI_PYRAMIDS)
+def test_convert_command_adds_a_pyramid(
+    tmp_path: Path, options: list[str], name: str, levels: int, method: str
+) -> None:
+    """``ome-writers convert SRC DST --pyramid [LEVELS]``, the console script."""
+    exe = shutil.which("ome-writers")
+    assert exe is not None, "the ome-writers console script is not installed"
+    source = tmp_path / "source.ome.zarr"
+    frames = _frames(3)
+    settings = AcquisitionSettings(
+        root_path=str(source),
+        dimensions=_dims({"t": 3}, {"y": 16, "x": 16}),
+        dtype="uint16",
+        format=OmeZarrFormat(fsync="never"),
+    )
+    with create_stream(settings) as stream:
+        for frame in frames:
+            stream.append(frame)
+    destination = tmp_path / name
+    result = subprocess.run(
+        [exe, "convert", str(source), str(destination), *options],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "converted" in result.stdout
+    if name.endswith(".ome.zarr"):
+        stored = [
+            zarr.open_array(destination / str(k), mode="r")[:] for k in range(levels)
+        ]
+        assert not (destination / str(levels)).exists()
+    else:
+        with tifffile.TiffFile(destination) as tif:
+            assert len(tif.series[0].levels) == levels
+            stored = [level.asarray() for level in tif.series[0].levels]
+    for k, got in enumerate(stored):
+        want = reference_level(frames, k, method)  # type: ignore[arg-type]
+        assert np.array_equal(got.reshape(want.shape), want), k
+    refused = subprocess.run(
+        [exe, "convert", str(source), str(tmp_path / "bad.ome.zarr"), "--pyramid", "0"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "--pyramid '0' is not a number of levels" in refused.stderr
+    assert not (tmp_path / "bad.ome.zarr").exists()
 
 
 CHILD = Path(__file__).with_name("_pyramid_crash_child.py")

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from ome_writers._formats import OmeTiffFormat, OmeZarrFormat, ScratchFormat
+    from ome_writers._pyramid import Pyramid
     from ome_writers._stream import OMEStream
 
     #: ``progress(frames_done, frames_total, bytes_done)``
@@ -117,6 +118,7 @@ def convert(
     progress: ProgressCallback | None = None,
     chunks: Mapping[str, int] | None = None,
     shards: Mapping[str, int] | None = None,
+    pyramid: Pyramid | None = None,
 ) -> ConversionReport:
     """Write the acquisition in ``source`` to ``destination`` in another format.
 
@@ -153,6 +155,11 @@ def convert(
     chunks, shards
         Dimension name -> ``Dimension.chunk_size`` / ``shard_size_chunks``
         for the destination (OME-Zarr); the others keep the source's.
+    pyramid
+        Lower resolutions written beside the full resolution (OME-Zarr,
+        OME-TIFF): how a pyramid is added to an existing dataset. None: the
+        pyramid of ``format`` when it is a format model, else none (a source's
+        pyramid is not carried over unless asked for).
 
     Returns
     -------
@@ -168,8 +175,8 @@ def convert(
     ValueError
         Settings the destination format cannot write (e.g. more than five
         axes in OME-Zarr), an unknown format or compression, a ``chunks``
-        name that is not a dimension, or a destination overlapping the
-        source.
+        name that is not a dimension, a destination overlapping the
+        source, or a ``pyramid`` for a format without one (scratch).
     BackendUnavailableError
         The engine of the destination, or a reader of the source, is not
         installed (an ``ImportError``).
@@ -203,6 +210,8 @@ def convert(
         settings = _destination_settings(
             src, destination, format, compression, overwrite, chunks, shards
         )
+        if pyramid is not None:
+            settings = _with_pyramid(settings, pyramid)
         _check_apart(src, settings)
         output = Path(os.path.abspath(settings.output_path))
         existed = os.path.lexists(output)
@@ -280,6 +289,22 @@ def _destination_settings(
     if wanted is not None:
         settings.compression = wanted  # validated on assignment
     return settings
+
+
+def _with_pyramid(
+    settings: AcquisitionSettings, pyramid: Pyramid
+) -> AcquisitionSettings:
+    """``settings`` whose format writes ``pyramid`` (validated again)."""
+    fmt = settings.format
+    if "pyramid" not in type(fmt).model_fields:
+        raise ValueError(
+            f"pyramid={pyramid!r}: the {fmt.name!r} format has no lower "
+            "resolutions; convert to OME-Zarr (.ome.zarr) or OME-TIFF (.ome.tiff) "
+            "to add a pyramid"
+        )
+    data = dict(settings)
+    data["format"] = fmt.model_copy(update={"pyramid": pyramid})
+    return AcquisitionSettings.model_validate(data)
 
 
 def _check_apart(src: Dataset, settings: AcquisitionSettings) -> None:

@@ -165,6 +165,14 @@ SCENARIOS["zarr-tensorstore-pyramid"] = Scenario(
     "same stream without a pyramid",
     format="tensorstore", chunk_yx=512, pyramid=True,
 )  # fmt: skip
+SCENARIOS["zarr-tensorstore-pyramid-bytes"] = Scenario(
+    "zarr-tensorstore-pyramid-bytes", 200, (2048, 2048), True, False,
+    "stream-no-pyramid-same-bytes",
+    "the zarr-tensorstore-pyramid stream against the same stream without a "
+    "pyramid writing as many bytes (262 frames: 200 x (1 + 1/4 + 1/16)): what "
+    "the pyramid costs beyond its bytes",
+    format="tensorstore", chunk_yx=512, pyramid=True,
+)  # fmt: skip
 #: ``ome-writers bench convert`` runs every ``convert-*`` scenario
 SCENARIO_GROUPS = {"convert": [n for n in SCENARIOS if n.startswith("convert-")]}
 
@@ -249,8 +257,12 @@ def _time_loop(store: Any, frames: list[np.ndarray], n: int) -> np.ndarray:
 def _baseline(
     scenario: Scenario, frames: list[np.ndarray], workdir: Path
 ) -> dict[str, Any]:
-    if scenario.baseline == "stream-no-pyramid":
+    if scenario.baseline.startswith("stream-no-pyramid"):
         plain = dataclasses.replace(scenario, pyramid=False)
+        if scenario.baseline == "stream-no-pyramid-same-bytes":
+            plain = dataclasses.replace(
+                plain, frames=round(scenario.frames * _pyramid_bytes_factor(scenario))
+            )
         result = _stream_run(plain, frames, workdir)
         _retire_outputs(workdir)
         return result
@@ -320,6 +332,15 @@ def _baseline(
     if scenario.baseline == "numpy-touched":
         result["fresh_total_s"] = fresh_total
     return result
+
+
+def _pyramid_bytes_factor(scenario: Scenario) -> float:
+    """Bytes of all levels of ``Pyramid()`` over those of the full resolution."""
+    from ome_writers import Pyramid
+
+    tile = (scenario.chunk_yx,) * 2 if scenario.chunk_yx else None
+    shapes = Pyramid().level_frame_shapes(scenario.frame_shape, tile)
+    return sum(y * x for y, x in shapes) / (shapes[0][0] * shapes[0][1])
 
 
 def _stream_run(

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, get_args
 
 from ome_writers._convert import convert
 from ome_writers._formats import FORMAT_ALIASES
+from ome_writers._pyramid import Pyramid, PyramidMethod
 
 if TYPE_CHECKING:
     import argparse
@@ -65,6 +66,23 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore
         "source's)",
     )
     cmd.add_argument(
+        "--pyramid",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="LEVELS",
+        help="add lower resolutions (OME-Zarr levels, OME-TIFF SubIFDs), each "
+        "halving Y and X: LEVELS in all, the full resolution included (default: "
+        "until the smallest fits one chunk, or 512 x 512)",
+    )
+    cmd.add_argument(
+        "--pyramid-method",
+        default=None,
+        choices=sorted(get_args(PyramidMethod)),
+        help="how 2 x 2 pixels become one (default mean; min or max for masks "
+        "and labels); implies --pyramid",
+    )
+    cmd.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an existing destination written by ome-writers",
@@ -95,6 +113,34 @@ def parse_sizes(text: str | None, option: str) -> dict[str, int] | None:
     return sizes
 
 
+def parse_pyramid(levels: str | None, method: str | None) -> Pyramid | None:
+    """``--pyramid [LEVELS]`` and ``--pyramid-method`` as a ``Pyramid`` (or None).
+
+    >>> parse_pyramid("3", None)
+    Pyramid(levels=3, method='mean', downsample_z=False)
+    >>> parse_pyramid(None, "max").method
+    'max'
+    """
+    if levels is None and method is None:
+        return None
+    count: int | None = None
+    if levels not in (None, "auto"):
+        try:
+            count = int(levels)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise ValueError(
+                f"--pyramid {levels!r} is not a number of levels >= 1 (the full "
+                "resolution included, e.g. --pyramid 3); or give --pyramid alone "
+                "to halve until the smallest level fits one chunk"
+            )
+    options: dict[str, Any] = {"levels": count}
+    if method is not None:
+        options["method"] = method
+    return Pyramid(**options)
+
+
 def run_convert(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
     """Run ``ome-writers convert``; print the summary; return the exit status."""
     stderr = sys.stderr if stderr is None else stderr
@@ -105,6 +151,7 @@ def run_convert(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
         )
     chunks = parse_sizes(args.chunks, "--chunks")
     shards = parse_sizes(args.shards, "--shards")
+    pyramid = parse_pyramid(args.pyramid, args.pyramid_method)
     bar = ProgressBar(stderr) if stderr.isatty() else None
     try:
         report = convert(
@@ -116,6 +163,7 @@ def run_convert(args: argparse.Namespace, stderr: TextIO | None = None) -> int:
             progress=bar,
             chunks=chunks,
             shards=shards,
+            pyramid=pyramid,
         )
     except FileExistsError as exc:  # the option, not the Python argument
         raise FileExistsError(str(exc).replace("root_path", "destination")) from None
