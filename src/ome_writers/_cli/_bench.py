@@ -27,6 +27,9 @@ Baselines (the physical limits):
   OME-Zarr or OME-TIFF with the format's ``fsync`` policy set the same way.
   The source is written (and synced) before the rounds, so both sides read
   it from the page cache.
+- ``s3-put``: plain parallel PUTs of the objects an ``s3-*`` scenario's
+  stream writes, to the same S3 server (a local moto server this process
+  starts, or ``$OME_WRITERS_BENCH_S3``; see ``_s3_bench``).
 
 Warm memory: on a virtual machine whose free memory goes back to the host
 (a balloon with free page reporting, as on this project's test machine), the
@@ -173,8 +176,20 @@ SCENARIOS["zarr-tensorstore-pyramid-bytes"] = Scenario(
     "the pyramid costs beyond its bytes",
     format="tensorstore", chunk_yx=512, pyramid=True,
 )  # fmt: skip
-#: ``ome-writers bench convert`` runs every ``convert-*`` scenario
-SCENARIO_GROUPS = {"convert": [n for n in SCENARIOS if n.startswith("convert-")]}
+for _backend in ("tensorstore", "zarr-python", "acquire-zarr"):
+    SCENARIOS[f"s3-{_backend}"] = Scenario(
+        f"s3-{_backend}", 64, (2048, 2048), False, False, "s3-put",
+        f"OME-Zarr via {_backend} to s3:// (a local moto server, or "
+        "$OME_WRITERS_BENCH_S3): 64 frames of 2048x2048 uint16, one object per "
+        "frame, against plain parallel PUTs of the same objects",
+        format=_backend,
+    )  # fmt: skip
+#: ``ome-writers bench convert`` runs every ``convert-*`` scenario; ``s3`` every
+#: ``s3-*`` one
+SCENARIO_GROUPS = {
+    "convert": [n for n in SCENARIOS if n.startswith("convert-")],
+    "s3": [n for n in SCENARIOS if n.startswith("s3-")],
+}
 
 #: what each scenario's ratio is compared with, and in which direction
 TARGETS: dict[str, tuple[str, float]] = {
@@ -190,6 +205,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     },
     **dict.fromkeys(SCENARIO_GROUPS["convert"], ("speed / plain copy >=", 0.8)),
     "zarr-tensorstore-pyramid": ("speed / same stream without pyramid >=", 1 / 1.35),
+    **dict.fromkeys(SCENARIO_GROUPS["s3"], ("speed / parallel PUTs >=", 0.8)),
 }
 
 
@@ -466,6 +482,8 @@ def _convert_run(scenario: Scenario, workdir: Path) -> dict[str, Any]:
 
 
 _DISK_ROUNDS = 4
+#: rounds of an ``s3-*`` scenario (the median is kept)
+_S3_ROUNDS = 3
 
 
 def _retire_outputs(workdir: Path) -> None:
@@ -513,9 +531,17 @@ def _backend_name(scenario: Scenario) -> str:
 
 def is_available(scenario: Scenario) -> bool:
     """True when the engine the scenario needs is installed."""
+    import importlib.util
+
     from ome_writers._backends._registry import is_backend_available
 
-    return is_backend_available(_backend_name(scenario))
+    needs = []
+    if scenario.baseline == "s3-put":  # the S3 client, and a server unless given
+        needs = ["s3fs", "boto3"]
+        if not os.environ.get("OME_WRITERS_BENCH_S3"):
+            needs.append("moto.server")
+    found = all(importlib.util.find_spec(n.split(".")[0]) for n in needs)
+    return found and is_backend_available(_backend_name(scenario))
 
 
 def run_scenario(
@@ -535,6 +561,8 @@ def run_scenario(
     # times and keep the median round of each, truncating each output before
     # the next so that its dirty pages are dropped rather than written back.
     rounds = _DISK_ROUNDS if scenario.disk else 1
+    if scenario.baseline == "s3-put":
+        return _run_s3(scenario, frames)
     # an acquisition program imports its engine once, before acquiring: so
     # does this process, rather than timing the import in its first round
     from ome_writers._backends._base import get_backend_class
@@ -596,6 +624,46 @@ def run_scenario(
     return result
 
 
+def _run_s3(scenario: Scenario, frames: list[np.ndarray]) -> dict[str, Any]:
+    """An ``s3-*`` scenario: rounds of PUTs and stream, alternating (one server)."""
+    from ome_writers._backends._base import get_backend_class
+    from ome_writers._cli._s3_bench import BenchS3, stream_to_s3
+
+    get_backend_class(_backend_name(scenario))
+    s3 = BenchS3()
+    baselines: list[dict[str, Any]] = []
+    streams: list[dict[str, Any]] = []
+    try:
+        s3.put_frames(frames, len(frames))  # warm-up: connections, server
+        for round_index in range(_S3_ROUNDS):
+            for side in ("stream", "limit") if round_index % 2 else ("limit", "stream"):
+                if side == "limit":
+                    baselines.append(s3.put_frames(frames, scenario.frames))
+                else:
+                    streams.append(
+                        stream_to_s3(s3, scenario.format, frames, scenario.frames)
+                    )
+    finally:
+        s3.close()
+    baseline = _median_round(baselines)
+    stream = _median_round(streams)
+    nbytes = scenario.frames * scenario.frame_bytes
+    return {
+        "scenario": scenario.name,
+        "warm_memory": False,
+        "description": scenario.description,
+        "baseline_kind": scenario.baseline,
+        "bytes": nbytes,
+        "baseline": baseline,
+        "stream": stream,
+        "frames_per_s": scenario.frames / stream["total_s"],
+        "gb_per_s": nbytes / stream["total_s"] / 1e9,
+        "ratio": baseline["total_s"] / stream["total_s"],
+        "ratios": [b["total_s"] / t["total_s"] for b, t in zip(baselines, streams)],
+        "target": TARGETS.get(scenario.name),
+    }
+
+
 def run_all(
     names: list[str], repeats: int, workdir: Path | None = None, *, warm: bool = True
 ) -> list[dict[str, Any]]:
@@ -640,6 +708,21 @@ def format_results(results: list[dict[str, Any]]) -> str:
             f"{s['total_s']:.3f} | {s['cores_used']:.1f} | {r['ratio']:.2f} | "
             f"{target_text} |"
         )
+    remote = [r for r in results if r["baseline_kind"] == "s3-put"]
+    if remote:
+        # append waits only when the writer's bounded buffer is full
+        lines += [
+            "",
+            "| scenario | ratio per round | appends > 10 ms | time blocked (s) |",
+            "|---|---|---|---|",
+        ]
+        for r in remote:
+            s = r["stream"]
+            rounds = ", ".join(f"{x:.2f}" for x in r["ratios"])
+            lines.append(
+                f"| {r['scenario']} | {rounds} | {s['appends_blocked']} | "
+                f"{s['append_blocked_s']:.2f} |"
+            )
     latency = [r for r in results if r["scenario"].startswith("unbounded")]
     if latency:
         # how a plain loop's slowest write compares on the same machine, in
