@@ -14,6 +14,8 @@ metadata, the frame count and completeness.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -752,8 +754,16 @@ def test_an_interrupted_conversion_leaves_nothing(
     assert tree_digest(built.folder) == before
 
 
+@pytest.mark.parametrize(
+    ("destination", "name"),
+    [
+        pytest.param("ome-tiff", "out.ome.tiff", id="tiff"),
+        pytest.param("tensorstore", "out.ome.zarr", id="tensorstore"),
+        pytest.param("scratch", "out", id="scratch"),
+    ],
+)
 def test_a_full_disk_leaves_nothing(
-    source_base: Path, full_disk: Any, tmp_path: Path
+    destination: str, name: str, full_disk: Any, tmp_path: Path
 ) -> None:
     folder = tmp_path / "big"
     folder.mkdir()
@@ -764,9 +774,13 @@ def test_a_full_disk_leaves_nothing(
         dtype="uint16",
     )  # 512 KiB, twice the free space
     write(settings, 8, set())
-    out = full_disk.path / "out.ome.tiff"
-    with pytest.raises(WriteError, match=r"out\.ome\.tiff"):
-        convert(folder / "run", out)
+    out = full_disk.path / name
+    with contextlib.ExitStack() as stack:
+        if destination == "scratch":  # it says so before the first frame
+            stack.enter_context(pytest.warns(UserWarning, match="bytes free"))
+        info = stack.enter_context(pytest.raises(WriteError))
+        convert(folder / "run", out, format=destination)
+    assert info.value.errno == errno.ENOSPC
     assert sorted(p.name for p in full_disk.path.iterdir()) == ["ballast"]
 
 
