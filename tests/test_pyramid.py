@@ -303,10 +303,12 @@ def test_level_shards_written_by_the_writer_threads(
     """Even frames written whole by tensorstore's fast path: the levels are
     shard files filled by its writer threads (``_level_files``); shards that
     do not fill, and those past the memory budget, take the engine's path."""
-    from ome_writers._backends.zarr import _level_files
+    from ome_writers._backends.zarr import _direct, _level_files
 
     if budget is not None:  # a machine short of memory, made real cheaply
         monkeypatch.setattr(_level_files, "MAX_SHARD_BUFFER_BYTES", budget)
+    # frame files written (and halved) a few rows at a time: 2 to 8 rows here
+    monkeypatch.setattr(_direct, "ROWS_PIECE_BYTES", 256)
     nframes = 4 * 2 if sizes.get("t", 0) is None else int(
         np.prod([len(v) if isinstance(v, list) else v for v in sizes.values()])
     )  # fmt: skip

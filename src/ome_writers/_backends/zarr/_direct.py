@@ -72,6 +72,8 @@ _BUFFER_BUDGET_BYTES = 64 * 1024**2
 #: frames of memory, which a 100000 x 100000 frame (20 GB) does not have to spare
 MAX_DIRECT_FRAME_BYTES = 256 * 1024**2
 _MIN_BUFFERS = 4
+#: a frame file written in pieces (``on_rows``) is written this much at a time
+ROWS_PIECE_BYTES = 128 * 1024
 _SHARD_INDEX_ENTRY_BYTES = 16  # offset and size, two uint64 per chunk
 _CRC32C_BYTES = 4
 
@@ -212,6 +214,13 @@ class DirectFrameWriter:
         reused (the pyramid's levels are made from it there); what it
         returns, if not None, is called on the same thread once the buffer
         is free again (the pyramid's level files are written then).
+    on_rows
+        ``on_rows(position, index, buffer)``, called on the writer thread
+        before a frame's file is written; if it returns a callable, the file
+        is written in pieces of a few rows of one chunk (``ROWS_PIECE_BYTES``)
+        and ``tap(i, j, row_start, row_stop)`` is called after each, while
+        the rows are still in the CPU's cache (the pyramid halves them there:
+        reading the frame again from memory cost as much as the halving).
     """
 
     def __init__(
@@ -226,9 +235,25 @@ class DirectFrameWriter:
             [int, tuple[int, ...], np.ndarray], Callable[[], None] | None
         ]
         | None = None,
+        on_rows: Callable[
+            [int, tuple[int, ...], np.ndarray],
+            Callable[[int, int, int, int], None] | None,
+        ]
+        | None = None,
     ) -> None:
         self._layout = layout
         self._on_written = on_written
+        self._on_rows = on_rows
+        (gy, gx), (cy, cx) = layout.grid, layout.chunk
+        step = ROWS_PIECE_BYTES // (cx * layout.dtype.itemsize)
+        step = min(cy, max(2, step - step % 2))
+        #: (chunk Y, chunk X, first row, end row) of each piece, in file order
+        self._row_spans = [
+            (i, j, r, min(r + step, cy))
+            for i in range(gy)
+            for j in range(gx)
+            for r in range(0, cy, step)
+        ]
         self._array_paths = array_paths
         self._workers = WorkerThreads(workers, "ome-writers-zarr-files")
         self._journal = journal
@@ -348,7 +373,26 @@ class DirectFrameWriter:
                 directory.mkdir(parents=True, exist_ok=True)
                 self._directories.add(directory)
             partial = path.with_name(path.name + TEMP_SUFFIX)
-            replace_file(path, buffer.data, self._layout.index, temporary=partial)
+            tap = None
+            if self._on_rows is not None:
+                tap = self._on_rows(position, index, buffer)
+            if tap is None:
+                replace_file(path, buffer.data, self._layout.index, temporary=partial)
+            else:
+                spans = self._row_spans
+                pieces = [buffer[i, j, r0:r1].data for i, j, r0, r1 in spans]
+
+                def after_piece(number: int) -> None:
+                    if number < len(spans):
+                        tap(*spans[number])
+
+                replace_file(
+                    path,
+                    *pieces,
+                    self._layout.index,
+                    temporary=partial,
+                    after_piece=after_piece,
+                )
         except BaseException:
             if slot is None:
                 self._release(buffer, slot)

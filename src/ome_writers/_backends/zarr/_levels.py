@@ -275,6 +275,14 @@ class ZarrLevels:
             index = tuple(o + i for o, i in zip(origin, local))
             self.builder.submit(0, position, index, data[local])
 
+    def rows_tap(
+        self, position: int, index: Index, buffer: np.ndarray
+    ) -> Callable[[int, int, int, int], None] | None:
+        """What halves a frame's rows as its file is written (``_level_files``)."""
+        if self.recovering or self.files is None:
+            return None
+        return self.files.rows_tap(position, index, buffer)
+
     def submit_chunk_order(
         self, position: int, index: Index, buffer: np.ndarray
     ) -> Callable[[], None] | None:

@@ -106,6 +106,7 @@ class TensorstoreBackend(ChunkedZarrBackend):
             journal=lambda: self.journal,
             frame_number=lambda: self.frame_number,
             on_written=self._frame_file_written,
+            on_rows=self._frame_rows_tap,
         )
 
     def _frame_file_written(
@@ -118,6 +119,14 @@ class TensorstoreBackend(ChunkedZarrBackend):
         """
         if self.levels is not None:
             return self.levels.submit_chunk_order(position, index, buffer)
+        return None
+
+    def _frame_rows_tap(
+        self, position: int, index: Index, buffer: np.ndarray
+    ) -> Callable[[int, int, int, int], None] | None:
+        """What halves a frame's rows into the pyramid as its file is written."""
+        if self.levels is not None:
+            return self.levels.rows_tap(position, index, buffer)
         return None
 
     def direct_frame_layout(self) -> FrameFileLayout | None:
