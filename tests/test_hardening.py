@@ -593,8 +593,11 @@ def test_a_folded_camera_axis_past_the_channel_limit_is_refused_at_once(
 
 
 def test_positions_from_a_count_are_stored_as_the_count() -> None:
-    """Dimension('p', 10**6) built and re-validated 10**6 Positions (13 s), and
-    dumped them all into the settings every output keeps."""
+    with pytest.raises(ValueError, match=r"count=100,001 positions, more than 100,000"):
+        Dimension("p", 100_001)
+    """Dimension('p', 10**6) built and re-validated 10**6 Positions (13 s,
+    2.5 GB), and dumped them all into the settings every output keeps; now
+    they are copies of one Position, at most 100,000, dumped as the count."""
     dim = Dimension("p", 100_000)
     assert [p.name for p in dim.coords[:3]] == ["0", "1", "2"]
     assert dim.coords[-1].name == "99999"

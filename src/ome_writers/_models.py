@@ -405,10 +405,12 @@ class Dimension(_Model):
                 raise ValueError(
                     f"position dimension {data.get('name')!r}: count={count:,} "
                     f"positions, more than {MAX_POSITIONS:,}; each position is an "
-                    "image of its own: give a realistic count"
+                    "image of its own (its own arrays or file, and a Position "
+                    "object in memory): give a realistic count, or make this "
+                    "axis type='other' to store it inside one image"
                 )
-            # filled in after validation (_check): 10**6 default positions
-            # would take seconds to validate one by one
+            # filled in after validation (_check): 10**5 default positions
+            # would take a second to validate one by one
             data.pop("coords", None)
         return data
 
@@ -483,8 +485,10 @@ class PositionDimension(Dimension):
         super().__init__(*args, **data)
 
 
-#: positions one acquisition may have (each is an image: an array or a file)
-MAX_POSITIONS = 1_000_000
+#: positions one acquisition may have (each is an image: an array or a file,
+#: and a ``Position`` of ~2.5 KB in memory). 100,000 is past a 1536-well plate
+#: with 64 fields per well; a million took 2.5 GB and seconds to validate.
+MAX_POSITIONS = 100_000
 
 
 def _default_positions(count: int) -> list[CoordValue]:
