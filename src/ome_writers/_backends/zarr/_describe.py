@@ -13,7 +13,6 @@ coordinates. Another writer's output is described from the NGFF metadata.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,7 @@ from ome_writers._backends._info import (
     unit_name,
 )
 from ome_writers._backends.zarr._metadata import NAMESPACE
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+from ome_writers._util import read_json_object
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -46,7 +38,9 @@ def _image_paths(root: Path, ome: dict[str, Any]) -> list[str] | None:
     if "multiscales" in ome:
         return [""]
     if "bioformats2raw.layout" in ome:
-        series = (_read_json(root / "OME" / "zarr.json") or {}).get("attributes", {})
+        series = (read_json_object(root / "OME" / "zarr.json") or {}).get(
+            "attributes", {}
+        )
         names = series.get("ome", {}).get("series")
         if isinstance(names, list):
             return [str(n) for n in names]
@@ -54,7 +48,7 @@ def _image_paths(root: Path, ome: dict[str, Any]) -> list[str] | None:
     if "plate" in ome:
         out = []
         for well in ome["plate"].get("wells", []):
-            doc = _read_json(root / well["path"] / "zarr.json") or {}
+            doc = read_json_object(root / well["path"] / "zarr.json") or {}
             images = doc.get("attributes", {}).get("ome", {}).get("well", {})
             out += [f"{well['path']}/{i['path']}" for i in images.get("images", [])]
         return out
@@ -184,7 +178,7 @@ def describe(path: Path) -> DatasetInfo | None:
     Only the JSON documents are read, so no Zarr engine is needed.
     """
     root = Path(path)
-    root_doc = _read_json(root / "zarr.json")
+    root_doc = read_json_object(root / "zarr.json")
     if root_doc is None or root_doc.get("node_type") != "group":
         return None
     attributes = _dict(root_doc.get("attributes"))
@@ -218,14 +212,14 @@ def describe(path: Path) -> DatasetInfo | None:
     channels: list[str] = []
     positions = []
     for index, image_path in enumerate(image_paths):
-        image_doc = _read_json(root / image_path / "zarr.json") or {}
+        image_doc = read_json_object(root / image_path / "zarr.json") or {}
         image_attrs = _dict(image_doc.get("attributes"))
         image_ome = _dict(image_attrs.get("ome"))
         multiscale = _dict((image_ome.get("multiscales") or [{}])[0])
         datasets = multiscale.get("datasets") or [{"path": "0"}]
         level_path = str(_dict(datasets[0]).get("path", "0"))
         array_path = f"{image_path}/{level_path}" if image_path else level_path
-        array_doc = _read_json(root / array_path / "zarr.json")
+        array_doc = read_json_object(root / array_path / "zarr.json")
         default = (
             declared_positions[index]
             if len(declared_positions) == len(image_paths)

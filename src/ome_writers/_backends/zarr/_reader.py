@@ -22,7 +22,6 @@ interrupted unbounded array) read as zeros.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from ome_writers._backends.zarr._metadata import NAMESPACE, build_layout
 from ome_writers._errors import BackendUnavailableError, NotADatasetError
 from ome_writers._router import FrameRouter, build_router
 from ome_writers._settings import AcquisitionSettings
+from ome_writers._util import read_json_object
 
 if TYPE_CHECKING:
     import os
@@ -133,17 +133,9 @@ def _read(array: Any, region: tuple[slice, ...]) -> np.ndarray:
     return np.asarray(array[region])
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def is_zarr_dataset(path: Path) -> bool:
     """True when ``path`` is a Zarr group whose root carries our attributes."""
-    document = _read_json(path / "zarr.json")
+    document = read_json_object(path / "zarr.json")
     attributes = (document or {}).get("attributes")
     return isinstance(attributes, dict) and isinstance(attributes.get(NAMESPACE), dict)
 
@@ -159,7 +151,7 @@ def open_zarr_dataset(path: str | os.PathLike[str]) -> ZarrDataset:
         Neither tensorstore nor zarr-python is installed.
     """
     root = Path(path)
-    document = _read_json(root / "zarr.json")
+    document = read_json_object(root / "zarr.json")
     attributes = (document or {}).get("attributes")
     own = attributes.get(NAMESPACE) if isinstance(attributes, dict) else None
     if not isinstance(attributes, dict) or not isinstance(own, dict):
@@ -180,7 +172,9 @@ def open_zarr_dataset(path: str | os.PathLike[str]) -> ZarrDataset:
     layout = build_layout(settings)
     frame_metadata: dict[int, dict[str, Any]] = {}
     for node in layout.images:
-        group = _read_json(root / node.path / "zarr.json") if node.path else document
+        group = (
+            read_json_object(root / node.path / "zarr.json") if node.path else document
+        )
         own_group = ((group or {}).get("attributes") or {}).get(NAMESPACE) or {}
         for record in own_group.get("frame_metadata") or []:
             values = {k: v for k, v in record.items() if k not in _RESERVED_RECORD_KEYS}
@@ -210,7 +204,7 @@ def open_zarr_dataset(path: str | os.PathLike[str]) -> ZarrDataset:
 
 def _block_shape(array_path: Path, index_axes: int) -> tuple[int, ...]:
     """The inner chunk shape along the non-frame axes (1 where unknown)."""
-    metadata = _read_json(array_path / "zarr.json") or {}
+    metadata = read_json_object(array_path / "zarr.json") or {}
     grid = metadata.get("chunk_grid", {}).get("configuration", {})
     chunks = list(grid.get("chunk_shape") or [])
     for codec in metadata.get("codecs") or []:
