@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import uuid
 
 import numpy as np
@@ -661,3 +663,214 @@ def test_existing_output_and_overwrite(s3):
             )
         )
     assert fs.cat_file(f"{bucket}/foreign.ome.zarr/zarr.json") == b"{}"
+
+
+# ------------------------------------------------------------ info and convert
+
+S3_POSITIONS = [
+    Position(name="A1-0", plate_row="A", plate_column="1", x_coord=1.5, y_coord=-2.0),
+    Position(name="B2-0", plate_row="B", plate_column="2", x_coord=10.0, z_coord=3.0),
+]
+
+
+def _small_settings(root_path: str, **kwargs) -> AcquisitionSettings:
+    """Two wells, two time points, two channels of 8 x 12 frames."""
+    from ome_writers import Channel
+
+    return AcquisitionSettings(
+        root_path=root_path,
+        dimensions=[
+            Dimension(name="t", count=2, unit="s", scale=2.0),
+            Dimension(name="p", type="position", coords=S3_POSITIONS),
+            Dimension(
+                name="c",
+                type="channel",
+                coords=[Channel(name="DAPI"), Channel(name="GFP")],
+            ),
+            Dimension(name="y", count=8, unit="um", scale=0.5),
+            Dimension(name="x", count=12, unit="um", scale=0.5),
+        ],
+        dtype="uint16",
+        plate=Plate(row_names=["A", "B"], column_names=["1", "2"], name="screen"),
+        **kwargs,
+    )
+
+
+def _write_small(settings: AcquisitionSettings) -> list[np.ndarray]:
+    """Frames of distinct random pixels, each with its own metadata."""
+    frames = _frames(settings.num_frames, shape=settings.frame_shape)
+    with create_stream(settings) as stream:
+        stream.set_global_metadata("lab", {"operator": "ada", "run": 7})
+        for i, frame in enumerate(frames):
+            stream.append(frame, frame_metadata={"delta_t": 0.5 * i, "note": f"f{i}"})
+    return frames
+
+
+def cli_main(argv: list[str]) -> int:
+    """The ``ome-writers`` command, in this process."""
+    from ome_writers._cli import main
+
+    return main(argv)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point, with this process's (moto) AWS environment."""
+    command = [sys.executable, "-m", "ome_writers", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_info_of_an_s3_output(s3, tmp_path, capsys):
+    """``info`` of an S3 prefix reads as ``info`` of the same output on disk."""
+    fs, bucket, _ = s3
+    pytest.importorskip("tensorstore")
+    url = f"s3://{bucket}/lab/screen.ome.zarr"
+    local = tmp_path / "screen.ome.zarr"
+    _write_small(_small_settings(url))
+    fs.get(f"{bucket}/lab/screen.ome.zarr", str(local), recursive=True)
+    remote_json = _cli("info", url, "--json")
+    assert remote_json.returncode == 0, remote_json.stderr
+    remote = json.loads(remote_json.stdout)
+    capsys.readouterr()
+    assert cli_main(["info", str(local), "--json"]) == 0
+    on_disk = json.loads(capsys.readouterr().out)
+    objects = fs.find(f"{bucket}/lab/screen.ome.zarr", detail=True)
+    stored_bytes = sum(o["size"] for o in objects.values())
+    assert remote["path"] == url
+    assert remote["bytes_on_disk"] == stored_bytes > 0
+    assert (remote["state"], remote["layout"], remote["frames_written"]) == (
+        "complete",
+        "plate",
+        8,
+    )
+    for key in ("path", "bytes_on_disk"):
+        del remote[key], on_disk[key]
+    assert remote == on_disk
+    text = _cli("info", url)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0] == f"{url}: OME-Zarr 0.5 plate, complete"
+    assert "  frames:       8 of 8 written" in lines
+    assert "  channels:     DAPI, GFP" in lines
+    assert lines[-1].startswith(f"  size on disk: {stored_bytes:,} bytes")
+    assert cli_main(["info", f"s3://{bucket}/nothing.ome.zarr"]) == 2
+    error = capsys.readouterr().err
+    assert "is not an OME-Zarr" in error
+    assert len(error.strip().splitlines()) == 1
+
+
+def test_convert_s3_to_local_ome_tiff(s3, tmp_path, capsys):
+    """``ome-writers convert s3://... kept.ome.tiff``, read back by tifffile.
+
+    The command runs in this process (a subprocess would spend seconds
+    importing the engines again); ``test_info_of_an_s3_output`` runs the
+    entry point itself.
+    """
+    tifffile = pytest.importorskip("tifffile")
+    from ome_types import from_xml
+
+    _, bucket, _ = s3
+    url = f"s3://{bucket}/lab/run.ome.zarr"
+    frames = _write_small(_small_settings(url))
+    destination = tmp_path / "kept.ome.tiff"
+    capsys.readouterr()
+    assert cli_main(["convert", url, str(destination)]) == 0
+    done = capsys.readouterr().out
+    assert f"converted {url} (ome-zarr) -> " in done
+    assert "8 frames" in done
+    # two positions: a folder of one file per position, each with the OME-XML
+    files = sorted((tmp_path / "kept").glob("*.ome.tiff"))
+    assert len(files) == 2
+    arrays = []
+    for p, path in enumerate(files):
+        with tifffile.TiffFile(path) as tf:
+            arrays.append(tf.series[p].asarray())
+            if p == 0:
+                ome = from_xml(tf.ome_metadata, validate=True)
+    # acquisition order t, p, c: frame i is position (i // 2) % 2, t i // 4, c i % 2
+    for i, frame in enumerate(frames):
+        t, p, c = i // 4, (i // 2) % 2, i % 2
+        np.testing.assert_array_equal(arrays[p].reshape(2, 2, 8, 12)[t, c], frame)
+    annotations = {a.id: a for a in ome.structured_annotations.map_annotations}
+    assert [image.name for image in ome.images] == ["A1-0", "B2-0"]
+    for p, image in enumerate(ome.images):
+        pixels = image.pixels
+        assert (pixels.physical_size_x, pixels.physical_size_y) == (0.5, 0.5)
+        assert pixels.time_increment == 2.0
+        assert [ch.name for ch in pixels.channels] == ["DAPI", "GFP"]
+        label = image.stage_label
+        position = S3_POSITIONS[p]
+        assert (label.x, label.y, label.z) == (
+            position.x_coord,
+            position.y_coord,
+            position.z_coord,
+        )
+        for plane in pixels.planes:
+            i = plane.the_t * 4 + p * 2 + plane.the_c
+            assert plane.delta_t == 0.5 * i
+            notes = {
+                m.k: m.value
+                for ref in plane.annotation_refs
+                for m in annotations[ref.id].value.ms
+            }
+            assert notes["note"] == f"f{i}"
+    (plate,) = ome.plates
+    assert plate.name == "screen"
+    lab = next(a for a in annotations.values() if a.namespace == "lab")
+    assert {m.k: json.loads(m.value) for m in lab.value.ms} == {
+        "operator": "ada",
+        "run": 7,
+    }
+
+
+def test_convert_local_scratch_to_s3(s3, tmp_path, monkeypatch):
+    """``convert(scratch, "s3://...", storage_options=...)``, read by obstore."""
+    from ome_writers import convert
+
+    fs, bucket, endpoint = s3
+    scratch = tmp_path / "preview"
+    frames = _write_small(_small_settings(str(scratch), format="scratch"))
+    url = f"s3://{bucket}/kept/run.ome.zarr"
+    # the endpoint only from storage_options: they reach the destination
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    with pytest.raises(ValueError, match="storage_options"):
+        convert(scratch, tmp_path / "x.ome.zarr", storage_options={"region": "x"})
+    report = convert(
+        scratch,
+        url,
+        format="zarr-python",
+        storage_options={
+            "endpoint_url": endpoint,
+            "key": "testing",
+            "secret": "testing",
+        },
+    )
+    assert (report.destination, report.format) == (url, "ome-zarr")
+    assert (report.frames_written, report.frames_skipped) == (8, 0)
+    prefix = f"{bucket}/kept/run.ome.zarr"
+    stored = b"".join(fs.cat_file(k) for k in fs.find(prefix) if k.endswith(".json"))
+    assert b"testing" not in stored  # credentials are never written
+    root = json.loads(fs.cat_file(f"{prefix}/zarr.json"))
+    own = root["attributes"]["ome_writers"]
+    assert (own["complete"], own["frames_written"]) == (True, 8)
+    assert root["attributes"]["lab"] == {"operator": "ada", "run": 7}
+    assert root["attributes"]["ome"]["plate"]["name"] == "screen"
+    group = _zarr_read(url, endpoint)
+    paths = _array_paths(root, url, endpoint)
+    assert len(paths) == 2
+    for p, path in enumerate(paths):
+        data = group[path][:]
+        assert data.shape == (2, 2, 8, 12)
+        image = group[path.rsplit("/", 1)[0]].attrs
+        multiscale = image["ome"]["multiscales"][0]
+        assert [a["name"] for a in multiscale["axes"]] == ["t", "c", "y", "x"]
+        scale = multiscale["datasets"][0]["coordinateTransformations"][0]["scale"]
+        assert scale == [2.0, 1.0, 0.5, 0.5]
+        labels = [c["label"] for c in image["ome"]["omero"]["channels"]]
+        assert labels == ["DAPI", "GFP"]
+        records = {r["frame_number"]: r for r in image["ome_writers"]["frame_metadata"]}
+        for t in range(2):
+            for c in range(2):
+                i = t * 4 + p * 2 + c
+                np.testing.assert_array_equal(data[t, c], frames[i])
+                assert records[i]["delta_t"] == 0.5 * i
+                assert records[i]["note"] == f"f{i}"

@@ -34,6 +34,11 @@ how a format lays out its files.
   is abandoned, never closed (closing marks an output complete), and what it
   wrote is removed; a killed conversion leaves an interrupted output that
   says so (``complete`` false, a journal beside it). The source is only read.
+- **S3**: an OME-Zarr source may be an ``s3://`` URL (read by zarr-python
+  over the store abstraction), and an OME-Zarr destination may be one (the
+  stream writes there as any stream does); ``storage_options`` serves both,
+  the rest comes from the AWS environment. A failed conversion to S3
+  deletes the keys it wrote (``ZarrRoot.remove_written``).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from ome_writers._backends.scratch import _files as scratch_files
 from ome_writers._dataset import Dataset, open_dataset
 from ome_writers._settings import AcquisitionSettings
 from ome_writers._stream import create_stream
+from ome_writers._urls import is_s3_url, split_s3_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -119,6 +125,7 @@ def convert(
     chunks: Mapping[str, int] | None = None,
     shards: Mapping[str, int] | None = None,
     pyramid: Pyramid | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> ConversionReport:
     """Write the acquisition in ``source`` to ``destination`` in another format.
 
@@ -160,6 +167,10 @@ def convert(
         OME-TIFF): how a pyramid is added to an existing dataset. None: the
         pyramid of ``format`` when it is a format model, else none (a source's
         pyramid is not carried over unless asked for).
+    storage_options
+        For an ``s3://`` source or destination (OME-Zarr): endpoint, region
+        and credentials as ``OmeZarrFormat.storage_options`` takes them; what
+        is not given comes from the AWS environment.
 
     Returns
     -------
@@ -205,13 +216,28 @@ def convert(
     >>> shutil.rmtree(tmp)
     """
     start = time.perf_counter()
-    src = open_dataset(Path(os.fspath(source)))
+    source_text = os.fspath(source)
+    destination_text = os.fspath(destination)
+    if storage_options is not None and not (
+        is_s3_url(source_text) or is_s3_url(destination_text)
+    ):
+        raise ValueError(
+            f"storage_options {sorted(storage_options)!r} are for an s3:// source "
+            f"or destination, but source is {source_text!r} and destination is "
+            f"{destination_text!r}; drop them"
+        )
+    src = open_dataset(
+        source_text if is_s3_url(source_text) else Path(source_text),
+        storage_options,
+    )
     try:
         settings = _destination_settings(
             src, destination, format, compression, overwrite, chunks, shards
         )
         if pyramid is not None:
             settings = _with_pyramid(settings, pyramid)
+        if storage_options is not None and is_s3_url(settings.output_path):
+            settings = _with_storage_options(settings, storage_options)
         _check_apart(src, settings)
         output = Path(os.path.abspath(settings.output_path))
         existed = os.path.lexists(output)
@@ -233,7 +259,7 @@ def convert(
         src.close()
     frame_bytes = math.prod(settings.frame_shape) * settings.itemsize
     return ConversionReport(
-        source=os.fspath(source),
+        source=source_text,
         destination=settings.output_path,
         source_format=src.kind,
         format=settings.format.name,
@@ -307,8 +333,29 @@ def _with_pyramid(
     return AcquisitionSettings.model_validate(data)
 
 
+def _with_storage_options(
+    settings: AcquisitionSettings, storage_options: dict[str, Any]
+) -> AcquisitionSettings:
+    """``settings`` whose OME-Zarr format has ``storage_options`` (validated)."""
+    fmt = settings.format
+    if "storage_options" not in type(fmt).model_fields:
+        raise ValueError(
+            f"storage_options: the {fmt.name!r} format cannot write to "
+            f"{settings.output_path!r}; only OME-Zarr writes to s3://"
+        )
+    data = dict(settings)
+    given = dict(getattr(fmt, "storage_options", None) or {})
+    data["format"] = fmt.model_copy(
+        update={"storage_options": {**given, **storage_options}}
+    )
+    return AcquisitionSettings.model_validate(data)
+
+
 def _check_apart(src: Dataset, settings: AcquisitionSettings) -> None:
     """Refuse a destination that is, contains or lies inside the source."""
+    if is_s3_url(settings.output_path) or src.url is not None:
+        _check_apart_urls(src.url, settings.output_path)
+        return
     output = Path(os.path.realpath(settings.output_path))
     journal = Path(os.path.realpath(journal_path(output)))
     for part in src.paths:
@@ -324,6 +371,20 @@ def _check_apart(src: Dataset, settings: AcquisitionSettings) -> None:
                     f"{str(part)!r}; convert never writes into, over or around its "
                     "source: choose another destination"
                 )
+
+
+def _check_apart_urls(source: str | None, destination: str) -> None:
+    """The same rule between two ``s3://`` URLs (a local path never overlaps one)."""
+    if source is None or not is_s3_url(destination):
+        return
+    a = "/".join(split_s3_url(source)) + "/"
+    b = "/".join(split_s3_url(destination)) + "/"
+    if a.startswith(b) or b.startswith(a):
+        raise ValueError(
+            f"destination {destination!r} overlaps the source {source!r}; convert "
+            "never writes into, over or around its source: choose another "
+            "destination"
+        )
 
 
 def _is_zero(frame: np.ndarray) -> bool:
@@ -401,6 +462,10 @@ def _remove_output(stream: OMEStream, output: Path, *, existed: bool) -> None:
     backend = stream._backend
     if backend.journal is not None:
         backend.journal.remove()
+    store = getattr(backend, "store", None)
+    if store is not None and store.is_remote:
+        store.remove_written()
+        return
     name = stream.settings.format.name
     if name == "ome-tiff" and existed and output.is_dir():
         for path in getattr(backend, "paths", []):

@@ -14,6 +14,10 @@ written), or, without a journal, the frames on disk (an unbounded OME-Zarr:
 the steps its arrays hold; a bounded one: every frame, those never written
 reading as zeros).
 
+An OME-Zarr on S3 (``s3://``) is read through the store abstraction
+(``zarr/_reader``); an interrupted one's journal is looked for where its
+writer keeps it on this machine (``_store.remote_journal_output``).
+
 Scratch frames are read with ``pread`` into one reused buffer, not through
 the memory map: pages mapped into this process would count as its memory,
 up to the whole dataset.
@@ -25,6 +29,7 @@ import json
 import mmap
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,10 +47,10 @@ from ome_writers._backends.scratch._reader import open_scratch
 from ome_writers._errors import BackendUnavailableError, NotADatasetError
 from ome_writers._router import build_router
 from ome_writers._stream import RESERVED_FRAME_KEYS
+from ome_writers._urls import is_s3_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from pathlib import Path
 
     from ome_writers._router import FrameRouter
     from ome_writers._settings import AcquisitionSettings
@@ -60,7 +65,8 @@ class Dataset:
     kind
         ``"scratch"``, ``"ome-zarr"`` or ``"ome-tiff"``.
     paths
-        Every file or folder the output is made of.
+        Every file or folder the output is made of (none for an ``s3://``
+        output: ``url``).
     settings
         The settings the writer recorded (compression aside: ``compression``).
     complete
@@ -85,10 +91,21 @@ class Dataset:
     read: Callable[[int], np.ndarray | None]
     metadata: Callable[[int], dict[str, Any] | None]
     close: Callable[[], None]
+    url: str | None = None
 
 
-def open_dataset(path: Path) -> Dataset:
+def open_dataset(
+    path: Path | str, storage_options: dict[str, Any] | None = None
+) -> Dataset:
     """Open a scratch root, an OME-Zarr or an OME-TIFF of this package.
+
+    Parameters
+    ----------
+    path
+        The output; an ``s3://`` URL for an OME-Zarr on S3.
+    storage_options
+        For an ``s3://`` URL: ``OmeZarrFormat.storage_options`` (the rest
+        comes from the AWS environment).
 
     Raises
     ------
@@ -100,6 +117,9 @@ def open_dataset(path: Path) -> Dataset:
     from ome_writers._backends.tiff._reader import is_tiff_dataset, tiff_folder
     from ome_writers._backends.zarr._reader import is_zarr_dataset
 
+    if isinstance(path, str) and is_s3_url(path):
+        return _zarr_source(path, storage_options)
+    path = Path(path)
     if not os.path.lexists(path) and tiff_folder(path) is None:
         raise NotADatasetError(
             f"source {str(path)!r} does not exist; give a scratch root, an "
@@ -225,17 +245,22 @@ class _MappedFrames:
         self._maps = []
 
 
-def _zarr_source(root: Path) -> Dataset:
+def _zarr_source(
+    root: Path | str, storage_options: dict[str, Any] | None = None
+) -> Dataset:
     from ome_writers._backends.zarr._reader import open_zarr_dataset
+    from ome_writers._backends.zarr._store import remote_journal_output
 
-    dataset = open_zarr_dataset(root)
+    dataset = open_zarr_dataset(root, storage_options)
+    url = dataset.root if isinstance(dataset.root, str) else None
     router = dataset.router
     frames_written = dataset.frames_written
     metadata = dataset.frame_metadata
     global_metadata = dataset.global_metadata
     journal_frames: dict[int, np.ndarray] = {}
     if not dataset.complete:
-        journal = _journal_of(journal_path(root))
+        output = root if url is None else remote_journal_output(url)
+        journal = _journal_of(journal_path(output))
         if journal is not None:
             contents = read_journal(journal)
             frames_written = contents.frames_written
@@ -254,7 +279,7 @@ def _zarr_source(root: Path) -> Dataset:
 
     return Dataset(
         kind="ome-zarr",
-        paths=[root],
+        paths=[] if url is not None else [Path(root)],
         settings=dataset.settings,
         compression=dataset.compression,
         complete=dataset.complete,
@@ -264,6 +289,7 @@ def _zarr_source(root: Path) -> Dataset:
         read=read,
         metadata=metadata.get,
         close=dataset.close,
+        url=url,
     )
 
 

@@ -33,11 +33,15 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore
         "dimensions, channels, positions, plate and all metadata. The source is "
         "never modified; a failed or interrupted conversion leaves no destination.",
     )
-    cmd.add_argument("source", help="the dataset to read")
+    cmd.add_argument(
+        "source",
+        help="the dataset to read (an OME-Zarr may be an s3:// URL; AWS settings "
+        "from the environment)",
+    )
     cmd.add_argument(
         "destination",
-        help="the new dataset's path; its suffix (.ome.zarr, .ome.tiff) picks the "
-        "format unless --format is given",
+        help="the new dataset's path (an OME-Zarr may be an s3:// URL); its suffix "
+        "(.ome.zarr, .ome.tiff) picks the format unless --format is given",
     )
     cmd.add_argument(
         "--format",

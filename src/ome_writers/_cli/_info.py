@@ -34,6 +34,7 @@ from ome_writers._backends._journal import PROGRESS
 from ome_writers._errors import BackendUnavailableError, NotADatasetError
 from ome_writers._formats import OmeTiffFormat
 from ome_writers._recover import _find_journal
+from ome_writers._urls import is_s3_url
 
 if TYPE_CHECKING:
     from ome_writers._backends._info import DatasetInfo, DimensionInfo, PositionInfo
@@ -101,6 +102,8 @@ def describe_dataset(path_text: str) -> DatasetInfo:
     BackendUnavailableError
         It looks like an OME-TIFF but tifffile is not installed.
     """
+    if is_s3_url(path_text):
+        return _describe_s3(path_text)
     path = Path(path_text)
     if not path.exists():
         folder = _tiff_folder(path)
@@ -109,6 +112,32 @@ def describe_dataset(path_text: str) -> DatasetInfo:
         path = folder
     info = _describe(path, path_text)
     return _with_journal(info, path)
+
+
+def _describe_s3(url: str) -> DatasetInfo:
+    """An OME-Zarr under an S3 prefix, read through the store abstraction.
+
+    Endpoint, region and credentials come from the AWS environment, as for
+    the writer; an interrupted output's journal is looked for where its
+    writer keeps it on this machine (``_store.remote_journal_output``).
+    """
+    from ome_writers._backends.zarr import _describe as zarr_describe
+    from ome_writers._backends.zarr._store import S3Root
+
+    root = S3Root(url, None)  # ValueError for an unsafe URL
+    try:
+        info = zarr_describe.describe_store(root, root.url)
+    except OSError as exc:
+        raise NotADatasetError(
+            f"cannot read {root.url!r}: {type(exc).__name__}: {exc}; check the "
+            "AWS settings (AWS_ENDPOINT_URL, AWS_REGION, credentials)"
+        ) from None
+    if info is None:
+        raise NotADatasetError(
+            f"{root.url!r} is not an OME-Zarr (no root zarr.json of an OME-Zarr "
+            "group); info reads OME-Zarr only from s3://"
+        )
+    return _with_journal(info, root.journal_output)
 
 
 def _tiff_folder(path: Path) -> Path | None:

@@ -125,7 +125,11 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Describe a dataset: format, shape, dtype, positions, and "
         "whether it is complete or was interrupted.",
     )
-    info.add_argument("path", help="dataset path (scratch root, OME-Zarr or OME-TIFF)")
+    info.add_argument(
+        "path",
+        help="dataset path (scratch root, OME-Zarr or OME-TIFF), or the s3:// URL "
+        "of an OME-Zarr (AWS settings from the environment)",
+    )
     info.add_argument(
         "--json",
         action="store_true",

@@ -9,12 +9,18 @@ Where this package wrote the output, the settings it keeps in the root's
 is unbounded, the acquisition order, scales and units exactly as declared
 (OME-Zarr writes a scale of 1 where none was given) and the positions' stage
 coordinates. Another writer's output is described from the NGFF metadata.
+
+A root on S3 is described the same way: the documents are read by key
+through the store abstraction (``_store.ZarrRoot``), so the same code serves
+a directory and a prefix; its size is the sum of the object sizes the
+listing gives (objects have no allocated blocks).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ome_writers._backends._info import (
     OUR_WRITER,
@@ -27,28 +33,51 @@ from ome_writers._backends._info import (
     unit_name,
 )
 from ome_writers._backends.zarr._metadata import NAMESPACE
-from ome_writers._util import read_json_object
+from ome_writers._backends.zarr._store import LocalRoot, S3Root
+
+if TYPE_CHECKING:
+    from ome_writers._backends.zarr._store import ZarrRoot
 
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _image_paths(root: Path, ome: dict[str, Any]) -> list[str] | None:
+def read_document(store: ZarrRoot, key: str) -> dict[str, Any] | None:
+    """The JSON object at ``key`` of ``store``; None if absent or not an object."""
+    try:
+        data = json.loads(store.read_bytes(key))
+    except (FileNotFoundError, ValueError):
+        return None
+    except OSError:
+        if store.is_remote:  # refused, unreachable: not "no such dataset"
+            raise
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _top_names(store: ZarrRoot) -> list[str]:
+    """The names directly under the root (folders or key prefixes)."""
+    if isinstance(store, S3Root):
+        return sorted({key.split("/", 1)[0] for key in store.list_keys()})
+    if isinstance(store, LocalRoot):
+        return [p.name for p in store.path.iterdir()]
+    return []
+
+
+def _image_paths(store: ZarrRoot, ome: dict[str, Any]) -> list[str] | None:
     if "multiscales" in ome:
         return [""]
     if "bioformats2raw.layout" in ome:
-        series = (read_json_object(root / "OME" / "zarr.json") or {}).get(
-            "attributes", {}
-        )
+        series = (read_document(store, "OME/zarr.json") or {}).get("attributes", {})
         names = series.get("ome", {}).get("series")
         if isinstance(names, list):
             return [str(n) for n in names]
-        return sorted((p.name for p in root.iterdir() if p.name.isdigit()), key=int)
+        return sorted((n for n in _top_names(store) if n.isdigit()), key=int)
     if "plate" in ome:
         out = []
         for well in ome["plate"].get("wells", []):
-            doc = read_json_object(root / well["path"] / "zarr.json") or {}
+            doc = read_document(store, f"{well['path']}/zarr.json") or {}
             images = doc.get("attributes", {}).get("ome", {}).get("well", {})
             out += [f"{well['path']}/{i['path']}" for i in images.get("images", [])]
         return out
@@ -172,20 +201,42 @@ def _plate(ome: dict[str, Any]) -> PlateInfo | None:
     )
 
 
+def _key(path: str, name: str) -> str:
+    return f"{path}/{name}" if path else name
+
+
 def describe(path: Path) -> DatasetInfo | None:
     """Describe an OME-Zarr output, or None if ``path`` is not one.
 
     Only the JSON documents are read, so no Zarr engine is needed.
     """
     root = Path(path)
-    root_doc = read_json_object(root / "zarr.json")
+    return describe_store(LocalRoot(root), str(path))
+
+
+def describe_store(store: ZarrRoot, path_text: str) -> DatasetInfo | None:
+    """Describe the OME-Zarr at ``store`` (a directory or an S3 prefix).
+
+    Parameters
+    ----------
+    store
+        The root to read the JSON documents from, by key.
+    path_text
+        The dataset's path or URL, as the description names it.
+
+    Returns
+    -------
+    DatasetInfo or None
+        None when the root is not an OME-Zarr.
+    """
+    root_doc = read_document(store, "zarr.json")
     if root_doc is None or root_doc.get("node_type") != "group":
         return None
     attributes = _dict(root_doc.get("attributes"))
     ome = attributes.get("ome")
     if not isinstance(ome, dict):
         return None
-    image_paths = _image_paths(root, ome)
+    image_paths = _image_paths(store, ome)
     if image_paths is None:
         return None
     layout = (
@@ -212,14 +263,14 @@ def describe(path: Path) -> DatasetInfo | None:
     channels: list[str] = []
     positions = []
     for index, image_path in enumerate(image_paths):
-        image_doc = read_json_object(root / image_path / "zarr.json") or {}
+        image_doc = read_document(store, _key(image_path, "zarr.json")) or {}
         image_attrs = _dict(image_doc.get("attributes"))
         image_ome = _dict(image_attrs.get("ome"))
         multiscale = _dict((image_ome.get("multiscales") or [{}])[0])
         datasets = multiscale.get("datasets") or [{"path": "0"}]
         level_path = str(_dict(datasets[0]).get("path", "0"))
         array_path = f"{image_path}/{level_path}" if image_path else level_path
-        array_doc = read_json_object(root / array_path / "zarr.json")
+        array_doc = read_document(store, _key(array_path, "zarr.json"))
         default = (
             declared_positions[index]
             if len(declared_positions) == len(image_paths)
@@ -257,7 +308,7 @@ def describe(path: Path) -> DatasetInfo | None:
         per_position = declared_frames(d.size for d in dims[:-2]) if dims else None
         total = None if per_position is None else per_position * len(positions)
     return DatasetInfo(
-        path=str(path),
+        path=path_text,
         format="ome-zarr",
         format_version=None if ome.get("version") is None else str(ome["version"]),
         layout=layout,
@@ -275,5 +326,14 @@ def describe(path: Path) -> DatasetInfo | None:
         frames_total=total,
         complete=bool(own.get("complete")) if own else None,
         levels=levels,
-        bytes_on_disk=disk_bytes([root]),
+        bytes_on_disk=_stored_bytes(store),
     )
+
+
+def _stored_bytes(store: ZarrRoot) -> int:
+    """Allocated bytes of a directory; the objects' sizes under an S3 prefix."""
+    if isinstance(store, S3Root):
+        return store.total_bytes()
+    if isinstance(store, LocalRoot):
+        return disk_bytes([store.path])
+    return 0

@@ -18,27 +18,33 @@ last few blocks are kept, so a chunk that spans several frames is read and
 decoded once, not once per frame, while memory stays a few blocks whatever
 the size of the array. Frames outside the array's current extent (an
 interrupted unbounded array) read as zeros.
+
+An ``s3://`` root is read through the store abstraction (``_store.S3Root``):
+its JSON documents by key, its arrays by zarr-python over the same store
+(``S3Root.zarr_store``), so endpoint, region and credentials come from
+``storage_options`` and the AWS environment exactly as for the writer.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ome_writers._backends._registry import is_backend_available
+from ome_writers._backends.zarr._describe import read_document
 from ome_writers._backends.zarr._metadata import NAMESPACE, build_layout
+from ome_writers._backends.zarr._store import LocalRoot, ZarrRoot, zarr_root
 from ome_writers._errors import BackendUnavailableError, NotADatasetError
 from ome_writers._router import FrameRouter, build_router
 from ome_writers._settings import AcquisitionSettings
+from ome_writers._urls import is_s3_url
 from ome_writers._util import read_json_object
-
-if TYPE_CHECKING:
-    import os
 
 #: blocks kept per dataset (a block: one chunk deep along the non-frame axes)
 CACHED_BLOCKS = 4
@@ -52,7 +58,7 @@ class ZarrDataset:
     Attributes
     ----------
     root
-        The root directory.
+        The root directory, or the ``s3://`` URL of the root.
     settings
         The acquisition's settings, as the writer recorded them.
     compression
@@ -67,7 +73,7 @@ class ZarrDataset:
         Frame number -> the keys given to ``append`` (written at close).
     """
 
-    root: Path
+    root: Path | str
     settings: AcquisitionSettings
     compression: str | None
     complete: bool
@@ -140,18 +146,31 @@ def is_zarr_dataset(path: Path) -> bool:
     return isinstance(attributes, dict) and isinstance(attributes.get(NAMESPACE), dict)
 
 
-def open_zarr_dataset(path: str | os.PathLike[str]) -> ZarrDataset:
+def open_zarr_dataset(
+    path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+) -> ZarrDataset:
     """Open an OME-Zarr output of this package for reading.
+
+    Parameters
+    ----------
+    path
+        The root directory, or an ``s3://`` URL.
+    storage_options
+        For an ``s3://`` URL: ``OmeZarrFormat.storage_options`` (what is not
+        given comes from the AWS environment).
 
     Raises
     ------
     NotADatasetError
         ``path`` is not an OME-Zarr root written by this package.
     BackendUnavailableError
-        Neither tensorstore nor zarr-python is installed.
+        Neither tensorstore nor zarr-python is installed (on a disk), or
+        zarr-python or s3fs is not (on S3).
     """
-    root = Path(path)
-    document = read_json_object(root / "zarr.json")
+    text = str(path) if is_s3_url(str(path)) else os.fspath(path)
+    store = zarr_root(text, storage_options if is_s3_url(text) else None)
+    root: Path | str = store.describe() if store.is_remote else Path(path)
+    document = read_document(store, "zarr.json")
     attributes = (document or {}).get("attributes")
     own = attributes.get(NAMESPACE) if isinstance(attributes, dict) else None
     if not isinstance(attributes, dict) or not isinstance(own, dict):
@@ -166,14 +185,14 @@ def open_zarr_dataset(path: str | os.PathLike[str]) -> ZarrDataset:
         settings.validate_stream_ready()
     except (KeyError, ValueError, TypeError) as exc:
         raise NotADatasetError(
-            f"the settings recorded in {str(root / 'zarr.json')!r} are not valid "
+            f"the settings recorded in {store.describe('zarr.json')!r} are not valid "
             f"({exc})"
         ) from None
     layout = build_layout(settings)
     frame_metadata: dict[int, dict[str, Any]] = {}
     for node in layout.images:
         group = (
-            read_json_object(root / node.path / "zarr.json") if node.path else document
+            read_document(store, f"{node.path}/zarr.json") if node.path else document
         )
         own_group = ((group or {}).get("attributes") or {}).get(NAMESPACE) or {}
         for record in own_group.get("frame_metadata") or []:
@@ -190,21 +209,25 @@ def open_zarr_dataset(path: str | os.PathLike[str]) -> ZarrDataset:
         frame_metadata=frame_metadata,
         router=build_router(settings),
     )
-    paths = [root / node.array_path for node in layout.images]
-    missing = [p for p in paths if not (p / "zarr.json").is_file()]
+    keys = [node.array_path for node in layout.images]
+    documents = [read_document(store, f"{key}/zarr.json") for key in keys]
+    missing = [key for key, doc in zip(keys, documents) if doc is None]
     if missing:
         raise NotADatasetError(
-            f"{str(missing[0])!r} has no zarr.json: the array of a position is "
-            "missing, so the dataset cannot be read"
+            f"{store.describe(missing[0])!r} has no zarr.json: the array of a "
+            "position is missing, so the dataset cannot be read"
         )
-    dataset._arrays = [_open_array(p) for p in paths]
-    dataset._chunks = _block_shape(paths[0], len(settings.storage_dimension_names))
+    if isinstance(store, LocalRoot):
+        dataset._arrays = [_open_array(store.path / key) for key in keys]
+    else:
+        dataset._arrays = [_open_remote_array(store, key) for key in keys]
+    dataset._chunks = _block_shape(documents[0], len(settings.storage_dimension_names))
     return dataset
 
 
-def _block_shape(array_path: Path, index_axes: int) -> tuple[int, ...]:
+def _block_shape(metadata: dict[str, Any] | None, index_axes: int) -> tuple[int, ...]:
     """The inner chunk shape along the non-frame axes (1 where unknown)."""
-    metadata = read_json_object(array_path / "zarr.json") or {}
+    metadata = metadata or {}
     grid = metadata.get("chunk_grid", {}).get("configuration", {})
     chunks = list(grid.get("chunk_shape") or [])
     for codec in metadata.get("codecs") or []:
@@ -238,6 +261,21 @@ def _open_array(path: Path) -> Any:
         "neither is installed; install one with: pip install "
         "'ome-writers[tensorstore]'"
     )
+
+
+def _open_remote_array(store: ZarrRoot, key: str) -> Any:
+    """The array at ``key`` of a remote root, read-only, by zarr-python."""
+    if not is_backend_available("zarr-python"):
+        raise BackendUnavailableError(
+            f"reading the OME-Zarr {store.describe()!r} needs zarr-python, which "
+            "is not installed; install it with: pip install 'ome-writers[s3]'"
+        )
+    import zarr
+
+    try:
+        return zarr.open_array(store.zarr_store(key, read_only=True), mode="r")
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        raise NotADatasetError(f"cannot open {store.describe(key)!r}: {exc}") from None
 
 
 def block_bytes(dataset: ZarrDataset) -> int:

@@ -340,6 +340,15 @@ class S3Root(ZarrRoot):
             return []
         return sorted(p[len(base) :] for p in found if p.startswith(base))
 
+    def total_bytes(self) -> int:
+        """The sum of the sizes of the objects under the prefix (one listing)."""
+        base = self._path("") + "/"
+        try:
+            found = self.fs.find(base, withdirs=False, detail=True)
+        except FileNotFoundError:
+            return 0
+        return sum(int(entry.get("size") or 0) for entry in found.values())
+
     def exists(self, key: str) -> bool:
         """True when the object exists (a HEAD request)."""
         try:
