@@ -177,6 +177,8 @@ def names_something(message: str, given: dict[Any, Any]) -> bool:
         for text in (_repr(value), _repr(value, str)):
             if text and text[:24] in message:
                 return True
+        if not _repr(value) and ("4,300 digits" in message or "to be shown" in message):
+            return True  # a value no repr can show, described instead
     return False
 
 

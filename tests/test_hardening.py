@@ -26,6 +26,7 @@ from ome_writers import (
     Dimension,
     OmeTiffFormat,
     Position,
+    WriteError,
     create_stream,
     dims_from_standard_axes,
 )
@@ -751,3 +752,39 @@ def test_a_namespace_ome_cannot_store_is_refused(
         stream.append(FRAME)
     with tifffile.TiffFile(root) as tif:
         from_xml(tif.ome_metadata, validate=True)
+
+
+def test_a_scratch_file_past_the_file_system_limit_is_named(tmp_path: Path) -> None:
+    """2**40 frames of 20 bytes (22 TB, past ext4's 16 TiB per file) failed
+    with a bare 'File too large' (found by the fuzz suite's release profile)."""
+    dims = [
+        Dimension("cam", 2**40, type="other"),
+        Dimension("y", 1),
+        Dimension("x", 5),
+    ]
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "run"),
+        dimensions=dims,
+        dtype="float32",
+        format="scratch",
+    )
+    with pytest.raises(WriteError, match=r"21,990,232,555,520 bytes .* count=None"):
+        create_stream(settings)
+    assert not list(tmp_path.iterdir())
+
+
+def test_metadata_no_repr_can_show_is_described() -> None:
+    """A frame_metadata value holding an int of over 4,300 digits was refused
+    as '<dict that cannot be shown>': the message now says what and where."""
+    settings = AcquisitionSettings(
+        root_path="",
+        dimensions=dims_from_standard_axes({"t": 2, "y": 2, "x": 2}),
+        dtype="uint8",
+    )
+    with create_stream(settings) as stream:
+        with pytest.raises(TypeError, match=r"4,300 digits at \['a'\]\[1\]"):
+            stream.append(
+                np.zeros((2, 2), "uint8"), frame_metadata={"a": [1, 10**5000]}
+            )
+        stream.append(np.zeros((2, 2), "uint8"))
+        assert stream.frames_written == 1

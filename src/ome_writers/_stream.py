@@ -649,9 +649,35 @@ def _short_repr(value: Any, limit: int = 200) -> str:
     """
     try:
         text = repr(value)
-    except (ValueError, RecursionError):
-        return f"<{type(value).__name__} that cannot be shown>"
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deep to be shown>"
+    except ValueError:
+        where = _huge_int_path(value)
+        return f"<{type(value).__name__} holding an int of over 4,300 digits{where}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _huge_int_path(value: Any) -> str:
+    """`` at [key][index]...``: where the first int too long to show is."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    seen = 0
+    while stack and seen < 100_000:
+        item, path = stack.pop()
+        seen += 1
+        if isinstance(item, int) and not isinstance(item, bool):
+            if item.bit_length() > 14_000:  # more than 4,214 digits
+                return f" at {path}" if path else ""
+        elif isinstance(item, dict):
+            keys = [k if isinstance(k, str) else type(k).__name__ for k in item]
+            stack.extend(
+                (v, f"{path}[{k!r}]")
+                for k, v in reversed(list(zip(keys, item.values())))
+            )
+        elif isinstance(item, (list, tuple)):
+            stack.extend(
+                (v, f"{path}[{i}]") for i, v in reversed(list(enumerate(item)))
+            )
+    return ""
 
 
 def _finish(backend: Backend, frames_written: int) -> None:

@@ -287,6 +287,17 @@ class ScratchBackend(Backend):
             self._close_files()
             if isinstance(exc, WriteError) or not isinstance(exc, OSError):
                 raise  # the manifest's (naming its path), or not a disk error
+            if exc.errno == errno.EFBIG:
+                nbytes = rows * self._frame_bytes
+                raise WriteError(
+                    exc.errno,
+                    f"cannot create scratch files in {str(root)!r}: each position "
+                    f"needs one file of {nbytes:,} bytes ({rows:,} frames of "
+                    f"{self._frame_bytes:,} bytes, as declared), more than this "
+                    "file system allows in one file: declare smaller counts, or "
+                    "count=None on the first dimension",
+                    str(root),
+                ) from exc
             raise _write_error(exc, "cannot create scratch files in", root) from exc
 
     # ---------------------------------------------------------------- writing
