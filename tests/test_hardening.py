@@ -788,3 +788,26 @@ def test_metadata_no_repr_can_show_is_described() -> None:
             )
         stream.append(np.zeros((2, 2), "uint8"))
         assert stream.frames_written == 1
+
+
+def test_a_failed_skip_after_a_spill_keeps_later_frames() -> None:
+    """In-memory scratch, one position: a skip past what a file can hold spills
+    to disk, then fails to grow the file; the stream kept writing the next
+    frame into the in-memory buffer it had left (found by the fuzz suite's
+    release profile: append returned, the frame read back as zeros)."""
+    settings = AcquisitionSettings(
+        root_path="",
+        dimensions=dims_from_standard_axes({"t": None, "z": 2, "y": 1, "x": 2}),
+        dtype="uint64",
+    )
+    with create_stream(settings) as stream:
+        stream.append(np.array([[1, 2]], "uint64"))
+        with (
+            pytest.raises(WriteError, match="File too large"),
+            pytest.warns(UserWarning, match="temporary directory"),
+        ):
+            stream.skip(frames=2**40)
+        stream.append(np.array([[3, 10]], "uint64"))
+        assert stream.frames_written == 2
+        np.testing.assert_array_equal(stream.arrays[0][0, 1], [[3, 10]])
+    np.testing.assert_array_equal(stream.arrays[0][0], [[[1, 2]], [[3, 10]]])

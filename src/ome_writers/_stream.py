@@ -216,14 +216,18 @@ class OMEStream:
         """Everything but a plain in-memory copy; called with the lock held."""
         if n >= self._limit:
             self._refuse_past_end()
-        self._write(n, frame, metadata)
+        try:
+            self._write(n, frame, metadata)
+        finally:
+            # also after a failure: the backend may have moved its data (a
+            # scratch spill to disk) before the step that failed
+            self._refresh_direct()
         if self._journal is not None:
             self._journal.record(n + 1, n, None if metadata is None else metadata.json)
-        self._refresh_direct()
 
     def _refresh_direct(self) -> None:
         source = self._direct_source
-        target = None if source is None else source()
+        target = None if source is None or self._closed else source()
         if target is None:
             self._direct, self._direct_stop = _NO_DIRECT, 0
         else:
@@ -248,11 +252,15 @@ class OMEStream:
             if n + frames > self._limit:
                 self._refuse_past_end(frames)
             self._check_open()
-            self._backend.skip(n, int(frames))
+            try:
+                self._backend.skip(n, int(frames))
+            finally:
+                # also after a failure: the backend may have moved its data
+                # (a scratch spill to disk) before the step that failed
+                self._refresh_direct()
             if self._journal is not None:
                 self._journal.count(n + int(frames))
             self._frames_written = n + int(frames)
-            self._refresh_direct()
             if self._listening:  # one update, for the frame the skip reaches
                 self._events.push(n + int(frames) - 1, n)
 
