@@ -28,6 +28,7 @@ import zarr
 
 from ome_writers import (
     AcquisitionSettings,
+    Channel,
     Dimension,
     OmeTiffFormat,
     OmeZarrFormat,
@@ -352,7 +353,7 @@ def test_level_shards_written_by_the_writer_threads(
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_ome_zarr_py_reads_a_multiscale_image(tmp_path: Path, layout: str) -> None:
-    """ome-zarr-py (napari-ome-zarr's reader) sees every level of every image.
+    """ome-zarr-py sees every level of every image.
 
     It has no bioformats2raw support: positions are read one series at a
     time; a plate is read whole (its first field per well) and per field.
@@ -392,6 +393,98 @@ def test_ome_zarr_py_reads_a_multiscale_image(tmp_path: Path, layout: str) -> No
         node = next(iter(Reader(location)()))
         assert len(node.data) == levels  # the plate's own pyramid of wells
         assert node.data[0].shape[-2:] == (2 * 37, 2 * 29)
+
+
+NAPARI_LAYOUTS = [
+    # (positions, plate); napari-ome-zarr 0.10 takes a bioformats2raw image's
+    # group from its OME-XML ID ("Image:1" -> "1") and ignores the "series"
+    # attribute, so positions are given by count: groups "0", "1", "2"
+    pytest.param(None, None, id="image"),
+    pytest.param(3, None, id="positions"),
+    pytest.param(PLATE_POSITIONS, PLATE, id="plate"),
+]
+
+
+# napari's models use pydantic's deprecated json_encoders (on first import)
+@pytest.mark.filterwarnings(
+    "ignore:`json_encoders` is deprecated:pydantic.warnings.PydanticDeprecatedSince20"
+)
+@pytest.mark.parametrize(("positions", "plate"), NAPARI_LAYOUTS)
+def test_napari_ome_zarr_reads_a_multiscale_image(
+    tmp_path: Path, positions: int | list[Position] | None, plate: Plate | None
+) -> None:
+    """napari-ome-zarr's reader (headless: napari without Qt) returns one
+    multiscale image layer per image, the channels split into layers named
+    after them, every level equal to the numpy reference; a plate is one
+    layer of its wells' first fields side by side (a missing well is zeros).
+    """
+    from napari_ome_zarr import napari_get_reader
+
+    channels = [Channel("DAPI", color="blue"), Channel("GFP", color="lime")]
+    dims = [
+        *dims_from_standard_axes({"t": 2}),
+        Dimension("c", coords=channels, type="channel"),
+    ]
+    if isinstance(positions, int):
+        dims.append(Dimension("p", count=positions, type="position"))
+    elif positions is not None:
+        dims.append(Dimension("p", coords=positions, type="position"))
+    dims += dims_from_standard_axes(FRAME, chunk_shapes={"y": 8, "x": 8})
+    root = tmp_path / "out.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims,
+        dtype="uint16",
+        format=_format("tensorstore", Pyramid()),
+        plate=plate,
+    )
+    frames = _frames(settings.num_frames or 0)
+    with create_stream(settings) as stream:
+        for frame in frames:
+            stream.append(frame)
+        full = _position_arrays(stream, frames)
+    levels = stream.levels
+    assert levels == 4
+    # [image][level] from the full-resolution frames, and each image's name
+    want = [[reference_level(p, k, "mean") for k in range(levels)] for p in full]
+    images = _zarr_images(root)
+    names = [
+        zarr.open_group(i, mode="r").attrs["ome"]["multiscales"][0]["name"]
+        for i in images
+    ]
+    if plate is not None:  # rows of wells, each its first field, else zeros
+        first: dict[tuple[str, str], int] = {}  # (row, column): image
+        for n, image in enumerate(images):
+            first.setdefault((image.parent.parent.name, image.parent.name), n)
+        grid = [
+            [first.get((r, c)) for c in plate.column_names] for r in plate.row_names
+        ]
+        want = [
+            [
+                np.block([
+                    [np.zeros_like(want[0][k]) if n is None else want[n][k]
+                     for n in row]
+                    for row in grid
+                ])
+                for k in range(levels)
+            ]
+        ]  # fmt: skip
+        names = names[:1]
+
+    reader = napari_get_reader(str(root))
+    assert reader is not None
+    layers = reader(str(root))
+    assert len(layers) == len(want)
+    for (data, meta, kind), levels_want, name in zip(layers, want, names):
+        assert kind == "image"
+        assert [d.shape for d in data] == [w.shape for w in levels_want]
+        for k, (got, expected) in enumerate(zip(data, levels_want)):
+            assert np.array_equal(np.asarray(got), expected), (name, k)
+        assert meta["channel_axis"] == 1
+        assert meta["axis_labels"] == ("t", "y", "x")
+        assert meta["name"] == [f"{name}: DAPI", f"{name}: GFP"]
+        colors = [cmap.colors[-1][:3].tolist() for cmap in meta["colormap"]]
+        assert colors == [[0, 0, 1], [0, 1, 0]]
 
 
 def test_multiscales_metadata_and_strict_validation(tmp_path: Path) -> None:
