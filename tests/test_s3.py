@@ -13,7 +13,10 @@ import json
 import logging
 import subprocess
 import sys
+import time
 import uuid
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -874,3 +877,203 @@ def test_convert_local_scratch_to_s3(s3, tmp_path, monkeypatch):
                 np.testing.assert_array_equal(data[t, c], frames[i])
                 assert records[i]["delta_t"] == 0.5 * i
                 assert records[i]["note"] == f"f{i}"
+
+
+# ------------------------------------------------------------ killed writers
+
+#: the crash tests' child: prints ``frame V`` once ``append`` returned for the
+#: frame ``expected_frame(V)`` (metadata ``{"v": V}``), ``stalled`` when done
+CRASH_CHILD = Path(__file__).parent / "backends" / "_ome_crash_child.py"
+
+
+def _kill_s3_child(
+    kill_after_reports, url: str, config: dict[str, Any], kill_after: int
+) -> list[int]:
+    """Run the crash child on ``url``, SIGKILL it; the frames it reported."""
+    command = [sys.executable, str(CRASH_CHILD), url, json.dumps(config)]
+    reports = kill_after_reports(command, kill_after)
+    return list(reports["appended"])
+
+
+def _only_journal(tmp_path: Path) -> Path:
+    journals = list((tmp_path / "state" / "journals").glob("*/*.ome-writers-journal"))
+    assert len(journals) == 1  # on local disk, under OME_WRITERS_STATE_DIR
+    return journals[0]
+
+
+def _snapshot(fs, prefix: str, journal: Path) -> tuple[dict, dict]:
+    """Every object (size, ETag) under ``prefix``; every journal file's bytes."""
+    objects = {
+        key: (entry["size"], entry.get("ETag"))
+        for key, entry in fs.find(prefix, detail=True).items()
+    }
+    files = {
+        str(p.relative_to(journal)): p.read_bytes()
+        for p in sorted(journal.rglob("*"))
+        if p.is_file()
+    }
+    return objects, files
+
+
+def test_info_and_convert_of_a_killed_s3_writer(
+    s3, tmp_path, capsys, kill_after_reports
+):
+    """An interrupted S3 output reads as interrupted, and converts whole.
+
+    ``info`` (the real entry point) says so as it does for a local output,
+    with the journal's frame count; ``convert`` takes every frame the child
+    reported from the bucket and the local journal, and leaves both as they
+    were (``recover`` still finishes the source afterwards).
+    """
+    pytest.importorskip("tensorstore")
+    from _crash_child import expected_frame
+
+    from ome_writers import convert, recover
+
+    fs, bucket, _ = s3
+    url = f"s3://{bucket}/lab/killed.ome.zarr"
+    sizes = {"t": None, "p": 2, "c": 2, "y": 16, "x": 16}
+    # 11 frames: t 2 is not whole, and t 0-2 are in an unfinished 4-step chunk
+    config = {"format": "tensorstore", "sizes": sizes, "chunk_t": 4, "frames": 11}
+    reported = _kill_s3_child(kill_after_reports, url, config, 10**6)
+    assert reported == list(range(11))
+    journal = _only_journal(tmp_path)
+    prefix = f"{bucket}/lab/killed.ome.zarr"
+    before = _snapshot(fs, prefix, journal)
+
+    text = _cli("info", url)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0] == f"{url}: OME-Zarr 0.5 bioformats2raw, interrupted"
+    labelled = [line for line in lines[1:] if line.startswith("  ") and line[2] != " "]
+    values = {
+        label.strip(): value.strip()
+        for label, _, value in (line.partition(":") for line in labelled)
+    }
+    assert values["state"] == (
+        f"interrupted: the writer died before close(); its journal "
+        f"{str(journal)!r} on this machine holds the rest: "
+        f"'ome-writers recover {url}' finishes it"
+    )
+    assert values["frames"] == "11 written (unbounded)"
+    # 11 frames of 2 positions x 2 channels fill 3 steps
+    assert values["dimensions"] == "t 3 (unbounded) · c 2 · y 16 · x 16"
+    capsys.readouterr()
+    assert cli_main(["info", url, "--json"]) == 0  # the same code, in this process
+    data = json.loads(capsys.readouterr().out)
+    assert (data["state"], data["interrupted"], data["complete"]) == (
+        "interrupted",
+        True,
+        False,
+    )
+    assert (data["frames_written"], data["frames_total"]) == (11, None)
+    assert data["journal"] == str(journal)
+    assert [p["shape"] for p in data["positions"]] == [[3, 2, 16, 16]] * 2
+
+    destination = tmp_path / "kept.ome.zarr"
+    report = convert(url, destination, format="tensorstore")
+    assert (report.source_complete, report.frames_written) == (False, 11)
+    assert _snapshot(fs, prefix, journal) == before  # the source is only read
+    # zarr-python reads what tensorstore wrote
+    import zarr
+
+    root = zarr.open_group(destination, mode="r")
+    own = root.attrs["ome_writers"]
+    assert (own["complete"], own["frames_written"]) == (True, 11)
+    assert root.attrs["child"] == {"started": True}
+    stored = {}
+    for p in range(2):
+        array = root[f"{p}/0"][:]
+        assert array.shape == (3, 2, 16, 16)
+        records = root[str(p)].attrs["ome_writers"]["frame_metadata"]
+        for record in records:
+            stored[record["v"]] = (array[tuple(record["storage_index"])], record)
+        if p == 1:  # frame 11 (t 2, position 1, channel 1) was never appended
+            assert not array[2, 1].any()
+    assert sorted(stored) == reported
+    for v in reported:
+        pixels, record = stored[v]
+        np.testing.assert_array_equal(pixels, expected_frame(v, (16, 16)))
+        assert record["exposure_time"] == pytest.approx(0.001 * (v + 1))
+    done = recover(url)  # the source is still the interrupted output it was
+    assert (done.frames_written, done.was_complete) == (11, False)
+
+
+def _journal_frames(journal: Path) -> set[int]:
+    """The frames a journal holds pixels of (its marked slots)."""
+    from ome_writers._backends._journal import read_journal
+
+    return set(read_journal(journal).frames)
+
+
+def test_acquire_zarr_journal_keeps_frames_until_their_shards_exist(s3, tmp_path):
+    """A frame leaves the journal once every shard object of its row exists.
+
+    acquire-zarr uploads a shard (here 4 time points of one channel) when it
+    is complete: after 10 frames, row 0 (frames 0-7, two shards) is uploaded
+    and released, and row 1's frames stay in the journal.
+    """
+    fs, bucket, endpoint = s3
+    url = f"s3://{bucket}/watched.ome.zarr"
+    dims = dims_from_standard_axes({"t": 6, "c": 2, "y": 16, "x": 16})
+    dims[0].chunk_size, dims[0].shard_size_chunks = 2, 2
+    settings = AcquisitionSettings(
+        root_path=url, format="acquire-zarr", dimensions=dims, dtype="uint16"
+    )
+    frames = _frames(12, (16, 16))
+    with create_stream(settings) as stream:
+        journal = _only_journal(tmp_path)
+        for frame in frames[:10]:
+            stream.append(frame)
+        deadline = time.monotonic() + 30
+        while _journal_frames(journal) != {8, 9} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _journal_frames(journal) == {8, 9}
+        shards = sorted(
+            key.rsplit("watched.ome.zarr/", 1)[1]
+            for key in fs.find(f"{bucket}/watched.ome.zarr/0/c")
+        )
+        assert shards == ["0/c/0/0/0/0", "0/c/0/1/0/0"]  # t 0-3, channels 0, 1
+        for frame in frames[10:]:
+            stream.append(frame)
+    assert not journal.exists()
+    data = _zarr_read(url, endpoint)["0"][:]
+    np.testing.assert_array_equal(data, np.stack(frames).reshape(6, 2, 16, 16))
+
+
+def test_killed_acquire_zarr_s3_writer_recovers_every_frame(
+    s3, tmp_path, kill_after_reports
+):
+    """SIGKILL mid-stream: ``recover`` uploads what acquire-zarr had not.
+
+    acquire-zarr uploads a shard row only once complete, so the frames of an
+    unfinished row (and of rows still uploading) exist only in the journal.
+    """
+    from _crash_child import expected_frame
+
+    from ome_writers import recover
+
+    _, bucket, endpoint = s3
+    url = f"s3://{bucket}/killed-aqz.ome.zarr"
+    sizes = {"t": 40, "c": 2, "y": 16, "x": 16}
+    config = {"format": "acquire-zarr", "sizes": sizes, "chunk_t": 2, "shard_t": 2}
+    # killed within a shard row (the child may have appended a few more)
+    reported = _kill_s3_child(kill_after_reports, url, config, 21)
+    assert len(reported) >= 21
+    _only_journal(tmp_path)
+    report = recover(url)
+    assert report.was_complete is False
+    assert report.frames_written >= len(reported)
+    # a shard row is 8 frames: those of an unfinished one came from the journal
+    assert report.frames_restored >= report.frames_written % 8
+    group = _zarr_read(url, endpoint)
+    own = group.attrs["ome_writers"]
+    assert (own["complete"], own["frames_written"]) == (True, report.frames_written)
+    data = group["0"][:]
+    records = {r["v"]: r for r in own["frame_metadata"]}
+    for v in reported:
+        np.testing.assert_array_equal(
+            data[tuple(records[v]["storage_index"])], expected_frame(v, (16, 16))
+        )
+        assert records[v]["exposure_time"] == pytest.approx(0.001 * (v + 1))
+    assert recover(url).was_complete

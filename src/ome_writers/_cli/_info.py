@@ -265,11 +265,16 @@ def _writer_text(info: DatasetInfo) -> str:
 def _state_text(info: DatasetInfo) -> str:
     state = info.state
     if state == "interrupted":
-        held = (
-            f"; its journal {Path(info.journal).name!r} holds the rest"
-            if info.journal
-            else ""
-        )
+        held = ""
+        if info.journal:
+            # beside a local output its name is enough; an S3 output's journal
+            # is in this machine's state directory (``OME_WRITERS_STATE_DIR``)
+            where = (
+                f"{info.journal!r} on this machine"
+                if is_s3_url(info.path)
+                else repr(Path(info.journal).name)
+            )
+            held = f"; its journal {where} holds the rest"
         return (
             f"interrupted: the writer died before close(){held}: "
             f"'ome-writers recover {info.path}' finishes it"

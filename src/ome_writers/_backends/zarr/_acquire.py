@@ -76,7 +76,12 @@ from ome_writers._backends.zarr._common import (
     ZarrBackendBase,
     write_error,
 )
-from ome_writers._backends.zarr._shard_rows import ShardRows, ShardWatcher
+from ome_writers._backends.zarr._shard_rows import (
+    CHECK_INTERVAL_S,
+    REMOTE_CHECK_INTERVAL_S,
+    ShardRows,
+    ShardWatcher,
+)
 from ome_writers._util import replace_file
 
 if TYPE_CHECKING:
@@ -402,9 +407,7 @@ class AcquireZarrBackend(ZarrBackendBase):
             self._recovered.append((position, offset, np.array(frame, copy=True)))
             self.record_frame(frame_number, metadata)
             return
-        # on S3 only the metadata is journaled: shard objects are watched on a
-        # disk only (acquire-zarr's buffered frames are lost in a crash there)
-        if self.journal is not None and not self.store.is_remote:
+        if self.journal is not None:
             self._journal_frame(position, offset, frame_number, frame)
         if offset >= self._grow_offset:
             self._grow(offset // self._per_step + 1)
@@ -468,17 +471,25 @@ class AcquireZarrBackend(ZarrBackendBase):
     ) -> None:
         """Copy the frame into a journal slot until its shard row is whole."""
         if self._watcher is None:
-            rows = [
-                ShardRows(
-                    path, self.geometry.shape, self._shard_shape(), self.geometry.chunks
-                )
-                for path in self.array_paths
-            ]
-            self._watcher = ShardWatcher(rows, self._release_row)
+            rows = [self._shard_rows(path) for path in self.array_paths]
+            interval = (
+                REMOTE_CHECK_INTERVAL_S if self.store.is_remote else CHECK_INTERVAL_S
+            )
+            self._watcher = ShardWatcher(rows, self._release_row, interval_s=interval)
         slot = self.copy_to_journal(frame_number, frame)
         with self._slots_lock:
             row = offset // self._row_frames
             self._row_slots[position].setdefault(row, []).append(slot)
+
+    def _shard_rows(self, array_path: Path) -> ShardRows:
+        """The shards of the array at ``array_path``, by row (files or objects)."""
+        return ShardRows(
+            self.store,
+            self.key_of(array_path),
+            self.geometry.shape,
+            self._shard_shape(),
+            self.geometry.chunks,
+        )
 
     def _release_row(self, position: int, row: int) -> None:
         """Every shard file of ``row`` is whole: its frames leave the journal."""
@@ -572,11 +583,8 @@ class AcquireZarrBackend(ZarrBackendBase):
         (``_shard_rows``), so it is removed and written again from there.
         """
         self._recovering = True
-        for path in [] if self.store.is_remote else self.array_paths:
-            rows = ShardRows(
-                path, self.geometry.shape, self._shard_shape(), self.geometry.chunks
-            )
-            for torn in rows.torn_shards():
+        for path in self.array_paths:  # none on S3: objects are never partial
+            for torn in self._shard_rows(path).torn_shards():
                 torn.unlink()
 
     def _close_engine(self, frames_written: int) -> None:

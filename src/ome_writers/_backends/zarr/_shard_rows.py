@@ -14,6 +14,15 @@ acquire-zarr appends in storage order, so shards complete one *shard row*
 axes) at a time. The journal keeps each frame until every shard file of its
 row is whole (``ShardWatcher``); ``recover`` removes the shard files that are
 not (``torn_shards``) and writes their frames again from the journal.
+
+On S3 the same check reads the shard objects through the store abstraction
+(``ZarrRoot.read_tail``: a HEAD, then a range GET of the index). acquire-zarr
+uploads a shard once it is complete, in one PUT (or one multipart upload),
+and an object appears only when its upload completes: an object that exists
+holds its final bytes, and the index check confirms that they are a whole
+shard. There are no torn objects for ``recover`` to remove. The checks run
+in the watcher's thread, less often than on a disk (each is a request or
+two), never on the append path.
 """
 
 from __future__ import annotations
@@ -26,14 +35,20 @@ import struct
 import threading
 from typing import TYPE_CHECKING
 
+from ome_writers._backends.zarr._store import LocalRoot
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
+
+    from ome_writers._backends.zarr._store import ZarrRoot
 
 _logger = logging.getLogger(__name__)
 
 #: seconds between two looks at a shard row acquire-zarr has been given
 CHECK_INTERVAL_S = 0.05
+#: the same for shard objects on S3 (each look is a request or two per shard)
+REMOTE_CHECK_INTERVAL_S = 0.2
 #: a missing chunk in a shard index (offset and size both 2**64 - 1)
 _EMPTY = 2**64 - 1
 
@@ -66,22 +81,38 @@ def crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
+def index_bytes(chunks_per_shard: int) -> int:
+    """Bytes of a shard's index with its checksum (16 a chunk, then 4)."""
+    return 16 * chunks_per_shard + 4
+
+
 def shard_is_whole(path: Path, chunks_per_shard: int) -> bool:
     """True when the shard file at ``path`` has a whole index (see the notes)."""
-    index_bytes = 16 * chunks_per_shard
+    nbytes = index_bytes(chunks_per_shard)
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            if size < index_bytes + 4:
+            if size < nbytes:
                 return False
-            f.seek(size - index_bytes - 4)
-            tail = f.read(index_bytes + 4)
+            f.seek(size - nbytes)
+            tail = f.read(nbytes)
     except FileNotFoundError:
         return False
-    index, stored = tail[:index_bytes], struct.unpack("<I", tail[index_bytes:])[0]
-    if len(index) != index_bytes or crc32c(index) != stored:
+    return tail_is_whole(size, tail, chunks_per_shard)
+
+
+def tail_is_whole(size: int, tail: bytes, chunks_per_shard: int) -> bool:
+    """True when ``tail``, the end of a shard of ``size`` bytes, is a whole index.
+
+    The index's checksum matches and every entry points inside the shard.
+    """
+    index_size = 16 * chunks_per_shard
+    if size < index_size + 4 or len(tail) != index_size + 4:
         return False
-    data_end = size - index_bytes - 4
+    index, stored = tail[:index_size], struct.unpack("<I", tail[index_size:])[0]
+    if crc32c(index) != stored:
+        return False
+    data_end = size - index_size - 4
     entries = struct.unpack(f"<{2 * chunks_per_shard}Q", index)
     for offset, nbytes in zip(entries[::2], entries[1::2]):
         if offset == _EMPTY and nbytes == _EMPTY:
@@ -92,12 +123,14 @@ def shard_is_whole(path: Path, chunks_per_shard: int) -> bool:
 
 
 class ShardRows:
-    """The shard files of one acquire-zarr array, by row along the first axis.
+    """The shards of one acquire-zarr array, by row along the first axis.
 
     Parameters
     ----------
-    array_path
-        The array's folder (its ``zarr.json`` and ``c/``).
+    root
+        The Zarr root (a directory or an S3 prefix).
+    array_key
+        The array's key under the root (its ``zarr.json`` and ``c/``).
     shape, shards, chunks
         Array, shard and inner chunk shapes in storage order (frame axes
         included); ``shape[0]`` is ignored (rows are counted, not bounded).
@@ -105,27 +138,42 @@ class ShardRows:
 
     def __init__(
         self,
-        array_path: Path,
+        root: ZarrRoot,
+        array_key: str,
         shape: tuple[int, ...],
         shards: tuple[int, ...],
         chunks: tuple[int, ...],
     ) -> None:
-        self.array_path = array_path
+        self.root = root
+        self.array_key = array_key
         self.chunks_per_shard = math.prod(s // c for s, c in zip(shards, chunks))
         self._grid = [-(-n // s) for n, s in zip(shape[1:], shards[1:])]
 
-    def files(self, row: int) -> Iterator[Path]:
-        """The shard files of shard row ``row``."""
+    def keys(self, row: int) -> Iterator[str]:
+        """The keys of the shards of shard row ``row``."""
         for rest in itertools.product(*(range(n) for n in self._grid)):
-            yield self.array_path.joinpath("c", str(row), *map(str, rest))
+            yield "/".join([self.array_key, "c", str(row), *map(str, rest)])
 
     def is_whole(self, row: int) -> bool:
-        """True when every shard file of ``row`` has a whole index."""
-        return all(shard_is_whole(p, self.chunks_per_shard) for p in self.files(row))
+        """True when every shard of ``row`` exists with a whole index."""
+        return all(self._shard_is_whole(key) for key in self.keys(row))
+
+    def _shard_is_whole(self, key: str) -> bool:
+        nbytes = index_bytes(self.chunks_per_shard)
+        try:
+            size, tail = self.root.read_tail(key, nbytes)
+        except FileNotFoundError:
+            return False
+        return tail_is_whole(size, tail, self.chunks_per_shard)
 
     def torn_shards(self) -> list[Path]:
-        """Shard files on disk whose index is not whole (a killed writer's)."""
-        root = self.array_path / "c"
+        """Shard files on disk whose index is not whole (a killed writer's).
+
+        None on S3: an object appears only once its upload is complete.
+        """
+        if not isinstance(self.root, LocalRoot):
+            return []
+        root = self.root.path / self.array_key / "c"
         if not root.is_dir():
             return []
         torn = []
@@ -146,10 +194,16 @@ class ShardWatcher:
     """
 
     def __init__(
-        self, arrays: list[ShardRows], on_whole: Callable[[int, int], None]
+        self,
+        arrays: list[ShardRows],
+        on_whole: Callable[[int, int], None],
+        *,
+        interval_s: float = CHECK_INTERVAL_S,
     ) -> None:
         self._arrays = arrays
         self._on_whole = on_whole
+        self._interval_s = interval_s
+        self._failing = False
         self._given = [0] * len(arrays)
         self._whole = [0] * len(arrays)
         self._wake = threading.Event()
@@ -179,13 +233,17 @@ class ShardWatcher:
                 self._wake.wait()
                 self._wake.clear()
                 continue
-            if self._stop.wait(CHECK_INTERVAL_S):
+            if self._stop.wait(self._interval_s):
                 return
             for position in due:
                 try:
                     self._check(position)
                 except Exception:  # the journal keeps the frames: retried
-                    _logger.exception("while checking acquire-zarr shard files")
+                    if not self._failing:  # once, not at every look
+                        _logger.exception("while checking acquire-zarr shards")
+                    self._failing = True
+                else:
+                    self._failing = False
 
     def _check(self, position: int) -> None:
         array = self._arrays[position]

@@ -129,6 +129,16 @@ class ZarrRoot:
         """The object ``key``; ``FileNotFoundError`` when absent."""
         raise NotImplementedError
 
+    def read_tail(self, key: str, nbytes: int) -> tuple[int, bytes]:
+        """The size of ``key`` and its last ``nbytes`` bytes (fewer if smaller).
+
+        Raises
+        ------
+        FileNotFoundError
+            ``key`` does not exist.
+        """
+        raise NotImplementedError
+
     def write_bytes(self, key: str, data: bytes) -> None:
         """Replace ``key`` whole with ``data``; ``WriteError`` naming it on failure."""
         raise NotImplementedError
@@ -209,6 +219,13 @@ class LocalRoot(ZarrRoot):
     def read_bytes(self, key: str) -> bytes:
         """The file's bytes."""
         return (self.path / key).read_bytes()
+
+    def read_tail(self, key: str, nbytes: int) -> tuple[int, bytes]:
+        """The file's size and its last ``nbytes`` bytes (one open)."""
+        with open(self.path / key, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(size - nbytes, 0))
+            return size, fh.read(nbytes)
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Replace the file atomically (temporary file and rename)."""
@@ -360,6 +377,24 @@ class S3Root(ZarrRoot):
         """The object; ``FileNotFoundError`` when absent."""
         data: bytes = self.fs.cat_file(self._path(key))
         return data
+
+    def read_tail(self, key: str, nbytes: int) -> tuple[int, bytes]:
+        """The object's size (a HEAD request) and its last bytes (a range GET).
+
+        Both describe the same upload unless the object is replaced in
+        between (acquire-zarr uploads each shard once). The HEAD is made
+        directly: s3fs's ``info`` would list the prefix after a 404, to look
+        for a folder.
+        """
+        path = self._path(key)
+        key_in_bucket = f"{self.prefix}/{key}"
+        head = self.fs.call_s3("head_object", Bucket=self.bucket, Key=key_in_bucket)
+        size = int(head["ContentLength"])
+        start = max(size - nbytes, 0)
+        if start == size:
+            return size, b""
+        data: bytes = self.fs.cat_file(path, start=start, end=size)
+        return size, data
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """One PUT: the object is replaced whole."""
