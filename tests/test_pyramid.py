@@ -10,6 +10,7 @@ for every method, the documented rounding for mean).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -349,6 +351,69 @@ def test_level_shards_written_by_the_writer_threads(
             assert np.array_equal(got, want), (image, k)
     if budget is None:  # no file was left under its temporary name
         assert not list(root.rglob("*.ome-writers-partial"))
+
+
+def test_level_shards_past_the_budget_leave_no_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More positions open than the shard budget holds: the shards routed to
+    the builder path are forgotten once written, so what ``_level_files``
+    keeps is what is in flight, however long the acquisition runs."""
+    from ome_writers._backends import _downsample
+    from ome_writers._backends.zarr import _level_files
+
+    positions, steps = 4, 128
+    # room for two 32 x 32 uint16 level shards: the other positions' shards
+    # take the builder path; the builder holds one plane at a time
+    monkeypatch.setattr(_level_files, "MAX_SHARD_BUFFER_BYTES", 2 * 32 * 32 * 2)
+    monkeypatch.setattr(_downsample, "MAX_QUEUE_BYTES", 0)
+    frames = np.random.default_rng(11).integers(
+        0, 2**16, (positions * steps, 32, 32), "uint16", endpoint=False
+    )
+    root = tmp_path / "out.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=[
+            *dims_from_standard_axes({"t": steps}),
+            Dimension("p", count=positions, type="position"),
+            *dims_from_standard_axes({"y": 32, "x": 32}),
+        ],
+        dtype="uint16",
+        format=OmeZarrFormat(
+            backend="tensorstore", pyramid=Pyramid(levels=3), fsync="never"
+        ),
+    )
+    half = len(frames) // 2
+    module = [tracemalloc.Filter(True, _level_files.__file__)]
+    # started and stopped with no writer thread running: started mid-stream,
+    # tracing crashed CPython 3.11 here (a segmentation fault)
+    tracemalloc.start()
+    try:
+        with create_stream(settings) as stream:
+            assert stream._backend.levels.files is not None  # type: ignore[attr-defined]
+            snapshots = []
+            for part in (frames[:half], frames[half:]):
+                for frame in part:
+                    stream.append(frame)
+                # reading what is written waits for the writer threads (and
+                # the level shards they fill): little is in flight; a full
+                # collection empties the free lists (blocks tracemalloc
+                # would count as still held)
+                np.asarray(stream.arrays[0])
+                gc.collect()
+                snapshots.append(tracemalloc.take_snapshot().filter_traces(module))
+            full = _position_arrays(stream, frames)
+    finally:
+        tracemalloc.stop()
+    growth = snapshots[1].compare_to(snapshots[0], "lineno")
+    # kept for every shard routed away, the last 256 frames added ~13 KiB;
+    # bounded, under 1 KiB either way (what is in flight)
+    assert sum(stat.size_diff for stat in growth) < 4096, growth[:5]
+    for image, position in zip(_zarr_images(root), full):
+        for k in range(stream.levels):
+            want = reference_level(position, k, "mean")
+            got = zarr.open_array(image / str(k), mode="r")[:]
+            assert np.array_equal(got, want), (image, k)
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))

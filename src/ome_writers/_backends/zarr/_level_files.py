@@ -30,7 +30,9 @@ that the shard overhangs, the acquisition's end) go to the level's engine
 at ``flush``, which writes the missing planes as zeros (what a skipped
 frame reads as). Memory: shard buffers up to ``MAX_SHARD_BUFFER_BYTES``;
 a shard beyond that (many positions open at once) is routed to the builder
-path, which handles it plane by plane.
+path, which handles it plane by plane. Such a shard is remembered (so that
+all its planes go the same way) until the builder path has taken each of
+them: what is kept is what is in flight, however long the acquisition.
 """
 
 from __future__ import annotations
@@ -213,13 +215,14 @@ class LevelFiles:
         self.method: PyramidMethod = method
         self._lock = threading.Lock()
         self._open: dict[tuple[int, int, Index], _Shard] = {}
-        #: shards the builder path writes (no buffer was left for them)
-        self._routed_away: set[tuple[int, int, Index]] = set()
+        #: shards the builder path writes (no buffer was left for them), and
+        #: which of their planes it has taken, by slot; forgotten once it has
+        #: them all (``_taken_by_builder``)
+        self._routed_away: dict[tuple[int, int, Index], np.ndarray] = {}
         self._spare: list[list[np.ndarray]] = [[] for _ in layouts]
         #: frames whose level-1 slot was filled as their file was written
         self._tapped: dict[tuple[int, Index], tuple[Any, _Shard, int]] = {}
         self._allocated_bytes = 0
-        self._directories: set[Path] = set()
 
     @property
     def levels(self) -> int:
@@ -255,7 +258,7 @@ class LevelFiles:
                 self._allocated_bytes += layout.nbytes
                 data = np.empty((layout.planes, *layout.plane_shape), layout.dtype)
             else:
-                self._routed_away.add(key)
+                self._routed_away[key] = np.zeros(layout.planes, bool)
                 return None
             shard = self._open[key] = _Shard(data)
             return key, shard, slot
@@ -344,6 +347,7 @@ class LevelFiles:
         """
         found = self._slot(level, position, index)
         if found is None:
+            self._taken_by_builder(level, position, index)
             return None
         key, shard, slot = found
         layout = self.layouts[level - 1]
@@ -351,6 +355,19 @@ class LevelFiles:
         np.copyto(shard.data[slot].transpose(0, 2, 1, 3), plane.reshape(gy, cy, gx, cx))
         done = self._mark(key, shard, slot)
         return [] if done is None else [done]
+
+    def _taken_by_builder(self, level: int, position: int, index: Index) -> None:
+        """A plane of a builder-path shard goes to the engine: the last one
+        (in ``put_plane``, each plane's final turn) ends the shard's entry."""
+        key, slot = self._shard_of(level, position, index)
+        layout = self.layouts[level - 1]
+        with self._lock:
+            taken = self._routed_away.get(key)
+            if taken is None:
+                return
+            taken[slot] = True
+            if np.count_nonzero(taken) == layout.planes_in(key[2][-1]):
+                del self._routed_away[key]
 
     def write_full(self, full: list[tuple[tuple[int, int, Index], _Shard]]) -> None:
         """Write each filled shard's file, then reuse its buffer."""
@@ -367,10 +384,9 @@ class LevelFiles:
         layout = self.layouts[level - 1]
         key = "/".join(str(i) for i in (*shard_index, 0, 0))
         path = self._paths[level - 1][position] / "c" / key
-        directory = path.parent
-        if directory not in self._directories:
-            directory.mkdir(parents=True, exist_ok=True)
-            self._directories.add(directory)
+        # no set of the directories made: each shard has one of its own (its
+        # index is in the path), so such a set would only grow
+        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + _TEMP_SUFFIX)
         replace_file(path, data.data, layout.index, temporary=partial)
 
@@ -382,6 +398,7 @@ class LevelFiles:
         with self._lock:
             remaining = sorted(self._open.items(), key=lambda item: item[0])
             self._open.clear()
+            self._routed_away.clear()
         for (level, position, shard_index), shard in remaining:
             layout = self.layouts[level - 1]
             first = shard_index[-1] * layout.planes
