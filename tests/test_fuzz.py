@@ -883,6 +883,15 @@ def _finite_number(value: Any) -> bool:
         return False
 
 
+def is_json_text(text: str) -> bool:
+    """True when ``json.loads`` reads ``text`` (``"1"``, ``"null"``, ``"NaN"``)."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def json_round_trip(value: Any) -> tuple[Any, str]:
     """(decoded JSON, "") or (None, the reason ``json`` refuses ``value``)."""
     try:
@@ -1261,8 +1270,10 @@ def check_tiff_metadata(plan: Plan, model: Model, reader: TiffReader) -> None:
         for key in NUMERIC_KEYS:
             if key in metadata:
                 assert getattr(plane, key) == float(metadata[key]), (key, plane)
+        # a string that is not JSON text is stored as it is, anything else
+        # (a string "1" too) as JSON, so it reads back with its type
         extra = {
-            k: v if isinstance(v, str) else json.dumps(v)
+            k: v if isinstance(v, str) and not is_json_text(v) else json.dumps(v)
             for k, v in metadata.items()
             if k not in NUMERIC_KEYS
         }

@@ -57,6 +57,7 @@ from ome_writers._backends._base import MAX_ZERO_FILL_BYTES, MAX_ZERO_FILL_FRAME
 from ome_writers._backends._journal import journal_path
 from ome_writers._backends.scratch import _files as scratch_files
 from ome_writers._dataset import Dataset, open_dataset
+from ome_writers._format_metadata import carry_format_metadata
 from ome_writers._settings import AcquisitionSettings
 from ome_writers._stream import create_stream
 from ome_writers._urls import is_s3_url, split_s3_url
@@ -131,8 +132,9 @@ def convert(
 
     Everything is kept: dimensions and their order, dtype, units and scales,
     channels, positions and stage coordinates, the plate, per-frame and
-    global metadata. See the module notes for how it streams and what
-    happens on failure.
+    global metadata, and what ``update_metadata`` set where the destination
+    format has a place that means the same (see Notes). See the module notes
+    for how it streams and what happens on failure.
 
     Parameters
     ----------
@@ -140,7 +142,9 @@ def convert(
         An output of this package: a scratch root (complete, or interrupted
         and never recovered), an OME-Zarr root, or an OME-TIFF (the file, the
         folder of one file per position or any file in it, its companion
-        file, or the ``root_path`` it was written for). It is never modified.
+        file, or the ``root_path`` it was written for); or an OME-TIFF of
+        another writer or an older version, rebuilt from its OME-XML (see
+        Notes). It is never modified.
     destination
         The destination's ``root_path``.
     format
@@ -179,7 +183,9 @@ def convert(
     Raises
     ------
     NotADatasetError
-        ``source`` is not an output of this package (a ``ValueError``).
+        ``source`` is not an output of this package, or an OME-TIFF whose
+        OME-XML lacks what an acquisition needs (the message names the file
+        and what is missing; a ``ValueError``).
     FileExistsError
         ``destination`` exists and ``overwrite`` is False, or it is not an
         output this package may replace.
@@ -193,6 +199,36 @@ def convert(
         installed (an ``ImportError``).
     WriteError
         The destination's disk refused (nothing of it is left).
+
+    Notes
+    -----
+    **Format metadata** (``update_metadata``): OME-Zarr to OME-Zarr, each
+    image group's own keys, and the edits made to ``"ome"`` applied to the
+    destination's (its ``multiscales`` datasets stay those of its arrays);
+    OME-TIFF to OME-TIFF, the edited document, with the destination's files,
+    UUIDs, ``TiffData`` and writer annotation, in every document that
+    describes the dataset; between the two, a group's own keys as a
+    ``MapAnnotation`` (namespace ``ome_writers/zarr_attributes``) of its
+    Image, and back. Not carried, since nothing in the other format means the
+    same: ``"ome"`` edits into OME-TIFF (NGFF's description of the Zarr
+    arrays), other OME-XML edits into OME-Zarr (no place for Instruments,
+    ROIs, descriptions; a ``MapAnnotation`` with a namespace that the first
+    Image refers to is global metadata and travels as such), anything into or
+    out of scratch (none; ``set_global_metadata`` is kept by every format).
+
+    **Per-frame values** keep their type through OME-TIFF (a string ``"1"``
+    stays a string); ``delta_t``, ``exposure_time`` and ``position_x/y/z``
+    are OME Plane attributes and come back as floats. Files written before
+    the writer annotation's ``frame_metadata_encoding`` entry read as they
+    always did (a string that reads as JSON comes back as that value).
+
+    **OME-TIFFs without recorded settings** (older versions, tifffile's
+    ``ome=True``): dimensions from ``DimensionOrder`` and the sizes above 1,
+    positions from the Images (names, stage coordinates, plate wells), dtype,
+    physical sizes and time increment with units, channels, and pages from
+    ``TiffData``. What only settings hold (chunk hints, format options, an
+    unbounded first dimension) is not rebuilt; tiled, predicted or RGB pages
+    are refused.
 
     Examples
     --------
@@ -252,6 +288,7 @@ def convert(
             raise
         try:
             stream.close()
+            carry_format_metadata(src, stream)
         except BaseException:
             _remove_output(stream, output, existed=existed)
             raise

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +78,12 @@ class Dataset:
         next call.
     metadata
         Frame number -> its metadata (None: none).
+    group_attributes
+        OME-Zarr: per position, its image group's attributes but the
+        writer's own key (``"ome"`` and what ``update_metadata`` added).
+    ome_document
+        A complete OME-TIFF of this package: its OME-XML document
+        (``ome_types.OME``) as it stands, ``update_metadata`` edits included.
     """
 
     kind: str
@@ -92,6 +98,8 @@ class Dataset:
     metadata: Callable[[int], dict[str, Any] | None]
     close: Callable[[], None]
     url: str | None = None
+    group_attributes: list[dict[str, Any]] = field(default_factory=list)
+    ome_document: Any = None
 
 
 def open_dataset(
@@ -290,6 +298,7 @@ def _zarr_source(
         metadata=metadata.get,
         close=dataset.close,
         url=url,
+        group_attributes=dataset.group_attributes,
     )
 
 
@@ -335,6 +344,11 @@ def _tiff_source(path: Path) -> Dataset:
         read=dataset.read_frame,
         metadata=metadata,
         close=dataset.close,
+        ome_document=(
+            dataset.document
+            if dataset.complete and dataset.writer_entries is not None
+            else None
+        ),
     )
 
 

@@ -46,7 +46,14 @@ if TYPE_CHECKING:
     from ome_writers._events import CoordUpdate
     from ome_writers._settings import AcquisitionSettings
 
-RESERVED_NAMESPACES = ("ome", "ome_writers")
+RESERVED_NAMESPACES = (
+    "ome",
+    "ome_writers",
+    # OME-TIFF MapAnnotations of the writer: per-frame values, and OME-Zarr
+    # group attributes carried by convert
+    "ome_writers/frame_metadata",
+    "ome_writers/zarr_attributes",
+)
 #: frame_metadata keys OME stores as numbers (seconds, micrometers)
 NUMERIC_FRAME_KEYS = (
     "delta_t",

@@ -21,6 +21,7 @@ optional imports this module lazily. Everything here is pure: no file I/O.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -63,6 +64,14 @@ if TYPE_CHECKING:
 WRITER_NAMESPACE = "ome_writers"
 #: namespace of the per-frame MapAnnotations (frame_metadata keys OME has no field for)
 FRAME_NAMESPACE = "ome_writers/frame_metadata"
+#: namespace of the MapAnnotation holding an OME-Zarr image group's own
+#: attributes (``update_metadata``), one per Image, as ``convert`` carries them
+ATTRIBUTES_NAMESPACE = "ome_writers/zarr_attributes"
+#: the writer annotation's entry saying how per-frame values are stored as text
+FRAME_ENCODING_KEY = "frame_metadata_encoding"
+#: every value JSON, but a string that is not JSON text stored as it is
+#: (``frame_value_text``); files without the entry stored every string as it is
+FRAME_ENCODING = "json-or-plain-string"
 #: frame_metadata keys that become Plane attributes, and their units
 PLANE_KEYS: dict[str, tuple[str, Any]] = {
     "delta_t": ("delta_t", UnitsTime.SECOND),
@@ -357,6 +366,7 @@ class OmeXmlBuilder:
             "compression": str(self.settings.compression),
             # everything to rebuild the settings exactly (ome_writers.convert)
             "settings": self._settings_json,
+            FRAME_ENCODING_KEY: FRAME_ENCODING,
         }
         return map_annotation("Annotation:0", WRITER_NAMESPACE, entries)
 
@@ -435,7 +445,9 @@ class OmeXmlBuilder:
             ann_id = f"Annotation:{len(annotations)}"
             annotations.append(
                 map_annotation(
-                    ann_id, FRAME_NAMESPACE, {k: _text(v) for k, v in extra.items()}
+                    ann_id,
+                    FRAME_NAMESPACE,
+                    {k: frame_value_text(v) for k, v in extra.items()},
                 )
             )
             plane_annotations[i] = ann_id
@@ -480,9 +492,56 @@ def global_annotation(
     )
 
 
-def _text(value: Any) -> str:
-    """A map value: strings as they are, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
+def frame_value_text(value: Any) -> str:
+    """A per-frame value as map text that reads back as exactly that value.
+
+    A string that is not JSON text is stored as it is (readable in any OME
+    tool); any other value, and a string that is JSON text (``"1"``,
+    ``"true"``, ``"[1]"``), is JSON-encoded, so ``"1"`` is stored as ``"\"1\""``
+    and reads back as the string. ``decode_frame_value`` reverses it.
+
+    >>> [frame_value_text(v) for v in ("GFP", "1", 1, None, ["a"])]
+    ['GFP', '"1"', '1', 'null', '["a"]']
+    """
+    if isinstance(value, str) and not _is_json_text(value):
+        return value
+    return json.dumps(value)
+
+
+def decode_frame_value(text: str, *, exact: bool = True) -> Any:
+    """A per-frame map value as the writer was given it.
+
+    ``exact``: the document's writer annotation records ``FRAME_ENCODING``
+    (every value JSON but plain strings). Without it (files of ome-writers
+    before that entry), strings were stored as they are and everything else
+    as JSON: text that decodes to a string, NaN or infinity (never written
+    as numbers) was a string; other JSON text is taken for the value it
+    spells, so a string such as ``"1"`` in such a file reads as ``1``.
+
+    >>> decode_frame_value('"1"'), decode_frame_value("1"), decode_frame_value("GFP")
+    ('1', 1, 'GFP')
+    >>> decode_frame_value('"a"', exact=False), decode_frame_value("NaN", exact=False)
+    ('"a"', 'NaN')
+    """
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text
+    if exact:
+        return decoded
+    if isinstance(decoded, str) or (
+        isinstance(decoded, float) and not math.isfinite(decoded)
+    ):
+        return text
+    return decoded
+
+
+def _is_json_text(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _naming(names: Sequence[str]) -> NamingConvention | None:

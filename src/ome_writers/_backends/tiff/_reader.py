@@ -8,8 +8,12 @@ Where things are:
 
 - **Settings**: the writer's ``MapAnnotation`` (namespace ``ome_writers``)
   holds ``settings``, ``AcquisitionSettings.model_dump(mode="json")``, from
-  the first page on. Files written before that entry existed are refused:
-  their settings cannot be rebuilt exactly.
+  the first page on. Files without that entry (older ome-writers, other
+  writers such as tifffile) get settings rebuilt from the OME-XML, and their
+  pages found through its ``TiffData`` (``_rebuild``): the same pixels,
+  dimensions, dtype, scales, channels and positions, but not what only the
+  settings record (chunking hints, the format's options, an unbounded first
+  dimension, which becomes its final extent).
 - **The document**: a single file's own OME-XML; for a folder of one file
   per position, the companion file, else the first file's (a ``BinaryOnly``
   document names the file that holds it). Each Image's ``TiffData`` names
@@ -17,17 +21,22 @@ Where things are:
 - **Pages**: one per frame, in acquisition order: in a single file frame
   ``n`` is page ``n``; in a file per position it is the frame's number among
   the frames of its position (the position's digit left out). Zero pages
-  (skipped frames) read as zeros. Pages are found by walking the IFD chain,
-  which the writer keeps valid after every page, so an interrupted file
-  reads up to its last complete page.
+  (skipped frames) read as zeros. Pages are found by walking the IFD chain
+  (``_page_reader``), which the writer keeps valid after every page, so an
+  interrupted file reads up to its last complete page.
 - **Per-frame metadata**: ``Plane`` attributes (``DeltaT``, ``ExposureTime``,
   ``PositionX/Y/Z``, seconds and micrometers) and the plane's
   ``ome_writers/frame_metadata`` annotation, written at close. OME-XML keeps
-  those values as text: strings stay strings unless they read as a JSON
-  number, boolean, null, list or object (the writer JSON-encodes every value
-  that is not a string), so a string such as ``"1"`` comes back as ``1``.
-- **Global metadata**: the other ``MapAnnotation``s the Images refer to,
-  each value JSON-decoded.
+  those values as text: a string that is not JSON text as it is, everything
+  else JSON-encoded (a string such as ``"1"`` as ``"\\"1\\""``), so every value
+  reads back with its type (``_ome_xml.frame_value_text``); the writer
+  annotation's ``frame_metadata_encoding`` entry says so. Files written
+  before that entry stored every string as it is: there a string that reads
+  as JSON (``"1"``, ``"true"``) comes back as the value it spells. Plane
+  attributes are floats in OME: an int ``delta_t`` comes back as a float.
+- **Global metadata**: the other ``MapAnnotation``s the first Image refers
+  to, each value JSON-decoded (not those of ``ATTRIBUTES_NAMESPACE``: OME-Zarr
+  group attributes that ``convert`` carried, see ``_format_metadata``).
 """
 
 from __future__ import annotations
@@ -37,29 +46,38 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ome_writers._backends._ome_xml import FRAME_NAMESPACE, PLANE_KEYS, WRITER_NAMESPACE
+from ome_writers._backends._ome_xml import (
+    ATTRIBUTES_NAMESPACE,
+    FRAME_ENCODING,
+    FRAME_ENCODING_KEY,
+    FRAME_NAMESPACE,
+    PLANE_KEYS,
+    WRITER_NAMESPACE,
+    decode_frame_value,
+)
 from ome_writers._backends.tiff._io import (
-    TiffLayout,
-    decoder,
     first_ifd_offset,
     read_entries,
     read_layout,
-    read_values,
 )
+from ome_writers._backends.tiff._page_reader import PageReader
 from ome_writers._backends.tiff._planes import OmeAxes
+from ome_writers._backends.tiff._rebuild import (
+    LENGTH_UNITS,
+    TIME_UNITS,
+    rebuild_acquisition,
+)
 from ome_writers._errors import NotADatasetError
 from ome_writers._formats import OmeTiffFormat
 from ome_writers._router import FrameRouter, build_router
 from ome_writers._settings import AcquisitionSettings
 
+if TYPE_CHECKING:
+    import numpy as np
+
 _TIFF_SUFFIXES = (".tif", ".tiff")
-_STRIP_OFFSETS = 273
-_STRIP_BYTE_COUNTS = 279
-_COMPRESSION = 259
 
 
 @dataclass
@@ -85,6 +103,11 @@ class TiffDataset:
         The ``set_global_metadata`` namespaces the document holds.
     plane_metadata
         ``(position index, storage index)`` -> that frame's metadata.
+    document
+        The dataset's OME-XML document (``ome_types.OME``), as it stands
+        (``update_metadata`` edits included).
+    writer_entries
+        The writer annotation's entries; None for another writer's file.
     """
 
     path: Path
@@ -96,11 +119,22 @@ class TiffDataset:
     global_metadata: dict[str, Any]
     plane_metadata: dict[tuple[int, tuple[int, ...]], dict[str, Any]]
     router: FrameRouter = field(repr=False)
+    document: Any = field(default=None, repr=False)
+    writer_entries: dict[str, str] | None = field(default=None, repr=False)
     _pages: list[PageReader] = field(default_factory=list, repr=False)
     _strides: list[int] = field(default_factory=list, repr=False)
+    #: settings rebuilt from the OME-XML: ``(position, T, C, Z)`` -> page
+    _plane_pages: dict[tuple[int, int, int, int], tuple[int, int]] | None = None
+    #: ... and the OME axis of each storage axis
+    _storage_axes: tuple[str, ...] = ()
 
     def page_of(self, frame_number: int) -> tuple[int, int]:
-        """(file index, page) of a frame."""
+        """(file index, page) of a frame; (-1, -1) for a plane without a page."""
+        if self._plane_pages is not None:
+            position, storage_index = self.router.locate(frame_number)
+            coords = dict(zip(self._storage_axes, storage_index))
+            key = (position, coords.get("T", 0), coords.get("C", 0), coords.get("Z", 0))
+            return self._plane_pages.get(key, (-1, -1))
         index = self.router.acq_index(frame_number)
         axis = self.router.position_axis
         page = sum(i * s for i, s in zip(index, self._strides))
@@ -114,6 +148,8 @@ class TiffDataset:
         None: its page is not in the file (the writer was killed first).
         """
         file_index, page = self.page_of(frame_number)
+        if file_index < 0:
+            return None
         return self._pages[file_index].read(page)
 
     def close(self) -> None:
@@ -121,94 +157,6 @@ class TiffDataset:
         for pages in self._pages:
             pages.close()
         self._pages = []
-
-
-class PageReader:
-    """The pages of one TIFF file, read with ``pread`` (never written).
-
-    The IFD chain is walked as far as needed; a page past its end is None.
-    Pixels go into one buffer reused by every read.
-    """
-
-    def __init__(self, path: Path, frame_shape: tuple[int, int], dtype: str) -> None:
-        self.path = path
-        self._fd = os.open(path, os.O_RDONLY)
-        layout = read_layout(self._fd)
-        if layout is None:
-            os.close(self._fd)
-            raise NotADatasetError(
-                f"{str(path)!r} is not a little-endian TIFF file as ome_writers "
-                "writes them; it cannot be read as part of this dataset"
-            )
-        self._layout: TiffLayout = layout
-        self._size = os.fstat(self._fd).st_size
-        self._ifds: list[int] = []
-        self._next = first_ifd_offset(self._fd, layout)
-        self._buffer = np.empty(frame_shape, np.dtype(dtype))
-        self._frame_bytes = self._buffer.nbytes
-
-    def count(self) -> int:
-        """Pages in the chain (walks it to its end)."""
-        while self._walk():
-            pass
-        return len(self._ifds)
-
-    def _walk(self) -> bool:
-        """Find the next IFD; False at the end of the chain."""
-        ifd = self._next
-        layout = self._layout
-        if not 0 < ifd < self._size or ifd in self._ifds[-1:]:
-            return False
-        raw = os.pread(self._fd, layout.count_size, ifd)
-        if len(raw) < layout.count_size:
-            return False
-        (entries,) = struct.unpack(layout.count_format, raw)
-        pointer = ifd + layout.count_size + entries * layout.entry_size
-        raw = os.pread(self._fd, layout.offset_size, pointer)
-        if len(raw) < layout.offset_size:
-            return False
-        self._ifds.append(ifd)
-        (self._next,) = struct.unpack(layout.offset_format, raw)
-        return True
-
-    def read(self, page: int) -> np.ndarray | None:
-        """Pixels of ``page`` in the reused buffer; None past the chain's end."""
-        while len(self._ifds) <= page:
-            if not self._walk():
-                return None
-        fd, layout = self._fd, self._layout
-        entries = read_entries(fd, layout, self._ifds[page])
-        offsets = read_values(fd, layout, entries[_STRIP_OFFSETS])
-        counts = read_values(fd, layout, entries[_STRIP_BYTE_COUNTS])
-        code = 1
-        if _COMPRESSION in entries:
-            (code,) = read_values(fd, layout, entries[_COMPRESSION])
-        out = self._buffer.reshape(-1).view(np.uint8)
-        decode = decoder(code)
-        position = 0
-        for offset, nbytes in zip(offsets, counts):
-            if decode is None:
-                part = out[position : position + nbytes]
-                got = os.preadv(fd, [part.data], offset)
-                if got < nbytes:  # a short file reads as zeros past its end
-                    part[got:] = 0
-                position += nbytes
-            else:
-                data = decode(os.pread(fd, nbytes, offset))
-                out[position : position + len(data)] = np.frombuffer(data, np.uint8)
-                position += len(data)
-        if position != self._frame_bytes:
-            raise NotADatasetError(
-                f"page {page} of {str(self.path)!r} holds {position:,} bytes, not "
-                f"the {self._frame_bytes:,} of one frame; the file is damaged"
-            )
-        return self._buffer
-
-    def close(self) -> None:
-        """Close the file."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
 
 # ------------------------------------------------------------------ opening
@@ -314,16 +262,19 @@ def is_tiff_dataset(path: Path) -> bool:
 
 
 def open_tiff_dataset(path: str | os.PathLike[str]) -> TiffDataset:
-    """Open an OME-TIFF output of this package for reading.
+    """Open an OME-TIFF for reading as an acquisition.
 
     ``path``: the file, the folder of one file per position, any file in it,
-    its companion file, or the ``root_path`` the folder was written for.
+    its companion file, or the ``root_path`` the folder was written for. An
+    OME-TIFF that does not record this package's settings (older
+    ome-writers, other writers) is read through its OME-XML (``_rebuild``).
 
     Raises
     ------
     NotADatasetError
-        Not an OME-TIFF of this package, or one that does not record its
-        settings (written by ome-writers 0.4.0 or older).
+        Not an OME-TIFF, recorded settings that are not valid, or an OME-XML
+        that lacks what an acquisition needs (the message names the file and
+        what is missing).
     """
     given = Path(path)
     found = None
@@ -338,18 +289,8 @@ def open_tiff_dataset(path: str | os.PathLike[str]) -> TiffDataset:
         )
     ome, document = found
     entries = writer_entries(ome)
-    if entries is None:
-        raise NotADatasetError(
-            f"{str(document)!r} was not written by ome_writers (its OME-XML has no "
-            f"{WRITER_NAMESPACE!r} MapAnnotation); only this package's outputs "
-            "can be read back as an acquisition"
-        )
-    if "settings" not in entries:
-        raise NotADatasetError(
-            f"{str(document)!r} was written by an ome_writers version that did not "
-            "record its settings in the OME-XML; its acquisition cannot be rebuilt "
-            "exactly. Read it with tifffile instead"
-        )
+    if entries is None or "settings" not in entries:
+        return _rebuilt_dataset(ome, document, entries)
     try:
         data = json.loads(entries["settings"])
         settings = AcquisitionSettings.model_validate(
@@ -362,6 +303,7 @@ def open_tiff_dataset(path: str | os.PathLike[str]) -> TiffDataset:
         ) from None
     router = build_router(settings)
     files = _files(ome, document, settings)
+    axes = OmeAxes.from_settings(settings)
     dataset = TiffDataset(
         path=document,
         settings=settings,
@@ -370,8 +312,15 @@ def open_tiff_dataset(path: str | os.PathLike[str]) -> TiffDataset:
         complete=entries.get("complete") == "true",
         frames_written=int(entries.get("frames_written", "0") or 0),
         global_metadata=_global_metadata(ome),
-        plane_metadata=_plane_metadata(ome, settings),
+        plane_metadata=_plane_metadata(
+            ome,
+            len(settings.positions),
+            tuple(axes.axis_of[n] for n in axes.storage_names),
+            exact=entries.get(FRAME_ENCODING_KEY) == FRAME_ENCODING,
+        ),
         router=router,
+        document=ome,
+        writer_entries=entries,
     )
     counts = [int(c or 1) for c in router.counts]
     strides = [0] * len(counts)
@@ -383,17 +332,67 @@ def open_tiff_dataset(path: str | os.PathLike[str]) -> TiffDataset:
         strides[axis] = stride
         stride *= counts[axis]
     dataset._strides = strides
-    try:
-        for f in files:
-            dataset._pages.append(PageReader(f, settings.frame_shape, settings.dtype))
-    except (OSError, NotADatasetError) as exc:
-        dataset.close()
-        raise NotADatasetError(
-            f"a file of the OME-TIFF dataset {str(document)!r} cannot be read: {exc}"
-        ) from None
+    _open_pages(dataset, check=False)
     if not dataset.complete:
         dataset.frames_written = _frames_on_disk(dataset)
     return dataset
+
+
+def _rebuilt_dataset(
+    ome: Any, document: Path, entries: dict[str, str] | None
+) -> TiffDataset:
+    """A dataset whose settings and pages come from its OME-XML (``_rebuild``)."""
+    rebuilt = rebuild_acquisition(ome, document, entries)
+    settings = rebuilt.settings
+    router = build_router(settings)
+    complete = entries is None or entries.get("complete") == "true"
+    num_frames = settings.num_frames or 0
+    frames_written = num_frames
+    if entries is not None and entries.get("frames_written", "").isdigit():
+        frames_written = min(int(entries["frames_written"]), num_frames)
+    dataset = TiffDataset(
+        path=document,
+        settings=settings,
+        files=rebuilt.files,
+        compression=None,
+        complete=complete,
+        frames_written=frames_written,
+        global_metadata=_global_metadata(ome),
+        plane_metadata=_plane_metadata(
+            ome,
+            len(settings.positions),
+            rebuilt.storage_axes,
+            exact=entries is not None
+            and entries.get(FRAME_ENCODING_KEY) == FRAME_ENCODING,
+        ),
+        router=router,
+        document=ome,
+        writer_entries=entries,
+        _plane_pages=rebuilt.plane_pages,
+        _storage_axes=rebuilt.storage_axes,
+    )
+    _open_pages(dataset, check=True)
+    if rebuilt.plane_pages:
+        file_index, page = min(rebuilt.plane_pages.values())
+        dataset.compression = dataset._pages[file_index].compression(page)
+    if not complete:
+        dataset.frames_written = _frames_on_disk(dataset)
+    return dataset
+
+
+def _open_pages(dataset: TiffDataset, *, check: bool) -> None:
+    settings = dataset.settings
+    try:
+        for f in dataset.files:
+            dataset._pages.append(
+                PageReader(f, settings.frame_shape, settings.dtype, check=check)
+            )
+    except (OSError, NotADatasetError) as exc:
+        dataset.close()
+        raise NotADatasetError(
+            f"a file of the OME-TIFF dataset {str(dataset.path)!r} cannot be "
+            f"read: {exc}"
+        ) from None
 
 
 def _files(ome: Any, document: Path, settings: AcquisitionSettings) -> list[Path]:
@@ -446,19 +445,10 @@ def _frames_on_disk(dataset: TiffDataset) -> int:
     n = 0
     while limit is None or n < limit:
         file_index, page = dataset.page_of(n)
-        if page >= pages[file_index]:
+        if file_index < 0 or page >= pages[file_index]:
             break
         n += 1
     return n
-
-
-def decode_text(value: str) -> Any:
-    """A map value as the writer meant it: JSON unless it is a plain string."""
-    try:
-        decoded = json.loads(value)
-    except ValueError:
-        return value
-    return value if isinstance(decoded, str) else decoded
 
 
 def _global_metadata(ome: Any) -> dict[str, Any]:
@@ -472,6 +462,7 @@ def _global_metadata(ome: Any) -> dict[str, Any]:
             None,
             WRITER_NAMESPACE,
             FRAME_NAMESPACE,
+            ATTRIBUTES_NAMESPACE,
         ):
             continue
         values: dict[str, Any] = {}
@@ -487,9 +478,14 @@ def _global_metadata(ome: Any) -> dict[str, Any]:
 
 
 def _plane_metadata(
-    ome: Any, settings: AcquisitionSettings
+    ome: Any, positions: int, storage_axes: tuple[str, ...], *, exact: bool
 ) -> dict[tuple[int, tuple[int, ...]], dict[str, Any]]:
-    axes = OmeAxes.from_settings(settings)
+    """``(position, storage index)`` -> a frame's metadata (see the module notes).
+
+    ``storage_axes``: the OME axis of each storage axis. ``exact``: the writer
+    recorded ``FRAME_ENCODING`` (``decode_frame_value``). Plane attributes are
+    converted to seconds and micrometers from the units they are given in.
+    """
     sa = ome.structured_annotations
     frame_maps = {
         ann.id: ann
@@ -497,21 +493,34 @@ def _plane_metadata(
         if ann.namespace == FRAME_NAMESPACE
     }
     out: dict[tuple[int, tuple[int, ...]], dict[str, Any]] = {}
-    for p, image in enumerate(ome.images[: len(settings.positions)]):
+    for p, image in enumerate(ome.images[:positions]):
         for plane in image.pixels.planes:
             coords = {"T": plane.the_t, "C": plane.the_c, "Z": plane.the_z}
-            index = tuple(int(coords[axes.axis_of[n]]) for n in axes.storage_names)
+            index = tuple(int(coords[axis]) for axis in storage_axes)
             values: dict[str, Any] = {}
             for key, (attr, _unit) in PLANE_KEYS.items():
                 value = getattr(plane, attr, None)
                 if value is not None:
-                    values[key] = float(value)
+                    values[key] = float(value) * _unit_factor(
+                        getattr(plane, f"{attr}_unit", None)
+                    )
             for ref in plane.annotation_refs:
                 ann = frame_maps.get(ref.id)
                 if ann is not None:
                     values.update(
-                        {m.k: decode_text(m.value) for m in ann.value.ms if m.k}
+                        {
+                            m.k: decode_frame_value(m.value, exact=exact)
+                            for m in ann.value.ms
+                            if m.k
+                        }
                     )
             if values:
                 out[(p, index)] = values
     return out
+
+
+def _unit_factor(unit: Any) -> float:
+    """Seconds or micrometers per ``unit`` (1 for those, and for unknown ones)."""
+    name = str(getattr(unit, "value", unit))
+    known = TIME_UNITS.get(name) or LENGTH_UNITS.get(name)
+    return 1.0 if known is None else known[1]

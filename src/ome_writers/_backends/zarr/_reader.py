@@ -71,6 +71,10 @@ class ZarrDataset:
         The ``set_global_metadata`` namespaces.
     frame_metadata
         Frame number -> the keys given to ``append`` (written at close).
+    group_attributes
+        Per position, its image group's attributes but the writer's own key
+        (and, for the root, the ``set_global_metadata`` namespaces): ``"ome"``
+        and whatever ``update_metadata`` added.
     """
 
     root: Path | str
@@ -81,6 +85,7 @@ class ZarrDataset:
     global_metadata: dict[str, Any]
     frame_metadata: dict[int, dict[str, Any]]
     router: FrameRouter = field(repr=False)
+    group_attributes: list[dict[str, Any]] = field(default_factory=list)
     _arrays: list[Any] = field(default_factory=list, repr=False)
     _chunks: tuple[int, ...] = ()
     _cache: OrderedDict[tuple[int, tuple[int, ...]], np.ndarray] = field(
@@ -190,15 +195,21 @@ def open_zarr_dataset(
         ) from None
     layout = build_layout(settings)
     frame_metadata: dict[int, dict[str, Any]] = {}
+    namespaces = own.get("global_namespaces") or []
+    group_attributes: list[dict[str, Any]] = []
     for node in layout.images:
         group = (
             read_document(store, f"{node.path}/zarr.json") if node.path else document
         )
-        own_group = ((group or {}).get("attributes") or {}).get(NAMESPACE) or {}
+        group_attrs = (group or {}).get("attributes") or {}
+        own_group = group_attrs.get(NAMESPACE) or {}
+        skipped = {NAMESPACE, *([] if node.path else namespaces)}
+        group_attributes.append(
+            {k: v for k, v in group_attrs.items() if k not in skipped}
+        )
         for record in own_group.get("frame_metadata") or []:
             values = {k: v for k, v in record.items() if k not in _RESERVED_RECORD_KEYS}
             frame_metadata[int(record["frame_number"])] = values
-    namespaces = own.get("global_namespaces") or []
     dataset = ZarrDataset(
         root=root,
         settings=settings,
@@ -208,6 +219,7 @@ def open_zarr_dataset(
         global_metadata={n: attributes[n] for n in namespaces if n in attributes},
         frame_metadata=frame_metadata,
         router=build_router(settings),
+        group_attributes=group_attributes,
     )
     keys = [node.array_path for node in layout.images]
     documents = [read_document(store, f"{key}/zarr.json") for key in keys]
