@@ -25,6 +25,7 @@ from ome_writers import (
     Channel,
     Dimension,
     OmeTiffFormat,
+    OmeZarrFormat,
     Position,
     WriteError,
     create_stream,
@@ -811,3 +812,39 @@ def test_a_failed_skip_after_a_spill_keeps_later_frames() -> None:
         assert stream.frames_written == 2
         np.testing.assert_array_equal(stream.arrays[0][0, 1], [[3, 10]])
     np.testing.assert_array_equal(stream.arrays[0][0], [[[1, 2]], [[3, 10]]])
+
+
+def test_tensorstore_frame_files_leave_no_trace_per_frame(tmp_path: Path) -> None:
+    """The directories made for frame files are not remembered for ever.
+
+    Each frame of (t, y, x) has a directory of its own (``c/<t>/0``): a set of
+    those grew by one entry per frame for the whole acquisition.
+    """
+    frames = 4000
+    settings = AcquisitionSettings(
+        root_path=str(tmp_path / "long.ome.zarr"),
+        dimensions=dims_from_standard_axes({"t": None, "y": 4, "x": 4}),
+        dtype="uint16",
+        format=OmeZarrFormat(backend="tensorstore", fsync="never"),
+    )
+    tracemalloc.start(12)  # deep enough to see _direct.py above pathlib
+    try:
+        with create_stream(settings) as stream:
+            for n in range(frames):
+                stream.append(FRAME + n % 1000)
+            snapshot = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    held = sum(
+        s.size
+        for s in snapshot.filter_traces(
+            [tracemalloc.Filter(True, "*_backends/zarr/_direct.py", all_frames=True)]
+        ).statistics("filename")
+    )
+    # a remembered directory costs ~470 bytes: at most 1,024 of them (0.5 MB)
+    # are kept, where all 4,000 took 1.9 MB
+    assert held < 1_000_000, f"{held:,} bytes held by the frame-file writer"
+    written = zarr.open_array(tmp_path / "long.ome.zarr" / "0", mode="r")
+    assert written.shape == (frames, 4, 4)
+    np.testing.assert_array_equal(written[frames - 1], FRAME + (frames - 1) % 1000)
+    np.testing.assert_array_equal(written[1234], FRAME + 234)
