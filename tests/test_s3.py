@@ -1077,3 +1077,31 @@ def test_killed_acquire_zarr_s3_writer_recovers_every_frame(
         )
         assert records[v]["exposure_time"] == pytest.approx(0.001 * (v + 1))
     assert recover(url).was_complete
+
+
+def test_zarr_python_uploads_every_chunk_on_s3(s3):
+    """On S3, zarr-python uploads a chunk equal to the fill value too.
+
+    zarr's default compares each chunk with the fill value before writing it,
+    a pass over every chunk on its one event-loop thread; on S3 the chunk is
+    uploaded instead (frames are almost never empty), and reads the same.
+    """
+    fs, bucket, endpoint = s3
+    url = f"s3://{bucket}/zeros.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=url,
+        dimensions=dims_from_standard_axes({"t": 3, "y": 8, "x": 8}),
+        dtype="uint16",
+        format=OmeZarrFormat(backend="zarr-python"),
+    )
+    frame = np.arange(64, dtype="uint16").reshape(8, 8)
+    with create_stream(settings) as stream:
+        stream.append(np.zeros((8, 8), "uint16"))
+        stream.append(frame)
+    chunks = fs.find(f"{bucket}/zeros.ome.zarr/0/c")
+    keys = sorted(k.rsplit("/c/", 1)[1] for k in chunks)
+    assert keys == ["0/0/0", "1/0/0"]  # the empty chunk too; the skipped t=2 not
+    data = _zarr_read(url, endpoint)["0"][:]
+    assert not data[0].any()
+    np.testing.assert_array_equal(data[1], frame)
+    assert not data[2].any()

@@ -4,12 +4,15 @@ The limit is what the server takes, not what a disk takes: the same objects
 the stream writes (one uncompressed chunk per frame, ``<prefix>/0/c/<t>/0/0``),
 PUT by ``PUT_THREADS`` threads through botocore as fast as they go. Both run
 in the same process against the same server, alternating, so the ratio holds
-on a shared machine. The server is moto's, started in this process on
-127.0.0.1 and a free port (``moto[server]``), unless ``OME_WRITERS_BENCH_S3``
+on a shared machine. The server is moto's (``moto[server]``), started as a
+child process on 127.0.0.1 and a free port, unless ``OME_WRITERS_BENCH_S3``
 names an endpoint (credentials then come from the AWS environment, and the
 bucket ``OME_WRITERS_BENCH_S3_BUCKET``, default ``ome-writers-bench``, must
-exist). Each side's objects are deleted before the next runs: moto keeps
-them in memory.
+exist). A process of its own, as every real server is: moto is Python, and in
+the client's process (``ThreadedMotoServer``) it shared one interpreter lock
+with the client, so a client that runs Python per upload (zarr-python) was
+measured against its own server's work. Each side's objects are deleted
+before the next runs: moto keeps them in memory.
 
 Besides the speed, the stream reports how long ``append`` blocked: appends
 over ``BLOCKED_NS`` (a frame's copy takes about a millisecond; more is a wait
@@ -19,10 +22,13 @@ for the writer's bounded buffer, i.e. for the network).
 from __future__ import annotations
 
 import concurrent.futures
-import logging
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from typing import Any
 
@@ -35,6 +41,8 @@ BLOCKED_NS = 10_000_000
 #: environment variables naming an S3 endpoint (and bucket) to use instead
 ENDPOINT_ENV = "OME_WRITERS_BENCH_S3"
 BUCKET_ENV = "OME_WRITERS_BENCH_S3_BUCKET"
+#: how long the local server may take to answer (it imports moto: ~2 s)
+SERVER_START_S = 60
 
 
 class BenchS3:
@@ -45,17 +53,9 @@ class BenchS3:
         from botocore.config import Config  # type: ignore[import-untyped]
 
         endpoint = os.environ.get(ENDPOINT_ENV)
-        self._server: Any = None
+        self._server: subprocess.Popen[bytes] | None = None
         if not endpoint:
-            from moto.server import ThreadedMotoServer
-
-            logging.getLogger("werkzeug").setLevel(logging.ERROR)
-            self._server = ThreadedMotoServer(
-                ip_address="127.0.0.1", port=0, verbose=False
-            )
-            self._server.start()
-            host, port = self._server.get_host_and_port()
-            endpoint = f"http://{host}:{port}"
+            self._server, endpoint = _start_moto()
             os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
         os.environ.setdefault("AWS_REGION", "us-east-1")
         os.environ["AWS_ENDPOINT_URL"] = endpoint
@@ -104,7 +104,36 @@ class BenchS3:
     def close(self) -> None:
         """Stop the server this process started."""
         if self._server is not None:
-            self._server.stop()
+            self._server.terminate()
+            self._server.wait()
+
+
+def _start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    """A moto server in a child process on a free port, and its endpoint."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + SERVER_START_S
+    while True:
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1):
+                return server, endpoint
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                server.wait()
+                raise RuntimeError(
+                    f"the moto server on port {port} did not start within "
+                    f"{SERVER_START_S} s (exit status {server.poll()}); install "
+                    "moto[server], or name an endpoint in $OME_WRITERS_BENCH_S3"
+                ) from None
+            time.sleep(0.1)
 
 
 def stream_to_s3(

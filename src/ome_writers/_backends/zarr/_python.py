@@ -37,6 +37,8 @@ from ome_writers._backends.zarr._common import compression_codec
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from zarr.core.array_spec import ArrayConfigParams
+
     from ome_writers._backends.zarr._chunked import Index, WriteHandle
 
 
@@ -95,6 +97,14 @@ class ZarrPythonBackend(ChunkedZarrBackend):
                 )
             else:
                 compressors.append(ZstdCodec(level=config["level"]))
+        # On S3 every chunk is uploaded, also one equal to the fill value:
+        # comparing each chunk with it first (zarr's default) is a pass over the
+        # chunk on zarr's one event-loop thread, which also signs and sends
+        # every upload; camera frames are almost never empty (readers see the
+        # same pixels either way, as with tensorstore's direct files)
+        array_config: ArrayConfigParams | None = (
+            {"write_empty_chunks": True} if self.store.is_remote else None
+        )
         self._arrays = [
             zarr.create_array(
                 # a store, not a string: "::" or "s3://" in a local name must
@@ -109,6 +119,7 @@ class ZarrPythonBackend(ChunkedZarrBackend):
                 fill_value=0,
                 zarr_format=3,
                 chunk_key_encoding={"name": "default", "separator": "/"},
+                config=array_config,
             )
             for path in self.array_paths
         ]
