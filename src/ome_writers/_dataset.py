@@ -81,9 +81,10 @@ class Dataset:
     group_attributes
         OME-Zarr: per position, its image group's attributes but the
         writer's own key (``"ome"`` and what ``update_metadata`` added).
-    ome_document
+    ome_document, ome_document_xml
         A complete OME-TIFF of this package: its OME-XML document
-        (``ome_types.OME``) as it stands, ``update_metadata`` edits included.
+        (``ome_types.OME``) as it stands, ``update_metadata`` edits included,
+        and its text.
     """
 
     kind: str
@@ -100,6 +101,7 @@ class Dataset:
     url: str | None = None
     group_attributes: list[dict[str, Any]] = field(default_factory=list)
     ome_document: Any = None
+    ome_document_xml: str = ""
 
 
 def open_dataset(
@@ -349,6 +351,7 @@ def _tiff_source(path: Path) -> Dataset:
             if dataset.complete and dataset.writer_entries is not None
             else None
         ),
+        ome_document_xml=dataset.document_xml,
     )
 
 

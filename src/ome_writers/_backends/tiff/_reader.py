@@ -103,9 +103,9 @@ class TiffDataset:
         The ``set_global_metadata`` namespaces the document holds.
     plane_metadata
         ``(position index, storage index)`` -> that frame's metadata.
-    document
+    document, document_xml
         The dataset's OME-XML document (``ome_types.OME``), as it stands
-        (``update_metadata`` edits included).
+        (``update_metadata`` edits included), and its text.
     writer_entries
         The writer annotation's entries; None for another writer's file.
     """
@@ -120,6 +120,7 @@ class TiffDataset:
     plane_metadata: dict[tuple[int, tuple[int, ...]], dict[str, Any]]
     router: FrameRouter = field(repr=False)
     document: Any = field(default=None, repr=False)
+    document_xml: str = field(default="", repr=False)
     writer_entries: dict[str, str] | None = field(default=None, repr=False)
     _pages: list[PageReader] = field(default_factory=list, repr=False)
     _strides: list[int] = field(default_factory=list, repr=False)
@@ -162,18 +163,11 @@ class TiffDataset:
 # ------------------------------------------------------------------ opening
 
 
-def _read_document(path: Path) -> tuple[Any, Path] | None:
-    """(OME model, the path that holds it) of a TIFF or companion file."""
+def _read_document(path: Path) -> tuple[Any, Path, str] | None:
+    """(OME model, the path that holds it, its text) of a TIFF or companion file."""
     from ome_types import from_xml
 
-    xml: str | None
-    if path.name.lower().endswith(".ome"):
-        try:
-            xml = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError):
-            return None
-    else:
-        xml = _description(path)
+    xml = _document_text(path)
     if xml is None:
         return None
     try:
@@ -183,7 +177,29 @@ def _read_document(path: Path) -> tuple[Any, Path] | None:
     if ome.binary_only is not None:  # the document lives in another file
         target = path.parent / ome.binary_only.metadata_file
         return None if target == path else _read_document(target)
-    return ome, path
+    return ome, path, xml
+
+
+def _document_text(path: Path) -> str | None:
+    if path.name.lower().endswith(".ome"):
+        try:
+            return path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+    return _description(path)
+
+
+def dataset_document_text(path: Path) -> str | None:
+    """The text of the document that describes the OME-TIFF output at ``path``.
+
+    As ``open_tiff_dataset`` finds it (a companion file first), but not
+    parsed: a ``BinaryOnly`` document is recognised by its element.
+    """
+    for candidate in _candidates(path):
+        xml = _document_text(candidate)
+        if xml is not None and "<OME" in xml and "<BinaryOnly" not in xml:
+            return xml
+    return None
 
 
 def _description(path: Path) -> str | None:
@@ -287,10 +303,12 @@ def open_tiff_dataset(path: str | os.PathLike[str]) -> TiffDataset:
             f"{str(path)!r} is not an OME-TIFF (a .ome.tiff file, a folder of "
             "them, or a companion .ome file) with an OME-XML document"
         )
-    ome, document = found
+    ome, document, xml = found
     entries = writer_entries(ome)
     if entries is None or "settings" not in entries:
-        return _rebuilt_dataset(ome, document, entries)
+        dataset = _rebuilt_dataset(ome, document, entries)
+        dataset.document_xml = xml
+        return dataset
     try:
         data = json.loads(entries["settings"])
         settings = AcquisitionSettings.model_validate(
@@ -320,6 +338,7 @@ def open_tiff_dataset(path: str | os.PathLike[str]) -> TiffDataset:
         ),
         router=router,
         document=ome,
+        document_xml=xml,
         writer_entries=entries,
     )
     counts = [int(c or 1) for c in router.counts]
