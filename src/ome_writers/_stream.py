@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import re
 import threading
 import warnings
 import weakref
@@ -35,7 +34,7 @@ from ome_writers._events import EventDispatcher, coord_label
 from ome_writers._level_view import LevelArray
 from ome_writers._pyramid import levels_of, pyramid_z_dimension
 from ome_writers._router import build_router
-from ome_writers._util import xml_unsafe_text
+from ome_writers._util import is_xml_uri, xml_unsafe_text
 from ome_writers._view import PositionArray, StreamView
 
 if TYPE_CHECKING:
@@ -503,10 +502,13 @@ class OMEStream:
         """
         if not isinstance(namespace, str) or not namespace:
             raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
-        if _NOT_URI.search(namespace):
+        if not is_xml_uri(namespace):
             raise ValueError(
-                f"namespace {namespace!r} is not a URI OME can store (no '[' or ']', "
-                "and '%' only before two hex digits); use e.g. your software's name"
+                f"namespace {namespace!r} is not a URI OME-XML can store "
+                "(xs:anyURI: a first part holding ':' must be a scheme such as "
+                "'https:' or 'urn:'; '[' or ']' only after '#'; one '#'; '%' only "
+                "before two hex digits; a port only of digits); use e.g. your "
+                "software's name or a URL"
             )
         if namespace in RESERVED_NAMESPACES:
             raise ValueError(
@@ -650,10 +652,6 @@ def _check_number(key: str, value: Any) -> None:
             "OME stores "
             f"{key} as a float (seconds or micrometers): give an int or float"
         )
-
-
-#: what OME's xs:anyURI namespaces cannot hold (brackets, a stray percent sign)
-_NOT_URI = re.compile(r"[\[\]]|%(?![0-9A-Fa-f]{2})")
 
 
 def _short_repr(value: Any, limit: int = 200) -> str:

@@ -106,6 +106,45 @@ def fsync_directory(path: Path) -> None:
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
+# xs:anyURI as libxml2 (lxml, and so ome-types) checks it: the value's
+# whitespace collapsed, the characters a URI cannot hold escaped (here: made a
+# harmless "_", since only the shape matters), then parsed as an RFC 3986
+# URI reference, with two leniencies of libxml2 (brackets in a fragment, any
+# text between an authority's brackets) and one strictness (no empty port).
+_PCT = r"%[0-9A-Fa-f]{2}"
+_PCHAR = rf"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|{_PCT})"
+_SEGMENT = rf"{_PCHAR}*"
+_SEGMENT_NZ = rf"{_PCHAR}+"
+_SEGMENT_NZ_NC = rf"(?:[A-Za-z0-9\-._~!$&'()*+,;=@]|{_PCT})+"
+_AUTHORITY = (
+    rf"(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|{_PCT})*@)?"
+    rf"(?:\[[^\[\]/?#@]*\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|{_PCT})*)"
+    r"(?::[0-9]+)?"
+)
+_ABEMPTY = rf"(?:/{_SEGMENT})*"
+_ABSOLUTE = rf"/(?:{_SEGMENT_NZ}(?:/{_SEGMENT})*)?"
+_TAIL = rf"(?:\?(?:{_PCHAR}|[/?])*)?(?:#(?:{_PCHAR}|[/?\[\]])*)?"
+_URI_REFERENCE = re.compile(
+    rf"(?:[A-Za-z][A-Za-z0-9+\-.]*:"
+    rf"(?://{_AUTHORITY}{_ABEMPTY}|{_ABSOLUTE}|{_SEGMENT_NZ}(?:/{_SEGMENT})*)?"
+    rf"|(?://{_AUTHORITY}{_ABEMPTY}|{_ABSOLUTE}|{_SEGMENT_NZ_NC}(?:/{_SEGMENT})*)?)"
+    rf"{_TAIL}"
+)
+_URI_ESCAPED = re.compile(r"[^\x21-\x7e]|[<>\"{}|\\^`']")
+
+
+def is_xml_uri(text: str) -> bool:
+    """Whether OME-XML can hold ``text`` as an ``xs:anyURI`` (e.g. a namespace).
+
+    >>> [is_xml_uri(t) for t in ("https://example.org/x", "my lab", "urn:a:b")]
+    [True, True, True]
+    >>> [is_xml_uri(t) for t in (":", "1:x", "a%2", "//host:port", "a#b#c")]
+    [False, False, False, False, False]
+    """
+    collapsed = " ".join(re.split(r"[ \t\n\r]+", text.strip(" \t\n\r")))
+    return _URI_REFERENCE.fullmatch(_URI_ESCAPED.sub("_", collapsed)) is not None
+
+
 def sync_filesystem(path: Path) -> None:
     """Flush every file of the file system holding ``path`` to its device.
 
