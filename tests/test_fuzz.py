@@ -1102,8 +1102,17 @@ class TiffReader:
             files = sorted(
                 p for p in out.iterdir() if p.suffix.lower() in (".tif", ".tiff")
             )
-        docs: dict[Path, Any] = {}
         self.pages: dict[Path, tifffile.TiffFile] = {}
+        try:
+            self._read(out, fmt, files, positions)
+        except BaseException:  # a failed check leaves no file open
+            self.close()
+            raise
+
+    def _read(
+        self, out: Path, fmt: OmeTiffFormat, files: list[Path], positions: int
+    ) -> None:
+        docs: dict[Path, Any] = {}
         for path in files:
             tif = self.pages[path] = tifffile.TiffFile(path)
             assert tif.is_ome, path
