@@ -52,6 +52,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import weakref
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,10 @@ _BOTO_CONFIG = {
     "read_timeout": 60,
 }
 _S3FS_ATTEMPTS = 2
+#: botocore's data (service models, endpoints: JSON files read on every new
+#: session's first client, ~0.2 s of a stream's create), read once per process
+_BOTOCORE_LOADER: Any = None
+_BOTOCORE_LOADER_LOCK = threading.Lock()
 _METADATA_XML = "OME/METADATA.ome.xml"
 
 
@@ -312,6 +317,7 @@ class S3Root(ZarrRoot):
                 out[name] = opts[name]
         if "region" in opts:
             out["client_kwargs"] = {"region_name": opts["region"]}
+        out["session"] = _aws_session(opts.get("profile"))
         return out
 
     @property
@@ -590,6 +596,29 @@ class S3Root(ZarrRoot):
         """Remove the credentials file, if one was written."""
         if self._cleanup is not None:
             self._cleanup()
+
+
+def _aws_session(profile: str | None) -> Any:
+    """A new aiobotocore session sharing the process's botocore data loader.
+
+    A session per file system, as s3fs makes by default (credentials are
+    resolved for each, from the environment of the moment; sessions are not
+    thread-safe), but the read-only data its clients are built from (the
+    service model and endpoint rules, several MB of JSON) is parsed once per
+    process instead of once per file system: a stream's ``create`` on S3 went
+    from 0.3-0.9 s to 0.1-0.3 s against a local server.
+    """
+    global _BOTOCORE_LOADER
+    import aiobotocore.session  # type: ignore[import-untyped]
+    import botocore.loaders  # type: ignore[import-untyped]
+
+    with _BOTOCORE_LOADER_LOCK:
+        if _BOTOCORE_LOADER is None:
+            _BOTOCORE_LOADER = botocore.loaders.create_loader()
+        loader = _BOTOCORE_LOADER
+    session = aiobotocore.session.AioSession(profile=profile)
+    session.register_component("data_loader", loader)
+    return session
 
 
 def _close_async_session(state: dict[str, Any]) -> None:
