@@ -137,9 +137,18 @@ def _start_moto() -> tuple[subprocess.Popen[bytes], str]:
 
 
 def stream_to_s3(
-    s3: BenchS3, engine: str, frames: list[np.ndarray], n: int
+    s3: BenchS3,
+    engine: str,
+    frames: list[np.ndarray],
+    n: int,
+    *,
+    frames_per_s: float | None = None,
 ) -> dict[str, Any]:
-    """``create_stream`` + ``append`` of ``n`` frames + ``close``, on S3."""
+    """``create_stream`` + ``append`` of ``n`` frames + ``close``, on S3.
+
+    ``frames_per_s``: a camera's pace (each frame appended at its time, as a
+    camera delivers it) instead of as fast as ``append`` returns.
+    """
     from ome_writers import AcquisitionSettings, create_stream, dims_from_standard_axes
 
     prefix = f"stream-{uuid.uuid4().hex[:8]}.ome.zarr"
@@ -156,7 +165,12 @@ def stream_to_s3(
     t0 = time.perf_counter()
     stream = create_stream(settings)
     t1 = time.perf_counter()
+    period_ns = int(1e9 / frames_per_s) if frames_per_s else 0
+    start = clock()
     for i in range(n):
+        if period_ns:
+            while clock() < start + i * period_ns:
+                time.sleep(max(0.0, (start + i * period_ns - clock()) / 1e9))
         a = clock()
         stream.append(frames[i % len(frames)])
         ns[i] = clock() - a
@@ -180,3 +194,47 @@ def stream_to_s3(
         "appends_blocked": int(blocked.size),
         "append_blocked_s": float(blocked.sum() / 1e9),
     }
+
+
+def acquire_zarr_alone(s3: BenchS3, frames: list[np.ndarray], n: int) -> dict[str, Any]:
+    """The same array written through acquire-zarr's own API, not this package.
+
+    What the ``s3-acquire-zarr`` stream can reach at most: acquire-zarr
+    uploads with its own S3 client (a pool of as many connections as the
+    machine has cores; objects over 5 MiB as multipart uploads of 5 MiB parts).
+    """
+    import acquire_zarr as aqz
+
+    prefix = f"alone-{uuid.uuid4().hex[:8]}.zarr"
+    ny, nx = frames[0].shape
+    dims = [
+        aqz.Dimension(
+            name=name,
+            kind=kind,
+            array_size_px=size,
+            chunk_size_px=chunk,
+            shard_size_chunks=1,
+        )
+        for name, kind, size, chunk in (
+            ("t", aqz.DimensionType.TIME, n, 1),
+            ("y", aqz.DimensionType.SPACE, ny, ny),
+            ("x", aqz.DimensionType.SPACE, nx, nx),
+        )
+    ]
+    settings = aqz.StreamSettings(
+        arrays=[aqz.ArraySettings(output_key="0", dimensions=dims, data_type="uint16")],
+        store_path=prefix,
+        s3=aqz.S3Settings(
+            endpoint=s3.endpoint,
+            bucket_name=s3.bucket,
+            region=os.environ["AWS_REGION"],
+        ),
+    )
+    t0 = time.perf_counter()
+    stream = aqz.ZarrStream(settings)
+    for i in range(n):
+        stream.append(frames[i % len(frames)], key="0")
+    stream.close()
+    total = time.perf_counter() - t0
+    s3.delete_prefix(prefix)
+    return {"total_s": total}
