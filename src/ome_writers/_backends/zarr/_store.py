@@ -385,22 +385,47 @@ class S3Root(ZarrRoot):
         return data
 
     def read_tail(self, key: str, nbytes: int) -> tuple[int, bytes]:
-        """The object's size (a HEAD request) and its last bytes (a range GET).
+        """The object's size and its last bytes: one GET of a suffix range.
 
-        Both describe the same upload unless the object is replaced in
-        between (acquire-zarr uploads each shard once). The HEAD is made
-        directly: s3fs's ``info`` would list the prefix after a 404, to look
-        for a folder.
+        The size comes from the answer's ``Content-Range``, so both describe
+        the same upload (one request, where a HEAD and a range GET were two
+        against the server the frames go to). An empty object may answer 416
+        to a range: it is asked with a HEAD instead. Raises
+        ``FileNotFoundError`` for a missing key (s3fs translates the 404).
         """
-        path = self._path(key)
         key_in_bucket = f"{self.prefix}/{key}"
-        head = self.fs.call_s3("head_object", Bucket=self.bucket, Key=key_in_bucket)
-        size = int(head["ContentLength"])
-        start = max(size - nbytes, 0)
-        if start == size:
-            return size, b""
-        data: bytes = self.fs.cat_file(path, start=start, end=size)
-        return size, data
+        fs = self.fs
+
+        async def tail() -> tuple[str, bytes]:
+            response = await fs._call_s3(
+                "get_object",
+                Bucket=self.bucket,
+                Key=key_in_bucket,
+                Range=f"bytes=-{max(nbytes, 1)}",
+            )
+            body = response["Body"]
+            try:
+                data = await body.read()
+            finally:
+                body.close()
+            # no Content-Range: the whole object came back (an empty one,
+            # or a server that ignores ranges)
+            return response.get("ContentRange") or f"/{len(data)}", data
+
+        from fsspec.asyn import sync  # type: ignore[import-untyped]
+
+        try:
+            content_range, data = sync(fs.loop, tail)
+        except FileNotFoundError:
+            raise
+        except OSError:  # 416: an empty object (or a server without ranges)
+            head = fs.call_s3("head_object", Bucket=self.bucket, Key=key_in_bucket)
+            size = int(head["ContentLength"])
+            if size == 0:
+                return 0, b""
+            raise
+        size = int(content_range.rsplit("/", 1)[1])
+        return size, data[len(data) - min(nbytes, len(data)) :] if nbytes else b""
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """One PUT: the object is replaced whole."""
