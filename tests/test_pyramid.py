@@ -416,6 +416,25 @@ def test_level_shards_past_the_budget_leave_no_trace(
             assert np.array_equal(got, want), (image, k)
 
 
+def _write_tensorstore_pyramid(
+    root: Path, dims: list[Dimension], plate: Plate | None
+) -> tuple[list[np.ndarray], int]:
+    """Stream distinct frames with ``Pyramid()``: the position arrays, levels."""
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=dims,
+        dtype="uint16",
+        format=_format("tensorstore", Pyramid()),
+        plate=plate,
+    )
+    frames = _frames(settings.num_frames or 0)
+    with create_stream(settings) as stream:
+        for frame in frames:
+            stream.append(frame)
+        full = _position_arrays(stream, frames)
+    return full, stream.levels
+
+
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_ome_zarr_py_reads_a_multiscale_image(tmp_path: Path, layout: str) -> None:
     """ome-zarr-py sees every level of every image.
@@ -428,19 +447,9 @@ def test_ome_zarr_py_reads_a_multiscale_image(tmp_path: Path, layout: str) -> No
 
     sizes, plate = LAYOUTS[layout]
     root = tmp_path / "out.ome.zarr"
-    settings = AcquisitionSettings(
-        root_path=str(root),
-        dimensions=_dims(sizes, {"y": 8, "x": 8}),
-        dtype="uint16",
-        format=_format("tensorstore", Pyramid()),
-        plate=plate,
+    full, levels = _write_tensorstore_pyramid(
+        root, _dims(sizes, {"y": 8, "x": 8}), plate
     )
-    frames = _frames(settings.num_frames or 0)
-    with create_stream(settings) as stream:
-        for frame in frames:
-            stream.append(frame)
-        full = _position_arrays(stream, frames)
-    levels = stream.levels
     images = _zarr_images(root)
     assert len(images) == len(full)
     for image, position in zip(images, full):
@@ -496,19 +505,7 @@ def test_napari_ome_zarr_reads_a_multiscale_image(
         dims.append(Dimension("p", coords=positions, type="position"))
     dims += dims_from_standard_axes(FRAME, chunk_shapes={"y": 8, "x": 8})
     root = tmp_path / "out.ome.zarr"
-    settings = AcquisitionSettings(
-        root_path=str(root),
-        dimensions=dims,
-        dtype="uint16",
-        format=_format("tensorstore", Pyramid()),
-        plate=plate,
-    )
-    frames = _frames(settings.num_frames or 0)
-    with create_stream(settings) as stream:
-        for frame in frames:
-            stream.append(frame)
-        full = _position_arrays(stream, frames)
-    levels = stream.levels
+    full, levels = _write_tensorstore_pyramid(root, dims, plate)
     assert levels == 4
     # [image][level] from the full-resolution frames, and each image's name
     want = [[reference_level(p, k, "mean") for k in range(levels)] for p in full]
