@@ -46,6 +46,7 @@ from ome_writers import (
     Position,
     WriteError,
     convert,
+    recover,
 )
 
 if TYPE_CHECKING:
@@ -807,6 +808,16 @@ def test_a_killed_conversion_never_claims_complete(
     elif destination == "tensorstore":
         attrs = json.loads((out / "zarr.json").read_text())["attributes"]
         assert attrs["ome_writers"]["complete"] is False
+        # its frames were never copied into the journal (the source has them)
+        journal = out.with_name(out.name + ".ome-writers-journal")
+        assert journal.is_dir()
+        assert not [p.name for p in journal.iterdir() if p.suffix in (".dat", ".idx")]
+        # so recover does not finish it: it names the source and the fix
+        with pytest.raises(NotADatasetError, match="interrupted conversion") as exc:
+            recover(out)
+        assert repr(str(built.path)) in str(exc.value)
+        assert "overwrite=True" in str(exc.value)
+        assert journal.is_dir()  # left as it was
     else:
         folder = out.with_name("out")  # two positions: a folder of files
         with tifffile.TiffFile(sorted(folder.iterdir())[0]) as tf:

@@ -186,6 +186,13 @@ def _recover_from_journal(
             f"the journal {str(journal)!r} cannot be read ({exc}); recover "
             "cannot finish the output without it"
         ) from None
+    if contents.conversion_of is not None:
+        raise NotADatasetError(
+            f"{url or str(output)!r} is an interrupted conversion of "
+            f"{contents.conversion_of!r}: the frames it was writing are in the "
+            "source, not in a journal, so recover cannot finish it; convert "
+            "again with overwrite=True (ome-writers convert ... --overwrite)"
+        )
     router = build_router(settings)
     backend = get_backend_class(settings.format.backend)(settings, router)
     if not isinstance(backend, SupportsRecovery):  # pragma: no cover - scratch
