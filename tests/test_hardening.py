@@ -747,7 +747,7 @@ def test_a_namespace_ome_cannot_store_is_refused(
     """'[' passed and made the OME-TIFF's XML fail the schema (xs:anyURI)."""
     root = tmp_path / "a.ome.tiff"
     with create_stream(_settings(root, "tifffile")) as stream:
-        with pytest.raises(ValueError, match="is not a URI OME can store"):
+        with pytest.raises(ValueError, match="is not a URI OME-XML can store"):
             stream.set_global_metadata(namespace, {"a": 1})
         stream.set_global_metadata("lab%20one", {"a": 1})
         stream.append(FRAME)
