@@ -72,9 +72,6 @@ _BUFFER_BUDGET_BYTES = 64 * 1024**2
 #: frames of memory, which a 100000 x 100000 frame (20 GB) does not have to spare
 MAX_DIRECT_FRAME_BYTES = 256 * 1024**2
 _MIN_BUFFERS = 4
-#: directories known to exist (not made again); forgotten past this many, so
-#: that the set does not grow with the acquisition
-_KNOWN_DIRECTORIES = 1024
 #: a frame file written in pieces (``on_rows``) is written this much at a time
 ROWS_PIECE_BYTES = 128 * 1024
 _SHARD_INDEX_ENTRY_BYTES = 16  # offset and size, two uint64 per chunk
@@ -267,7 +264,6 @@ class DirectFrameWriter:
         self._allocated = 0
         self._max_buffers = max(_MIN_BUFFERS, _BUFFER_BUDGET_BYTES // layout.data_bytes)
         self._spare_ready = threading.Condition()
-        self._directories: set[Path] = set()
 
     @property
     def layout(self) -> FrameFileLayout:
@@ -371,12 +367,9 @@ class DirectFrameWriter:
         index: tuple[int, ...] = (),
     ) -> None:
         try:
-            directory = path.parent
-            if directory not in self._directories:
-                directory.mkdir(parents=True, exist_ok=True)
-                if len(self._directories) >= _KNOWN_DIRECTORIES:
-                    self._directories.clear()  # most hold one frame's file
-                self._directories.add(directory)
+            # every frame's file has a directory of its own (its index but
+            # Y/X): a set of the ones made would never be hit, only grow
+            path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(path.name + TEMP_SUFFIX)
             tap = None
             if self._on_rows is not None:
