@@ -4,7 +4,9 @@ A size-limited tmpfs where mounting is permitted (the tests' machine runs
 them as root). Elsewhere the same interface injects ENOSPC at the lowest layer
 a real one comes from: ``os.write`` and ``os.pwrite`` on files under the
 path, once a byte budget is spent. That stand-in has no ``statvfs`` of its
-own, so tests that check free-space warnings need the real tmpfs
+own, and compiled code that writes for itself (the pyramid's
+``write_halving``) goes below ``os.write``, so tests that check free-space
+warnings or a full disk under a pyramid need the real tmpfs
 (``test_small_filesystem_is_a_real_tmpfs`` says when it is missing).
 """
 

@@ -22,8 +22,16 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef _WIN32
+#include <io.h>
+#define write_fd(fd, p, n) _write((fd), (p), (unsigned int)(n))
+#else
+#include <unistd.h>
+#define write_fd(fd, p, n) write((fd), (p), (size_t)(n))
+#endif
 
 #define ROW(base, stride, r) ((const char *)(base) + (Py_ssize_t)(r) * (stride))
 
@@ -261,8 +269,127 @@ done:
     return result;
 }
 
+/* All of p[0:n] to fd; 0, or the errno of the failed write. */
+static int write_all(int fd, const char *p, Py_ssize_t n)
+{
+    while (n > 0) {
+        Py_ssize_t step = n > (1 << 30) ? (1 << 30) : n;
+        Py_ssize_t done = (Py_ssize_t)write_fd(fd, p, step);
+        if (done < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        if (done == 0) return ENOSPC;
+        p += done;
+        n -= done;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(write_halving_doc,
+"write_halving(fd, chunks, out, piece_rows, dtype_char, method, /)\n"
+"--\n\n"
+"Write chunks (4D, C-contiguous: chunk Y, chunk X, rows, columns) to fd\n"
+"piece_rows rows of one chunk at a time and halve each piece into out\n"
+"right after its write, while it is in the CPU's cache. out is the\n"
+"level below (4D, rows may be strided): chunk (i, j), halved to\n"
+"(rows / 2, columns / 2), lands at global row i * rows / 2 and column\n"
+"j * columns / 2 of out's chunk grid. Raises OSError (nothing more is\n"
+"written) or ValueError (before anything is written).");
+
+static PyObject *write_halving(PyObject *self, PyObject *args)
+{
+    PyObject *src_obj, *out_obj;
+    int fd, code, method;
+    Py_ssize_t piece_rows;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iOOnCi:write_halving", &fd, &src_obj, &out_obj,
+                          &piece_rows, &code, &method)) {
+        return NULL;
+    }
+    Py_ssize_t itemsize = 0;
+    reducer fn = pick((char)code, &itemsize);
+    if (fn == NULL || method < 0 || method > 3) {
+        PyErr_Format(PyExc_ValueError,
+                     "dtype character %c / method %d is not supported; use one "
+                     "of 'bBhHiIlLqQfd' and a method 0-3", code, method);
+        return NULL;
+    }
+    Py_buffer src, out;
+    if (PyObject_GetBuffer(src_obj, &src, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (PyObject_GetBuffer(out_obj, &out, PyBUF_STRIDED) < 0) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (src.ndim != 4 || out.ndim != 4 || src.itemsize != itemsize ||
+        out.itemsize != itemsize || out.strides[3] != itemsize) {
+        PyErr_Format(PyExc_ValueError,
+                     "chunks and out must be 4D buffers of %zd-byte items (chunks "
+                     "C-contiguous, out's rows contiguous); got %d and %d "
+                     "dimensions", itemsize, src.ndim, out.ndim);
+        goto done;
+    }
+    const Py_ssize_t gy = src.shape[0], gx = src.shape[1];
+    const Py_ssize_t cy = src.shape[2], cx = src.shape[3];
+    const Py_ssize_t hy = cy / 2, hx = cx / 2;
+    if (cy % 2 || cx % 2 || piece_rows < 2 || piece_rows % 2) {
+        PyErr_Format(PyExc_ValueError,
+                     "chunks of %zd x %zd items in pieces of %zd rows cannot be "
+                     "halved piece by piece: chunk sides and piece_rows must be "
+                     "even", cy, cx, piece_rows);
+        goto done;
+    }
+    int fits = out.shape[2] > 0 && out.shape[3] > 0;
+    for (Py_ssize_t i = 0; i < gy && fits; i++) {
+        fits = i * hy / out.shape[2] < out.shape[0] && i * hy % out.shape[2] + hy <= out.shape[2];
+    }
+    for (Py_ssize_t j = 0; j < gx && fits; j++) {
+        fits = j * hx / out.shape[3] < out.shape[1] && j * hx % out.shape[3] + hx <= out.shape[3];
+    }
+    if (!fits) {
+        PyErr_Format(PyExc_ValueError,
+                     "out (a grid of %zd x %zd chunks of %zd x %zd) cannot hold "
+                     "%zd x %zd halved chunks of %zd x %zd, each inside one of "
+                     "its chunks", out.shape[0], out.shape[1], out.shape[2],
+                     out.shape[3], gy, gx, hy, hx);
+        goto done;
+    }
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const Py_ssize_t row_bytes = cx * itemsize;
+    for (Py_ssize_t i = 0; i < gy && !failed; i++) {
+        const Py_ssize_t gi = i * hy / out.shape[2], oy = i * hy % out.shape[2];
+        for (Py_ssize_t j = 0; j < gx && !failed; j++) {
+            const Py_ssize_t gj = j * hx / out.shape[3], ox = j * hx % out.shape[3];
+            const char *chunk = (const char *)src.buf + (i * gx + j) * cy * row_bytes;
+            char *dst = (char *)out.buf + gi * out.strides[0] + gj * out.strides[1] +
+                        oy * out.strides[2] + ox * out.strides[3];
+            for (Py_ssize_t r0 = 0; r0 < cy; r0 += piece_rows) {
+                const Py_ssize_t rows = r0 + piece_rows < cy ? piece_rows : cy - r0;
+                failed = write_all(fd, chunk + r0 * row_bytes, rows * row_bytes);
+                if (failed) break;
+                fn(chunk + r0 * row_bytes, NULL, row_bytes, 0,
+                   dst + (r0 / 2) * out.strides[2], out.strides[2], rows, cx, method);
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        errno = failed;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&src);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"reduce", reduce, METH_VARARGS, reduce_doc},
+    {"write_halving", write_halving, METH_VARARGS, write_halving_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,3 +8,12 @@ def reduce(
     method: int,
     /,
 ) -> None: ...
+def write_halving(
+    fd: int,
+    chunks: ReadableBuffer,
+    out: WriteableBuffer,
+    piece_rows: int,
+    dtype_char: str,
+    method: int,
+    /,
+) -> None: ...

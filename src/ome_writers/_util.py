@@ -42,7 +42,7 @@ def replace_file(
     *pieces: ReadableBuffer,
     durable: bool = False,
     temporary: Path | None = None,
-    after_piece: Callable[[int], None] | None = None,
+    write_head: Callable[[int], None] | None = None,
 ) -> None:
     """Replace ``path`` with ``pieces`` joined: readers see the old file or the new.
 
@@ -50,9 +50,9 @@ def replace_file(
     unless ``temporary`` names it; permissions 0o666 less the umask, so other
     users and servers can read it), which is then renamed over ``path``. With
     ``durable`` the file and the directory entry are flushed to the device
-    before returning. ``after_piece(k)`` is called once piece ``k`` is
-    written (while its bytes are still in the CPU's cache). Raises
-    ``OSError``; the temporary file is removed on failure.
+    before returning. ``write_head(fd)`` writes the file's first bytes
+    itself, to the open descriptor, before ``pieces``. Raises ``OSError``;
+    the temporary file is removed on failure.
     """
     tmp = temporary or path.with_name(
         f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
@@ -60,12 +60,12 @@ def replace_file(
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
-            for number, piece in enumerate(pieces):
+            if write_head is not None:
+                write_head(fd)
+            for piece in pieces:
                 view = memoryview(piece).cast("B")
                 while view:
                     view = view[os.write(fd, view) :]
-                if after_piece is not None:
-                    after_piece(number)
             if durable:
                 os.fsync(fd)
         finally:

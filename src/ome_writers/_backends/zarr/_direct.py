@@ -216,11 +216,13 @@ class DirectFrameWriter:
         is free again (the pyramid's level files are written then).
     on_rows
         ``on_rows(position, index, buffer)``, called on the writer thread
-        before a frame's file is written; if it returns a callable, the file
-        is written in pieces of a few rows of one chunk (``ROWS_PIECE_BYTES``)
-        and ``tap(i, j, row_start, row_stop)`` is called after each, while
-        the rows are still in the CPU's cache (the pyramid halves them there:
-        reading the frame again from memory cost as much as the halving).
+        before a frame's file is written; if it returns a callable, that
+        writes the frame's chunks itself: ``write(fd, piece_rows)`` writes
+        them in pieces of ``piece_rows`` rows of one chunk (about
+        ``ROWS_PIECE_BYTES``), so that it can use each piece while it is
+        still in the CPU's cache (the pyramid halves them there: reading the
+        frame again from memory cost as much as the halving); the file's
+        index follows.
     """
 
     def __init__(
@@ -236,24 +238,17 @@ class DirectFrameWriter:
         ]
         | None = None,
         on_rows: Callable[
-            [int, tuple[int, ...], np.ndarray],
-            Callable[[int, int, int, int], None] | None,
+            [int, tuple[int, ...], np.ndarray], Callable[[int, int], None] | None
         ]
         | None = None,
     ) -> None:
         self._layout = layout
         self._on_written = on_written
         self._on_rows = on_rows
-        (gy, gx), (cy, cx) = layout.grid, layout.chunk
+        cy, cx = layout.chunk
         step = ROWS_PIECE_BYTES // (cx * layout.dtype.itemsize)
-        step = min(cy, max(2, step - step % 2))
-        #: (chunk Y, chunk X, first row, end row) of each piece, in file order
-        self._row_spans = [
-            (i, j, r, min(r + step, cy))
-            for i in range(gy)
-            for j in range(gx)
-            for r in range(0, cy, step)
-        ]
+        #: rows of one chunk per piece of a file written by ``on_rows``
+        self._piece_rows = min(cy + cy % 2, max(2, step - step % 2))
         self._array_paths = array_paths
         self._workers = WorkerThreads(workers, "ome-writers-zarr-files")
         self._journal = journal
@@ -377,19 +372,12 @@ class DirectFrameWriter:
             if tap is None:
                 replace_file(path, buffer.data, self._layout.index, temporary=partial)
             else:
-                spans = self._row_spans
-                pieces = [buffer[i, j, r0:r1].data for i, j, r0, r1 in spans]
-
-                def after_piece(number: int) -> None:
-                    if number < len(spans):
-                        tap(*spans[number])
-
+                piece_rows = self._piece_rows
                 replace_file(
                     path,
-                    *pieces,
                     self._layout.index,
                     temporary=partial,
-                    after_piece=after_piece,
+                    write_head=lambda fd: tap(fd, piece_rows),
                 )
         except BaseException:
             if slot is None:

@@ -11,7 +11,8 @@ where writing the third more bytes alone allows about 0.76-0.84.
 
 Here the writer thread that writes a frame's file halves the frame straight
 into the chunk-order slot of the level-1 shard it belongs to, a few rows at
-a time as they are written (``rows_tap``: the rows are still in the CPU's
+a time as they are written (``rows_tap``, in compiled code without the
+interpreter lock: the rows are still in the CPU's
 cache; halving the whole frame after its write read it from memory again,
 about 1.9 ms of CPU per 8 MiB frame against 0.7 ms), then halves that slot
 into level 2's, and so on: the kernel's output is the file's bytes, in
@@ -45,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ome_writers._backends._downsample import reduce_plane
+from ome_writers._backends._downsample import reduce_plane, write_halving
 from ome_writers._util import replace_file
 
 if TYPE_CHECKING:
@@ -280,11 +281,12 @@ class LevelFiles:
 
     def rows_tap(
         self, position: int, index: Index, buffer: np.ndarray
-    ) -> Callable[[int, int, int, int], None] | None:
-        """Halve a level-0 frame's rows into its level-1 slot as they are written.
+    ) -> Callable[[int, int], None] | None:
+        """What writes a level-0 frame's file and halves it into its level-1 slot.
 
-        Returns ``tap(i, j, row_start, row_stop)`` for ``DirectFrameWriter``
-        (rows of chunk ``i, j`` of ``buffer``, an even count), or None when the
+        Returns ``write(fd, piece_rows)`` for ``DirectFrameWriter``: the
+        chunk-order ``buffer`` written piece by piece, each piece halved into
+        the slot right after its write (``write_halving``), or None when the
         level-1 shard is the builder path's. ``put_frame`` then goes on from
         the filled slot.
         """
@@ -293,21 +295,14 @@ class LevelFiles:
             return None
         key, shard, slot = found
         dst = shard.data[slot]
-        half_y, half_x = buffer.shape[2] // 2, buffer.shape[3] // 2
-        dst_y, dst_x = dst.shape[2], dst.shape[3]
         method = self.method
 
-        def tap(i: int, j: int, row_start: int, row_stop: int) -> None:
-            gi, oy = divmod(i * half_y, dst_y)
-            gj, ox = divmod(j * half_x, dst_x)
-            out = dst[
-                gi, gj, oy + row_start // 2 : oy + row_stop // 2, ox : ox + half_x
-            ]
-            reduce_plane(buffer[i, j, row_start:row_stop], method, out=out)
+        def write(fd: int, piece_rows: int) -> None:
+            write_halving(fd, buffer, dst, method, piece_rows)
 
         with self._lock:
             self._tapped[(position, index)] = (key, shard, slot)
-        return tap
+        return write
 
     def put_frame(
         self, position: int, index: Index, buffer: np.ndarray

@@ -277,7 +277,7 @@ class ZarrLevels:
 
     def rows_tap(
         self, position: int, index: Index, buffer: np.ndarray
-    ) -> Callable[[int, int, int, int], None] | None:
+    ) -> Callable[[int, int], None] | None:
         """What halves a frame's rows as its file is written (``_level_files``)."""
         if self.recovering or self.files is None:
             return None

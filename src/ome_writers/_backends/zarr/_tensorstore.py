@@ -123,7 +123,7 @@ class TensorstoreBackend(ChunkedZarrBackend):
 
     def _frame_rows_tap(
         self, position: int, index: Index, buffer: np.ndarray
-    ) -> Callable[[int, int, int, int], None] | None:
+    ) -> Callable[[int, int], None] | None:
         """What halves a frame's rows into the pyramid as its file is written."""
         if self.levels is not None:
             return self.levels.rows_tap(position, index, buffer)
