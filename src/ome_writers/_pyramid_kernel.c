@@ -183,6 +183,19 @@ static reducer pick(char code, Py_ssize_t *itemsize)
     }
 }
 
+/* The reducer of dtype character code and method, or NULL with ValueError. */
+static reducer pick_checked(int code, int method, Py_ssize_t *itemsize)
+{
+    reducer fn = pick((char)code, itemsize);
+    if (fn == NULL || method < 0 || method > 3) {
+        PyErr_Format(PyExc_ValueError,
+                     "dtype character %c / method %d is not supported; use one "
+                     "of 'bBhHiIlLqQfd' and a method 0-3", code, method);
+        return NULL;
+    }
+    return fn;
+}
+
 static int get_plane(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize,
                      const char *what, int flags)
 {
@@ -216,13 +229,8 @@ static PyObject *reduce(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_ssize_t itemsize = 0;
-    reducer fn = pick((char)code, &itemsize);
-    if (fn == NULL || method < 0 || method > 3) {
-        PyErr_Format(PyExc_ValueError,
-                     "dtype character %c / method %d is not supported; use one "
-                     "of 'bBhHiIlLqQfd' and a method 0-3", code, method);
-        return NULL;
-    }
+    reducer fn = pick_checked(code, method, &itemsize);
+    if (fn == NULL) return NULL;
     Py_buffer a, b, out;
     int has_b = src1_obj != Py_None;
     if (get_plane(src0_obj, &a, itemsize, "src0", PyBUF_STRIDED_RO) < 0) return NULL;
@@ -308,13 +316,8 @@ static PyObject *write_halving(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_ssize_t itemsize = 0;
-    reducer fn = pick((char)code, &itemsize);
-    if (fn == NULL || method < 0 || method > 3) {
-        PyErr_Format(PyExc_ValueError,
-                     "dtype character %c / method %d is not supported; use one "
-                     "of 'bBhHiIlLqQfd' and a method 0-3", code, method);
-        return NULL;
-    }
+    reducer fn = pick_checked(code, method, &itemsize);
+    if (fn == NULL) return NULL;
     Py_buffer src, out;
     if (PyObject_GetBuffer(src_obj, &src, PyBUF_C_CONTIGUOUS) < 0) return NULL;
     if (PyObject_GetBuffer(out_obj, &out, PyBUF_STRIDED) < 0) {
