@@ -11,10 +11,10 @@ where writing the third more bytes alone allows about 0.76-0.84.
 
 Here the writer thread that writes a frame's file halves the frame straight
 into the chunk-order slot of the level-1 shard it belongs to, a few rows at
-a time as they are written (``rows_tap``, in compiled code without the
-interpreter lock: the rows are still in the CPU's
-cache; halving the whole frame after its write read it from memory again,
-about 1.9 ms of CPU per 8 MiB frame against 0.7 ms), then halves that slot
+a time as they are written (``rows_tap``; one compiled call without the
+interpreter lock, ``write_halving``): the rows are still in the CPU's cache
+(halving the whole frame after its write read it from memory again, about
+1.9 ms of CPU per 8 MiB frame against 0.7 ms). It then halves that slot
 into level 2's, and so on: the kernel's output is the file's bytes, in
 reused buffers. The thread that fills a shard's last slot writes the shard
 file (under a temporary name, renamed, as level 0), once.
