@@ -63,9 +63,7 @@ def replace_file(
             if write_head is not None:
                 write_head(fd)
             for piece in pieces:
-                view = memoryview(piece).cast("B")
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, piece)
             if durable:
                 os.fsync(fd)
         finally:
@@ -76,6 +74,13 @@ def replace_file(
         raise
     if durable:
         fsync_directory(path.parent)
+
+
+def write_all(fd: int, data: ReadableBuffer) -> None:
+    """Write all of ``data`` at the descriptor's position (calls may take less)."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def pwrite_all(fd: int, data: ReadableBuffer, offset: int) -> None:

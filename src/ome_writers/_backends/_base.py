@@ -141,6 +141,12 @@ class Backend(abc.ABC):
         """The output a journal is kept beside (see ``_journal``), or None."""
         return None
 
+    @property
+    def frame_journal(self) -> Journal | None:
+        """The journal, if it keeps frames in flight (a conversion's does not)."""
+        journal = self.journal
+        return journal if journal is not None and journal.keeps_frames else None
+
     @abc.abstractmethod
     def open(self) -> None:
         """Create the output, refusing before any change on disk."""

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ome_writers._pyramid import PyramidMethod, reduce_blocks
+from ome_writers._util import write_all
 
 _reduce_kernel: Callable[[Any, Any, Any, str, int], None] | None
 _write_halving_kernel: Callable[[int, Any, Any, int, str, int], None] | None
@@ -127,9 +127,7 @@ def write_halving(
             gj, ox = divmod(j * half_x, dst_x)
             for r0 in range(0, cy, piece_rows):
                 piece = chunks[i, j, r0 : r0 + piece_rows]
-                view = memoryview(piece.data).cast("B")
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, piece.data)
                 rows = slice(oy + r0 // 2, oy + (r0 + piece.shape[0]) // 2)
                 reduce_plane(piece, method, out=out[gi, gj, rows, ox : ox + half_x])
 

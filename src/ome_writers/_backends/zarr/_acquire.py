@@ -407,7 +407,7 @@ class AcquireZarrBackend(ZarrBackendBase):
             self._recovered.append((position, offset, np.array(frame, copy=True)))
             self.record_frame(frame_number, metadata)
             return
-        if self.journal is not None and self.journal.keeps_frames:
+        if self.frame_journal is not None:
             self._journal_frame(position, offset, frame_number, frame)
         if offset >= self._grow_offset:
             self._grow(offset // self._per_step + 1)

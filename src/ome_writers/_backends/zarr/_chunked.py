@@ -409,11 +409,7 @@ class ChunkedZarrBackend(ZarrBackendBase):
         if index and index[0] >= self._extent0 and self.router.is_unbounded:
             self._grow(index[0] + 1)
         self.frame_number = frame_number
-        if (
-            self.journal is not None
-            and self.journal.keeps_frames
-            and not self._journals_itself()
-        ):
+        if self.frame_journal is not None and not self._journals_itself():
             self._journal_frame(position, index, frame_number, frame)
         self.buffer.put(position, index, frame, frame_number)
         self.record_frame(frame_number, metadata)

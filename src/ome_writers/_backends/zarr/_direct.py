@@ -338,7 +338,7 @@ class DirectFrameWriter:
         """The journal's slots (made on first use): the buffers are its pages."""
         if self._slots is None and self._journal is not None:
             journal = self._journal()
-            if journal is not None and journal.keeps_frames:
+            if journal is not None:
                 layout = self._layout
                 self._slots = journal.slot_file(
                     "direct",

@@ -103,7 +103,7 @@ class TensorstoreBackend(ChunkedZarrBackend):
             verified,
             self.array_paths,
             workers,
-            journal=lambda: self.journal,
+            journal=lambda: self.frame_journal,
             frame_number=lambda: self.frame_number,
             on_written=self._frame_file_written,
             on_rows=self._frame_rows_tap,
