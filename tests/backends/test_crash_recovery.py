@@ -283,3 +283,60 @@ def test_an_interrupted_output_is_not_overwritten_by_accident(
     with create_stream(settings.model_copy(update={"overwrite": True})) as stream:
         stream.append(np.ones((32, 32), "uint16"))
     assert not root.with_name(root.name + ".ome-writers-journal").exists()
+
+
+def _mark_in_journal(journal: Path, frames: dict[int, np.ndarray]) -> None:
+    """Mark ``frames`` in new journal slots, as a writer killed while it freed
+    a written block's slots leaves some of them (the format is the one the
+    journal module documents: ``.idx`` frame number + 1, ``.dat`` pixels)."""
+    document = json.loads((journal / "journal.json").read_text())
+    ((name, layout),) = document["slots"].items()
+    assert layout.get("order", "frames") == "frames", layout
+    slot_bytes = int(layout["slot_bytes"])
+    idx, dat = journal / f"{name}.idx", journal / f"{name}.dat"
+    for number, pixels in frames.items():
+        slot = idx.stat().st_size // 8
+        with idx.open("r+b") as fh:
+            fh.seek(slot * 8)
+            fh.write(np.uint64(number + 1).astype("<u8").tobytes())
+        with dat.open("r+b") as fh:
+            fh.seek(slot * slot_bytes)
+            fh.write(pixels.astype("<u2").tobytes())
+
+
+@pytest.mark.parametrize("fmt", ["zarr-python", "tensorstore"])
+def test_a_block_partly_left_in_the_journal_keeps_its_other_frames(
+    tmp_path: Path, kill_after_reports: Any, fmt: str
+) -> None:
+    """The kill lands while the writer frees the journal slots of a block it
+    has written: the journal gives back only some of the block's frames, and
+    recovery must take the others from the output, not write zeros over them.
+    """
+    root = tmp_path / "run.ome.zarr"
+    sizes = {"t": 20, "p": 3, "c": 2, **FRAME}
+    config = {"format": fmt, "sizes": sizes, "chunk_t": 4}
+    reports = _kill_child(kill_after_reports, root, config, 100)
+    reported = set(reports["appended"])
+    journal = root.with_name(root.name + ".ome-writers-journal")
+    marks = np.frombuffer(
+        b"".join(p.read_bytes() for p in sorted(journal.glob("*.idx"))), "<u8"
+    )
+    held = {int(m) - 1 for m in marks if m}
+    # blocks are (position, c) x 4 time points: frame = t * 6 + p * 2 + c
+    blocks = [
+        [t * 6 + p * 2 + c for t in range(t0, t0 + 4)]
+        for t0 in (0, 4, 8)
+        for p in range(3)
+        for c in range(2)
+    ]
+    written = [b for b in blocks if set(b) <= reported and not set(b) & held]
+    assert written, f"no written block to cut the release of: held {sorted(held)}"
+    block = written[0]
+    shape = (FRAME["y"], FRAME["x"])
+    _mark_in_journal(journal, {v: expected_frame(v, shape) for v in block[2:]})
+
+    report = recover(root)
+    assert report.frames_restored >= 2
+    frames = _zarr_frames(root, 3)
+    for v in sorted(reported):
+        np.testing.assert_array_equal(frames[v][0], expected_frame(v, shape), str(v))

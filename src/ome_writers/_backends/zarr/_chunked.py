@@ -238,6 +238,36 @@ class BlockBuffer:
             if data.size:
                 self._flush(key[0], block.origin, data)
 
+    def fill_unfilled(
+        self,
+        read: Callable[[int, tuple[slice, ...]], np.ndarray],
+        extent0: int | None,
+    ) -> None:
+        """Copy into every open block the entries no frame or skip filled,
+        from ``read(position, region)`` (what the output holds there).
+
+        For recovery: a block the journal gave back only some frames of was
+        written whole by the killed writer, which was then killed while it
+        freed the block's journal slots, so the frames no longer in the
+        journal are in the output; writing the block with zeros for them
+        would erase them. Entries past ``extent0`` along the first axis (the
+        array's current extent, None if bounded) stay zeros.
+        """
+        for (position, _), block in list(self._blocks.items()):
+            if block.filled >= block.expected:
+                continue
+            shape = list(block.data.shape[: len(block.origin)])
+            if extent0 is not None:
+                shape[0] = min(shape[0], max(extent0 - block.origin[0], 0))
+            if not all(shape):
+                continue
+            region = tuple(slice(o, o + n) for o, n in zip(block.origin, shape))
+            local = tuple(slice(0, n) for n in shape)
+            missing = ~block.mask[local]
+            existing = read(position, region)
+            with self.lock:
+                block.data[local][missing] = existing[missing]
+
     def snapshot(
         self, position: int, selections: list[np.ndarray]
     ) -> list[tuple[tuple[np.ndarray, ...], np.ndarray]]:
@@ -344,6 +374,8 @@ class ChunkedZarrBackend(ZarrBackendBase):
         #: journal slots of frames not yet written, by (position, storage index)
         self._frame_slots: dict[tuple[int, Index], int] = {}
         self._recovered = False
+        #: opened by ``recover``: blocks are completed from the output at close
+        self._reopened = False
         #: the frame being written (``write`` runs one frame at a time)
         self.frame_number = 0
         self._inflight_bytes = 0
@@ -398,6 +430,7 @@ class ChunkedZarrBackend(ZarrBackendBase):
         # journaled frames come back in order, but blocks the killed writer
         # spilled frame by frame may hold frames that are not journaled
         self.buffer.mark_passed = False
+        self._reopened = True
 
     def write(
         self, frame_number: int, frame: np.ndarray, metadata: FrameMetadata | None
@@ -615,6 +648,9 @@ class ChunkedZarrBackend(ZarrBackendBase):
                 self._resize(steps, shrink=True)
                 self._extent0 = steps
         extent0 = self._extent0 if self.router.is_unbounded else None
+        if self._reopened:
+            self._reap(wait=True, until_empty=True)
+            self.buffer.fill_unfilled(self._read_for_recovery, extent0)
         try:
             self.buffer.flush_all(extent0)
         finally:
@@ -624,6 +660,26 @@ class ChunkedZarrBackend(ZarrBackendBase):
             except Exception as exc:
                 self._fail(0, exc)
         self._raise_failure()
+
+    def _read_for_recovery(
+        self, position: int, region: tuple[slice, ...]
+    ) -> np.ndarray:
+        """What the output holds in ``region``; zeros if it cannot be read.
+
+        A chunk the killed writer left unreadable held only frames that are
+        in the journal, or ones lost with it: recovery goes on (and says so).
+        """
+        try:
+            return np.asarray(self._read(position, region))
+        except Exception:
+            _logger.exception(
+                "recover: %s cannot be read at %s; the frames there that the "
+                "journal does not hold are zeros",
+                self.where(self.array_paths[position]),
+                region,
+            )
+            shape = tuple(s.stop - s.start for s in region) + self.frame_shape
+            return np.zeros(shape, self.dtype)
 
     def _abort_engine(self) -> None:
         try:
