@@ -811,7 +811,12 @@ def test_a_failed_skip_after_a_spill_keeps_later_frames() -> None:
         stream.append(np.array([[3, 10]], "uint64"))
         assert stream.frames_written == 2
         np.testing.assert_array_equal(stream.arrays[0][0, 1], [[3, 10]])
+        for n in range(100):  # later steps grow the files again
+            stream.append(np.array([[n, n + 1]], "uint64"))
     np.testing.assert_array_equal(stream.arrays[0][0], [[[1, 2]], [[3, 10]]])
+    assert stream.arrays[0].shape == (51, 2, 1, 2)
+    expected = np.arange(100, dtype="uint64").reshape(50, 2, 1, 1)
+    np.testing.assert_array_equal(stream.arrays[0][1:, :, :, :1], expected)
 
 
 def test_tensorstore_frame_files_leave_no_trace_per_frame(tmp_path: Path) -> None:

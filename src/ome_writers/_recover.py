@@ -11,7 +11,7 @@ recovery that is itself interrupted can be run again.
 
 A scratch root needs no journal (its frames and metadata lines are already in
 place): ``recover`` writes its final manifest (exact shapes, ``complete``)
-and trims the step its files held ahead.
+and trims what its files held ahead of the data.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def _finish_scratch(root: Path, manifest: dict[str, object]) -> RecoveryReport:
     for position, shape in enumerate(shapes):
         path = root / scratch_files.data_file_name(position)
         size = itemsize * math.prod(shape)
-        if path.stat().st_size > size:  # the step held ahead of the data
+        if path.stat().st_size > size:  # the files were kept ahead of the data
             os.truncate(path, size)
     return RecoveryReport(str(root), "scratch", frames_written, 0, False)
 

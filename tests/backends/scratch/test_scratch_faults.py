@@ -232,12 +232,16 @@ def test_open_scratch_reads_what_the_files_hold_when_the_count_ran_ahead(
     root = tmp_path / "scratch"
     stream = started_stream(root, 5)
     (root / "progress.bin").write_bytes(struct.pack("<Q", 40))
-    # the files hold the 3 steps of data and the one the manifest described ahead
-    with pytest.warns(UserWarning, match=r"counts 40 frames but .* hold only 4 steps"):
+    # the files hold the 3 steps of data and those they are kept ahead by
+    step_bytes = 2 * 32 * 32 * 2
+    held = (root / "pos_0.dat").stat().st_size // step_bytes
+    assert 3 < held < 20
+    match = rf"counts 40 frames but .* hold only {held} steps"
+    with pytest.warns(UserWarning, match=match):
         ds = open_scratch(root)
-    assert ds.frames_written == 8
-    assert ds.arrays[0].shape == (4, 2, 32, 32)
-    assert not ds.arrays[0][3].any()
+    assert ds.frames_written == 2 * held
+    assert ds.arrays[0].shape == (held, 2, 32, 32)
+    assert not ds.arrays[0][3:].any()
     for n in range(5):
         _, index = locate(sizes, n)
         np.testing.assert_array_equal(ds.arrays[0][index], expected_frame(n, FRAME))
@@ -521,14 +525,16 @@ T_UNBOUNDED: dict[str, int | None] = {"t": None, "y": 32, "x": 32}
 def failing_manifest_write(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Any, ManifestReplace]:
-    """A t-only stream of 4 frames whose last growth's manifest write failed."""
+    """A t-only stream whose files' last growth's manifest write failed."""
     stream = create_stream(make_settings(T_UNBOUNDED, root_path=root))
     for n in range(3):
         stream.append(expected_frame(n, FRAME))
     replace = ManifestReplace("fail")
     monkeypatch.setattr(os, "replace", replace)
-    stream.append(expected_frame(3, FRAME))  # grows; its manifest write fails
-    assert replace.called.wait(10)
+    deadline = time.monotonic() + 10
+    while not replace.called.wait(0.001):  # until the files grow (their thread)
+        assert time.monotonic() < deadline
+        stream.append(expected_frame(stream.frames_written, FRAME))
     return stream, replace
 
 
@@ -574,11 +580,12 @@ def test_background_manifest_failure_that_has_passed_fails_no_append(
         assert time.monotonic() < deadline
         time.sleep(0.001)
     replace.mode = "pass"
-    stream.append(expected_frame(4, FRAME))  # no error: the fault has passed
+    n = stream.frames_written
+    stream.append(expected_frame(n, FRAME))  # no error: the fault has passed
     manifest, _ = read_with_memmap(root)
-    assert manifest["position_shapes"][0][0] >= 4  # rewritten before frame 4
+    assert manifest["position_shapes"][0][0] >= n + 1  # rewritten before frame n
     stream.close()
-    check_frames(root, sizes, {n: expected_frame(n, FRAME) for n in range(5)})
+    check_frames(root, sizes, {v: expected_frame(v, FRAME) for v in range(n + 1)})
 
 
 def test_failed_global_metadata_write_changes_nothing(
@@ -602,33 +609,48 @@ def test_a_stalled_manifest_holds_up_only_the_append_it_must_cover(
 ) -> None:
     """The manifest on disk covers every frame ``append`` returned for.
 
-    It describes one step ahead of the data, so appends go on while its
-    rename stalls, up to the first frame past what it describes: that append
-    waits for it.
+    It describes the data files, which are kept ahead of the data, so appends
+    go on while its rename stalls, up to the first frame past what it
+    describes: that append waits for it.
     """
     sizes = TC_UNBOUNDED
     root = tmp_path / "scratch"
     stream = started_stream(root, 4)  # two steps of two frames
-    deadline = time.monotonic() + 10  # the manifest has its own thread
-    while read_with_memmap(root)[0]["position_shapes"] != [[3, 2, 32, 32]]:
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
     replace = ManifestReplace("block")
     monkeypatch.setattr(os, "replace", replace)
-    late = threading.Thread(
-        target=stream.append, args=(expected_frame(6, FRAME),), daemon=True
-    )
+    late = threading.Thread(target=lambda: None)
     try:
-        for n in (4, 5):  # the third step, which the manifest already describes
-            stream.append(expected_frame(n, FRAME))
-        assert replace.called.wait(10)  # the rewrite for step four hangs
-        manifest, raw = read_with_memmap(root)
-        assert manifest["position_shapes"] == [[3, 2, 32, 32]]
-        for n in range(6):  # the recipe sees every frame append returned for
+        # append what the manifest describes until the files grow again: the
+        # rewrite saying so then hangs in the manifest's thread
+        while not replace.called.is_set():
+            described = read_with_memmap(root)[0]["position_shapes"][0][0]
+            if stream.frames_written >= 2 * described:  # two frames per step
+                assert replace.called.wait(10), "the files did not grow"
+                break
+            stream.append(expected_frame(stream.frames_written, FRAME))
+        manifest, _ = read_with_memmap(root)
+        described = manifest["position_shapes"][0][0]
+        covered = 2 * described
+        # every frame the manifest describes is appended without waiting
+        early = threading.Thread(
+            target=lambda: [
+                stream.append(expected_frame(n, FRAME))
+                for n in range(stream.frames_written, covered)
+            ],
+            daemon=True,
+        )
+        early.start()
+        early.join(10)
+        assert not early.is_alive(), "an append waited for a described frame"
+        _, raw = read_with_memmap(root)
+        for n in range(covered):  # the recipe sees every frame append returned for
             _, index = locate(sizes, n)
             np.testing.assert_array_equal(raw[0][index], expected_frame(n, FRAME))
         del raw
-        late.start()  # frame 6 starts step four
+        late = threading.Thread(
+            target=stream.append, args=(expected_frame(covered, FRAME),), daemon=True
+        )
+        late.start()  # the first frame past what the manifest describes
         late.join(0.5)
         assert late.is_alive(), "append returned before the manifest covered it"
     finally:
@@ -636,15 +658,17 @@ def test_a_stalled_manifest_holds_up_only_the_append_it_must_cover(
     late.join(10)
     assert not late.is_alive()
     manifest, raw = read_with_memmap(root)
-    assert manifest["position_shapes"][0][0] >= 4
-    _, index = locate(sizes, 6)
-    np.testing.assert_array_equal(raw[0][index], expected_frame(6, FRAME))
+    assert manifest["position_shapes"][0][0] > described
+    _, index = locate(sizes, covered)
+    np.testing.assert_array_equal(raw[0][index], expected_frame(covered, FRAME))
     del raw
     stream.close()
     manifest, _ = read_with_memmap(root)
     assert manifest["complete"] is True
-    assert manifest["position_shapes"] == [[4, 2, 32, 32]]
-    check_frames(root, sizes, {n: expected_frame(n, FRAME) for n in range(7)})
+    steps = covered // 2 + 1
+    assert manifest["position_shapes"] == [[steps, 2, 32, 32]]
+    frames = {n: expected_frame(n, FRAME) for n in range(covered + 1)}
+    check_frames(root, sizes, frames)
 
 
 @pytest.fixture

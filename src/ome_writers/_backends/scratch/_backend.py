@@ -20,15 +20,16 @@ holds; ``progress.bin`` counts frames after every write; metadata lines are
 written with one ``write`` each, and a failed write is cut back so that no half
 line stays in the middle of the file.
 
-No stalls: file creation and rename (the manifest) and block allocation are
-what waits behind the kernel's writeback, so they stay off the per-frame path.
-Bounded files are allocated at create; unbounded files with big steps grow
-ahead of the data by doubling up to 512 MiB at a time (a few resizes per
-gigabyte) and are trimmed at close: one allocation takes about 1.6 ms per GiB
-on the append that grows the files, so bigger steps would be the slowest
-appends of a run, and a killed writer leaves at most one step's tail; the
-manifest is replaced from its own thread (``ManifestWriter``) while the frame
-is written, with a bounded wait.
+No stalls: file creation and rename (the manifest), file extension and block
+allocation are what waits behind the kernel's writeback, so they stay off the
+per-frame path. Bounded files are allocated at create. Unbounded files are
+grown ahead of the data from a thread of their own (``_grower``), by a lead
+that lasts about half a second at the rate the stream is written (64 MiB to
+4 GiB over all positions for big steps, blocks allocated; sparse for small
+ones), and trimmed at close (``recover`` trims a killed writer's). The
+manifest describes what the files hold, so it is replaced (from its own
+thread, ``ManifestWriter``) once per growth rather than once per step, and an
+append waits for neither unless the writer catches up with the files.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from ome_writers._backends._pages import (
     reserve_array,
 )
 from ome_writers._backends.scratch import _files as files
+from ome_writers._backends.scratch._grower import FileGrower
 from ome_writers._backends.scratch._roots import make_temporary_root, prepare_root
 from ome_writers._errors import WriteError
 from ome_writers._formats import ScratchFormat
@@ -70,14 +72,16 @@ _PREFAULT_MIN_BYTES = 16 * 1024**2
 _PREFAULT_AT_CREATE_BYTES = 2 * 1024**3
 _PREFAULT_LOOKAHEAD_BYTES = 16 * 1024**2
 _UNBOUNDED_ROWS = 1 << 62
-#: unbounded data files whose steps are at least this big grow ahead of the
-#: data, first by _ALLOCATE_AHEAD_BYTES over all positions, then by doubling
-#: up to _ALLOCATE_MAX_BYTES per growth; files of smaller steps grow one step
-#: at a time
+#: unbounded data files grow ahead of the data by a lead that lasts
+#: _LEAD_HORIZON_S at the rate the stream is written, between the minimum and
+#: _LEAD_MAX_BYTES over all positions; the blocks of files whose steps are at
+#: least _ALLOCATE_MIN_STEP_BYTES are allocated (minimum lead
+#: _ALLOCATE_AHEAD_BYTES), those of smaller steps stay sparse (minimum lead
+#: _SPARSE_AHEAD_BYTES)
 _ALLOCATE_MIN_STEP_BYTES = 1024**2
 _ALLOCATE_AHEAD_BYTES = 64 * 1024**2
-_ALLOCATE_MAX_BYTES = 512 * 1024**2
-#: how long an append that grew the arrays waits for the new manifest
+_LEAD_MAX_BYTES = 4 * 1024**3
+_LEAD_HORIZON_S = 0.5
 
 logger = logging.getLogger("ome_writers")
 
@@ -118,21 +122,20 @@ class ScratchBackend(Backend):
         self._progress: mmap.mmap | None = None
         self._progress_fd: int | None = None
         self._manifest: files.ManifestWriter | None = None
+        #: one manifest state built and queued at a time (writer and grower)
+        self._manifest_lock = threading.Lock()
         self._file_rows = 0  # rows each data file holds (>= the logical extent)
         self._described_rows = 0  # the most rows a manifest written has described
         self._can_allocate = True
-        step_bytes = self._rows_per_step * self._frame_bytes
-        self._grows_ahead = step_bytes >= _ALLOCATE_MIN_STEP_BYTES
-        self._first_ahead_rows = self._rows_per_step * max(
-            1, _ALLOCATE_AHEAD_BYTES // (self._npos * step_bytes)
+        #: an unbounded stream's files grow ahead of the data (see the notes)
+        self._grower: FileGrower | None = None
+        step_bytes = self._npos * self._rows_per_step * self._frame_bytes
+        self._grows_ahead = step_bytes >= _ALLOCATE_MIN_STEP_BYTES * self._npos
+        ahead_steps = _ALLOCATE_AHEAD_BYTES // step_bytes if self._grows_ahead else 2
+        self._min_lead_rows = self._rows_per_step * max(2, ahead_steps)
+        self._max_lead_rows = self._rows_per_step * max(
+            1, _LEAD_MAX_BYTES // step_bytes
         )
-        self._max_ahead_rows = self._rows_per_step * max(
-            1, _ALLOCATE_MAX_BYTES // (self._npos * step_bytes)
-        )
-        # while streaming, an unbounded manifest describes one step more than
-        # the data, so that the one on disk already covers a step's first
-        # frame when it comes (its rename may stall behind writeback)
-        self._ahead_frames = router.frames_per_step if router.is_unbounded else 0
         # both
         if router.num_frames is None:
             self._extent_frames = 0
@@ -256,12 +259,20 @@ class ScratchBackend(Backend):
             self._file_rows = rows
             if rows and not copy_from:
                 self._allocate(root, 0, rows)
-            elif not rows and self._grows_ahead:
-                # an unbounded stream's first stretch, ready before frame 0
-                self._resize_files(self._first_ahead_rows, "cannot grow")
-                self._allocate(None, 0, self._file_rows)
-            if self._file_rows < self._described_extent_rows():
-                self._resize_files(self._described_extent_rows(), "cannot grow")
+            if self.router.is_unbounded:
+                # the first lead, ready before the next frame
+                self._resize_files(rows + self._min_lead_rows, "cannot grow")
+                self._allocate_ahead(rows, self._file_rows)
+                self._grower = FileGrower(
+                    self._file_rows,
+                    resize=lambda rows: self._resize_files(rows, "cannot grow"),
+                    allocate=self._allocate_ahead,
+                    on_grown=self._files_grown,
+                    rows_per_step=self._rows_per_step,
+                    min_lead_rows=self._min_lead_rows,
+                    max_lead_rows=self._max_lead_rows,
+                    horizon_s=_LEAD_HORIZON_S,
+                )
             self._meta_path = root / files.FRAME_METADATA
             self._meta_fd = os.open(
                 self._meta_path,
@@ -326,9 +337,10 @@ class ScratchBackend(Backend):
             struct.pack_into("<Q", self._progress, 0, frame_number + 1)
             if self._syncs_every_frame:
                 self._sync_frame(position)
-            if grown and self._manifest is not None:
-                # normally covered since the previous step (see _ahead_frames)
-                self._manifest.wait_covered(frame_number + 1)
+            manifest = self._manifest
+            if manifest is not None and manifest.covered <= frame_number:
+                # normally covered since the files last grew (see the notes)
+                manifest.wait_covered(frame_number + 1)
 
     def skip(self, first_frame: int, count: int) -> None:
         """Advance over frames that read as zeros (the storage is zero already)."""
@@ -345,7 +357,7 @@ class ScratchBackend(Backend):
         self._frames_done = stop
         if self._progress is not None:
             struct.pack_into("<Q", self._progress, 0, stop)
-            if self._manifest is not None:
+            if self._manifest is not None and self._manifest.covered < stop:
                 self._manifest.wait_covered(stop)
 
     def _pwrite(self, position: int, row: int, frame: np.ndarray, n: int) -> None:
@@ -421,39 +433,15 @@ class ScratchBackend(Backend):
                     "spill_to_disk=True, or give a root_path to write to disk."
                 )
             self._spill(needed)
-        if self._ahead_frames:  # the manifest describes one more step
-            rows += self._rows_per_step
-        if self._on_disk and rows > self._file_rows:
-            # files of big steps grow ahead of the data, doubling up to a cap
-            # (sparse, then allocated): a few resizes and block allocations per
-            # gigabyte, each of which can wait behind writeback, rather than
-            # one per step
-            first = self._file_rows
-            if not self._grows_ahead:
-                self._resize_files(rows, "cannot grow")
-            else:
-                ahead = min(max(self._first_ahead_rows, first), self._max_ahead_rows)
-                self._resize_files(max(rows, first + ahead), "cannot grow")
-                self._allocate(None, first, self._file_rows)
-        if self._on_disk:
-            previous, self._extent_frames = (
-                self._extent_frames,
-                steps * self.router.frames_per_step,
-            )
-            # with every_frame, the growth is made durable before append
-            # returns; otherwise the manifest is replaced while the frame is
-            # written, and ``write`` returns once the manifest on disk covers
-            # the frame, which the one submitted a step earlier normally does
-            # (see _ahead_frames and ManifestWriter)
-            durable = self._syncs_every_frame
-            try:
-                self._write_manifest(complete=False, durable=durable, wait=durable)
-            except OSError:
-                # the next write must retry, or the manifest would not cover it
-                self._extent_frames = previous
-                raise
-        else:
-            self._extent_frames = steps * self.router.frames_per_step
+        grower = self._grower
+        if self._on_disk and grower is not None:
+            # the files are normally far enough ahead (see the notes); the
+            # writer waits only when it has caught up with them
+            if rows > grower.rows:
+                grower.ensure(rows)  # a WriteError: the next write retries
+            elif grower.rows - rows < grower.low_water_rows:
+                grower.request(rows)
+        self._extent_frames = steps * self.router.frames_per_step
 
     def _resize_files(self, rows: int, action: str) -> None:
         """Make every data file hold ``rows`` rows (sparse where it grows)."""
@@ -463,6 +451,18 @@ class ScratchBackend(Backend):
             except OSError as exc:
                 raise _write_error(exc, action, path) from exc
         self._file_rows = rows
+
+    def _allocate_ahead(self, first_row: int, stop_row: int) -> None:
+        """Allocate rows the files hold ahead of the data (big steps only)."""
+        if self._grows_ahead:
+            self._allocate(None, first_row, stop_row)
+
+    def _files_grown(self, rows: int) -> None:
+        """The grower's files hold ``rows`` rows: queue a manifest saying so."""
+        if self._manifest is not None:
+            self._write_manifest(
+                complete=False, durable=self._syncs_every_frame, wait=False
+            )
 
     def _allocate(self, root: Path | None, first_row: int, stop_row: int) -> None:
         """Allocate rows ``[first_row, stop_row)`` of every data file, best effort.
@@ -591,23 +591,36 @@ class ScratchBackend(Backend):
     def _write_manifest(
         self, *, complete: bool, durable: bool = False, wait: bool = True
     ) -> None:
-        """Replace the manifest; with ``wait`` False, leave it to its thread."""
-        assert self._manifest is not None
-        payload = self._manifest_payload(complete=complete)
-        covers = self._extent_frames if complete else self._described_extent_frames()
-        rows = self._extent_rows() if complete else self._described_extent_rows()
-        self._described_rows = max(self._described_rows, rows)
-        if not wait:
-            self._manifest.submit(payload, durable=durable, covers=covers)
-            return
-        try:
-            self._manifest.write_now(payload, durable=durable, covers=covers)
-        except OSError as exc:
-            raise _write_error(exc, "cannot write", self._manifest.path) from exc
+        """Replace the manifest; with ``wait`` False, leave it to its thread.
+
+        One state is built and queued at a time (the writer's and the
+        grower's), so the latest one queued is the latest one built.
+        """
+        manifest = self._manifest
+        assert manifest is not None
+        with self._manifest_lock:
+            payload = self._manifest_payload(complete=complete)
+            covers = (
+                self._extent_frames if complete else self._described_extent_frames()
+            )
+            rows = self._extent_rows() if complete else self._described_extent_rows()
+            self._described_rows = max(self._described_rows, rows)
+            if not wait:
+                manifest.submit(payload, durable=durable, covers=covers)
+                return
+            try:
+                manifest.write_now(payload, durable=durable, covers=covers)
+            except OSError as exc:
+                raise _write_error(exc, "cannot write", manifest.path) from exc
 
     def _described_extent_frames(self) -> int:
-        """Frames a manifest written while streaming describes."""
-        return self._extent_frames + self._ahead_frames
+        """Frames a manifest written while streaming describes: all of an
+        unbounded stream's files (published rows, whole steps)."""
+        grower = self._grower
+        if grower is None:
+            return self._extent_frames
+        steps = grower.rows // self._rows_per_step
+        return max(self._extent_frames, steps * self.router.frames_per_step)
 
     def _described_extent_rows(self) -> int:
         return math.prod(self.router.storage_shape(self._described_extent_frames()))
@@ -647,6 +660,7 @@ class ScratchBackend(Backend):
         if not self._on_disk:
             return
         self._frames_done = frames_written
+        self._stop_growing()
         if self._is_temporary and not (self._root and self._root.is_dir()):
             # removed by the exit handler before this stream was finalized
             self._close_files()
@@ -711,7 +725,14 @@ class ScratchBackend(Backend):
             self._prefaulter = None
         self._close_files()
 
+    def _stop_growing(self) -> None:
+        """End the grower: the files hold what it last published."""
+        if self._grower is not None:
+            self._grower.stop()
+            self._grower = None
+
     def _close_files(self) -> None:
+        self._stop_growing()
         if self._manifest is not None:
             self._manifest.stop()
             self._manifest = None
