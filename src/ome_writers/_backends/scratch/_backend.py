@@ -74,10 +74,10 @@ _PREFAULT_LOOKAHEAD_BYTES = 16 * 1024**2
 _UNBOUNDED_ROWS = 1 << 62
 #: unbounded data files grow ahead of the data by a lead that lasts
 #: _LEAD_HORIZON_S at the rate the stream is written, between the minimum and
-#: _LEAD_MAX_BYTES over all positions; the blocks of files whose steps are at
-#: least _ALLOCATE_MIN_STEP_BYTES are allocated (minimum lead
-#: _ALLOCATE_AHEAD_BYTES), those of smaller steps stay sparse (minimum lead
-#: _SPARSE_AHEAD_BYTES)
+#: _LEAD_MAX_BYTES over all positions (``_grower``); the blocks of files whose
+#: steps are at least _ALLOCATE_MIN_STEP_BYTES per position are allocated
+#: (minimum lead _ALLOCATE_AHEAD_BYTES), those of smaller steps stay sparse
+#: (minimum lead two steps: the writer asks for more while one is left)
 _ALLOCATE_MIN_STEP_BYTES = 1024**2
 _ALLOCATE_AHEAD_BYTES = 64 * 1024**2
 _LEAD_MAX_BYTES = 4 * 1024**3
