@@ -5,7 +5,9 @@
 are ``expected_frame(V)`` and whose metadata is ``{"v": V, ...}``; it never
 closes the stream, so the parent can SIGKILL it at any time. With
 ``"threads": k`` the frames come from ``k`` threads at once (values are then
-unique but not frame numbers).
+unique but not frame numbers). ``"frames": n`` stops after ``n`` frames
+(``stalled``); with ``"drain": true`` the writes of the first ``n - 1`` have
+finished when the last is appended.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent / "scratch"))
 from _crash_child import expected_frame
@@ -50,6 +54,11 @@ def main(root: str, config: dict) -> None:
                 v = next(values)
             if limit is not None and v >= limit:
                 return
+            if config.get("drain") and v == limit - 1:
+                # read everything first (it waits for the writes in flight),
+                # so the last append finds them all finished
+                for array in stream.arrays:
+                    np.asarray(array[...])
             stream.append(
                 expected_frame(v, frame_shape),
                 frame_metadata={"v": v, "exposure_time": 0.001 * (v + 1)},

@@ -314,8 +314,10 @@ def test_a_block_partly_left_in_the_journal_keeps_its_other_frames(
     """
     root = tmp_path / "run.ome.zarr"
     sizes = {"t": 20, "p": 3, "c": 2, **FRAME}
-    config = {"format": fmt, "sizes": sizes, "chunk_t": 4}
-    reports = _kill_child(kill_after_reports, root, config, 100)
+    # 100 frames, the blocks of the first 96 written whole before the last
+    config = {"format": fmt, "sizes": sizes, "chunk_t": 4, "frames": 100, "drain": True}
+    reports = _kill_child(kill_after_reports, root, config, 101)
+    assert len(reports["appended"]) == 100
     reported = set(reports["appended"])
     journal = root.with_name(root.name + ".ome-writers-journal")
     marks = np.frombuffer(
