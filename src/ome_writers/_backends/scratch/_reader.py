@@ -148,7 +148,7 @@ def open_scratch(root_path: str | Path) -> ScratchDataset:
                 )
                 steps = held
                 frames_written = min(frames_written, held * router.frames_per_step)
-            # the data's steps: a live manifest describes one step ahead
+            # the data's steps: a live manifest describes the files, kept ahead
             shapes = [(steps, *s[1:]) for s in shapes]
     arrays = [_map(root, p, shape, dtype) for p, shape in enumerate(shapes)]
     return ScratchDataset(
