@@ -97,36 +97,56 @@ def remove_scratch_files(path: Path) -> None:
     (path / MANIFEST).unlink(missing_ok=True)
 
 
-class ManifestWriter:
+class ConditionThread:
+    """A daemon thread running ``_run``, and the condition its users share.
+
+    Subclasses set their state, then start ``_thread``; ``_run`` returns once
+    ``_stopped`` is set (by ``stop``) and its work is done.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Let the thread finish what it has, then end it."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join()
+
+
+class ManifestWriter(ConditionThread):
     """Replaces a manifest from a thread of its own; the latest state wins.
 
     Replacing a file takes a file creation and a rename, and under heavy
     writeback those wait behind the data queued for the device: tens to
     hundreds of milliseconds on this project's test machine, against 0.2 ms
-    normally. The writer of an unbounded array grows it once per step, so it
-    ``submit``s the new state, writes the frame while the manifest is replaced
-    in parallel, then ``wait``s a bounded time for it. A state submitted while
-    an earlier one is being written replaces any state still waiting. The
-    manifest thus trails the data only while the file system stalls, and it
-    never describes more than the files hold, because they are extended before
-    a state is submitted. ``write_now`` goes through the same thread, so there
+    normally. The scratch writer keeps an unbounded stream's files ahead of
+    the data (``_grower``) and ``submit``s a state describing them after
+    each growth; an append waits (``wait_covered``) only for a frame past
+    what the manifest on disk covers. A state submitted while an earlier one
+    is being written replaces any state still waiting. The manifest never
+    describes more than the files hold, because they are extended before a
+    state is submitted. ``write_now`` goes through the same thread, so there
     is only ever one writer of the file. A failed write is kept in ``error``
     until the next write: the scratch writer then writes its current state
     with ``write_now`` before its next frame, and raises only if that fails.
+    Errors stay in ``error`` after ``stop``.
     """
 
     def __init__(self, path: Path) -> None:
+        super().__init__("ome-writers-manifest")
         self.path = path
         self.error: OSError | None = None
-        self._cond = threading.Condition()
         self._pending: tuple[dict[str, Any], bool, int] | None = None
         #: frames the manifest on disk covers (``covers`` of the last write)
         self.covered = 0
         self._busy = False
-        self._stopped = False
-        self._thread = threading.Thread(
-            target=self._run, name="ome-writers-manifest", daemon=True
-        )
         self._thread.start()
 
     def submit(
@@ -173,13 +193,6 @@ class ManifestWriter:
     def _settled(self) -> bool:
         """Nothing queued or being written (or no thread left to write it)."""
         return (self._pending is None and not self._busy) or not self._alive()
-
-    def stop(self) -> None:
-        """Finish what is queued, then end the thread (errors stay in ``error``)."""
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-        self._thread.join()
 
     def _run(self) -> None:
         while True:

@@ -25,9 +25,10 @@ backend queues a manifest describing the new extent there).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING
+
+from ome_writers._backends.scratch._files import ConditionThread
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("ome_writers")
 
 
-class FileGrower:
+class FileGrower(ConditionThread):
     """Keeps data files ``lead`` rows ahead of the writer (see the notes).
 
     Parameters
@@ -70,6 +71,7 @@ class FileGrower:
         max_lead_rows: int,
         horizon_s: float,
     ) -> None:
+        super().__init__("ome-writers-grow")
         self._resize = resize
         self._allocate = allocate
         self._on_grown = on_grown
@@ -86,12 +88,6 @@ class FileGrower:
         self._since = (time.monotonic(), 0)
         self._wanted = 0  # rows the writer needs now (the highest asked)
         self._error: OSError | None = None
-        self._cond = threading.Condition()
-        self._busy = False
-        self._stopped = False
-        self._thread = threading.Thread(
-            target=self._run, name="ome-writers-grow", daemon=True
-        )
         self._thread.start()
 
     def _whole_steps(self, rows: int) -> int:
@@ -125,13 +121,6 @@ class FileGrower:
                     self._error = None
                     raise error
                 self._cond.wait(0.5)
-
-    def stop(self) -> None:
-        """Finish the growth under way and end the thread."""
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-        self._thread.join()
 
     # ------------------------------------------------------------- the thread
 
