@@ -161,7 +161,9 @@ class FileGrower(ConditionThread):
         self._since = (started, wanted)
         first = self.rows
         target = self._whole_steps(wanted + self._lead)
-        if target <= first:  # asked for less than the files already hold
+        if target <= first:  # the files hold the new lead already
+            with self._cond:  # (else this thread would be woken again at once)
+                self.low_water_rows = self._lead // 2
             return
         self._resize(target)
         self._allocate(first, target)
