@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from ome_writers._util import pwrite_all, replace_file
+from ome_writers._util import pwrite_all, replace_file, write_all
 
 JOURNAL_SUFFIX = ".ome-writers-journal"
 JOURNAL_JSON = "journal.json"
@@ -268,9 +268,7 @@ class Journal:
         """After a frame is stored: its metadata line, then the count."""
         if metadata_json is not None:
             line = f'{{"n":{frame_number},"m":{metadata_json}}}\n'.encode()
-            view = memoryview(line)
-            while view:
-                view = view[os.write(self._meta_fd, view) :]
+            write_all(self._meta_fd, line)
             if self._every_frame:
                 os.fsync(self._meta_fd)
         self.count(frames_written)

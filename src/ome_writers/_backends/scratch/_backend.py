@@ -61,7 +61,12 @@ from ome_writers._backends.scratch._grower import FileGrower
 from ome_writers._backends.scratch._roots import make_temporary_root, prepare_root
 from ome_writers._errors import WriteError
 from ome_writers._formats import ScratchFormat
-from ome_writers._util import pwrite_all, replace_file, user_stacklevel
+from ome_writers._util import (
+    pwrite_all,
+    replace_file,
+    user_stacklevel,
+    write_all,
+)
 from ome_writers._version import __version__
 
 if TYPE_CHECKING:
@@ -279,9 +284,7 @@ class ScratchBackend(Backend):
                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
                 0o644,
             )
-            view = memoryview(metadata)
-            while view:
-                view = view[os.write(self._meta_fd, view) :]
+            write_all(self._meta_fd, metadata)
             self._meta_size = len(metadata)
             self._progress_fd = os.open(
                 root / files.PROGRESS, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644

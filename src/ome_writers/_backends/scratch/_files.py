@@ -165,11 +165,6 @@ class ManifestWriter(ConditionThread):
             ):
                 pass
 
-    def wait(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for what is queued; True if it is written."""
-        with self._cond:
-            return self._cond.wait_for(self._settled, timeout_s)
-
     def write_now(
         self, payload: dict[str, Any], *, durable: bool = False, covers: int = 0
     ) -> None:

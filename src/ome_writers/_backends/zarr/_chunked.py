@@ -373,8 +373,8 @@ class ChunkedZarrBackend(ZarrBackendBase):
         )
         #: journal slots of frames not yet written, by (position, storage index)
         self._frame_slots: dict[tuple[int, Index], int] = {}
-        self._recovered = False
-        #: opened by ``recover``: blocks are completed from the output at close
+        #: opened by ``recover``: blocks are completed from the output at
+        #: close, and an unbounded extent set from the frame count
         self._reopened = False
         #: the frame being written (``write`` runs one frame at a time)
         self.frame_number = 0
@@ -426,7 +426,6 @@ class ChunkedZarrBackend(ZarrBackendBase):
             key = f"{self.key_of(self.array_paths[0])}/zarr.json"
             document = json.loads(self.store.read_bytes(key))
             self._extent0 = int(document["shape"][0])
-            self._recovered = True
         # journaled frames come back in order, but blocks the killed writer
         # spilled frame by frame may hold frames that are not journaled
         self.buffer.mark_passed = False
@@ -639,7 +638,7 @@ class ChunkedZarrBackend(ZarrBackendBase):
     # --------------------------------------------------------------- closing
 
     def _close_engine(self, frames_written: int) -> None:
-        if self._recovered:
+        if self._reopened and self.router.is_unbounded:
             # the killed writer may have grown the arrays for a frame whose
             # append never returned: the extent is what the count says
             steps = self.router.steps_started(frames_written)
